@@ -1,0 +1,300 @@
+package attest_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/duo-confidential/duo-confidential/proxy/attest"
+	"github.com/duo-confidential/duo-confidential/proxy/attest/attesttest"
+)
+
+var testNow = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+
+var backend = sync.OnceValues(func() (*attesttest.Backend, error) { return attesttest.NewBackend(testNow) })
+
+func mustBackend(t testing.TB) *attesttest.Backend {
+	t.Helper()
+	b, err := backend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// mapSource serves collateral responses from memory, as a bundle would.
+type mapSource struct {
+	items   map[string]attesttest.Response
+	fetched time.Time
+}
+
+func (m mapSource) Collateral(_ context.Context, url string) (*attest.CollateralItem, error) {
+	r, ok := m.items[url]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", url, attest.ErrCollateralNotFound)
+	}
+	return &attest.CollateralItem{URL: url, Header: r.Header.Clone(), Body: bytes.Clone(r.Body), FetchedAt: m.fetched, Source: "bundle"}, nil
+}
+
+func newVerifier(t testing.TB, b *attesttest.Backend, pinned []byte) *attest.Verifier {
+	t.Helper()
+	items, err := b.Collateral()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := attest.ParseTestRoots(b.RootsPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &attest.Verifier{
+		Manifest: attest.ManifestPolicy{Mode: attest.ModePinned, Pinned: pinned},
+		Hardware: attest.HardwareOptions{
+			Now:        testNow,
+			Collateral: mapSource{items: items, fetched: testNow.Add(-time.Hour)},
+			Roots:      roots,
+		},
+	}
+}
+
+func nonce(t testing.TB) []byte {
+	n := make([]byte, attest.NonceSize)
+	if _, err := rand.Read(n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// parseDoc returns a function taking a document generator's results, so
+// calls read parseDoc(t)(b.TDXDoc(...)).
+func parseDoc(t testing.TB) func([]byte, error) *attest.Doc {
+	return func(raw []byte, err error) *attest.Doc {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := attest.ParseDoc(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+}
+
+func TestVerifyDocTDXAccepted(t *testing.T) {
+	b := mustBackend(t)
+	v := newVerifier(t, b, b.TDXManifest)
+	v.TrustLog, _ = attest.OpenTrustLog(filepath.Join(t.TempDir(), "trust-log.jsonl"))
+	n := nonce(t)
+	doc := parseDoc(t)(b.TDXDoc(n, nil, nil))
+	res, err := v.VerifyDoc(context.Background(), doc, n)
+	if err != nil {
+		t.Fatalf("VerifyDoc: %v\nchecks: %+v", err, res.Checks)
+	}
+	if res.Verdict != attest.VerdictAccepted || res.Platform != attest.PlatformTDX {
+		t.Fatalf("verdict %s platform %s", res.Verdict, res.Platform)
+	}
+	sum := sha256.Sum256(b.TDXManifest)
+	if res.ManifestSHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("manifest hash %s", res.ManifestSHA256)
+	}
+	if res.PolicyHash != hex.EncodeToString(b.Coordinator.PolicyHash[:]) {
+		t.Errorf("policy hash %s", res.PolicyHash)
+	}
+	for _, m := range res.Measurements {
+		if m.Expected != "" && !m.Match {
+			t.Errorf("accepted result with mismatching %s", m.Name)
+		}
+	}
+	entries, err := v.TrustLog.Entries()
+	if err != nil || len(entries) != 1 || entries[0].ManifestSHA256 != res.ManifestSHA256 {
+		t.Fatalf("trust log after acceptance: %+v, %v", entries, err)
+	}
+}
+
+func TestVerifyDocRejections(t *testing.T) {
+	b := mustBackend(t)
+	otherManifest := bytes.Replace(b.TDXManifest, []byte(`"Xfam":"`), []byte(`"Xfam": "`), 1)
+	tests := []struct {
+		name   string
+		setup  func(v *attest.Verifier)
+		doc    func(n []byte) ([]byte, error)
+		nonce  func(n []byte) []byte
+		class  attest.Class
+		logged bool
+	}{
+		{
+			name:  "wrong nonce",
+			nonce: func(n []byte) []byte { m := bytes.Clone(n); m[0] ^= 1; return m },
+			class: attest.ClassReportData,
+		},
+		{
+			name:  "short nonce",
+			nonce: func(n []byte) []byte { return n[:16] },
+			class: attest.ClassReportData,
+		},
+		{
+			name: "report data binds other CAs",
+			doc: func(n []byte) ([]byte, error) {
+				return b.TDXDoc(n, nil, func(o *attesttest.TDXQuoteOptions) { o.ReportData[5] ^= 0xff })
+			},
+			class: attest.ClassReportData,
+		},
+		{
+			name:  "pinned manifest differs",
+			setup: func(v *attest.Verifier) { v.Manifest.Pinned = otherManifest },
+			class: attest.ClassManifest,
+		},
+		{
+			name: "manifest not allowlisted",
+			setup: func(v *attest.Verifier) {
+				v.Manifest = attest.ManifestPolicy{Mode: attest.ModeAllowlist, AllowedSHA256: []string{strings.Repeat("ab", 32)}}
+			},
+			class: attest.ClassManifest,
+		},
+		{
+			name: "dynamic manifest differs",
+			setup: func(v *attest.Verifier) {
+				v.Manifest = attest.ManifestPolicy{Mode: attest.ModeDynamic, Fetcher: attest.StaticManifest(otherManifest)}
+			},
+			class: attest.ClassManifest,
+		},
+		{
+			name: "history longer than allowed",
+			doc: func(n []byte) ([]byte, error) {
+				return b.TDXDoc(n, [][]byte{otherManifest, b.TDXManifest}, nil)
+			},
+			class: attest.ClassManifest,
+		},
+		{
+			name: "MRTD changed",
+			doc: func(n []byte) ([]byte, error) {
+				return b.TDXDoc(n, nil, func(o *attesttest.TDXQuoteOptions) { o.MrTd[0] ^= 1 })
+			},
+			class: attest.ClassMeasurement,
+		},
+		{
+			name: "MRCONFIGID is not the coordinator policy",
+			doc: func(n []byte) ([]byte, error) {
+				return b.TDXDoc(n, nil, func(o *attesttest.TDXQuoteOptions) { o.MrConfigID[0] ^= 1 })
+			},
+			class: attest.ClassMeasurement,
+		},
+		{
+			name: "debug TD",
+			doc: func(n []byte) ([]byte, error) {
+				return b.TDXDoc(n, nil, func(o *attesttest.TDXQuoteOptions) { o.TdAttributes[0] |= 1 })
+			},
+			class: attest.ClassDebug,
+		},
+		{
+			name:  "real Intel root",
+			setup: func(v *attest.Verifier) { v.Hardware.Roots = nil },
+			class: attest.ClassChain,
+		},
+		{
+			name:  "stale collateral",
+			setup: func(v *attest.Verifier) { v.Hardware.MaxCollateralAge = time.Minute },
+			class: attest.ClassCollateralStale,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newVerifier(t, b, b.TDXManifest)
+			tl, err := attest.OpenTrustLog(filepath.Join(t.TempDir(), "trust-log.jsonl"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v.TrustLog = tl
+			if tc.setup != nil {
+				tc.setup(v)
+			}
+			n := nonce(t)
+			mk := tc.doc
+			if mk == nil {
+				mk = func(n []byte) ([]byte, error) { return b.TDXDoc(n, nil, nil) }
+			}
+			doc := parseDoc(t)(mk(n))
+			asked := n
+			if tc.nonce != nil {
+				asked = tc.nonce(n)
+			}
+			res, err := v.VerifyDoc(context.Background(), doc, asked)
+			if !errors.Is(err, &attest.Error{Class: tc.class}) {
+				t.Fatalf("err = %v (class %q), want class %q", err, attest.ClassOf(err), tc.class)
+			}
+			if res.Verdict != attest.VerdictRejected || res.ErrorClass != tc.class {
+				t.Errorf("result verdict %s class %s", res.Verdict, res.ErrorClass)
+			}
+			if entries, _ := tl.Entries(); len(entries) != 0 {
+				t.Errorf("a rejected document was recorded in the trust log")
+			}
+		})
+	}
+}
+
+func TestVerifyDocRollbackNeedsApproval(t *testing.T) {
+	b := mustBackend(t)
+	tl, err := attest.OpenTrustLog(filepath.Join(t.TempDir(), "trust-log.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := newVerifier(t, b, b.TDXManifest)
+	old.TrustLog = tl
+	verify := func(v *attest.Verifier) error {
+		n := nonce(t)
+		_, err := v.VerifyDoc(context.Background(), parseDoc(t)(b.TDXDoc(n, [][]byte{v.Manifest.Pinned}, nil)), n)
+		return err
+	}
+	if err := verify(old); err != nil {
+		t.Fatal(err)
+	}
+	// A newer manifest with the same reference values (re-encoded) is accepted...
+	newer := bytes.Replace(b.TDXManifest, []byte(`"Xfam":"`), []byte(`"Xfam": "`), 1)
+	nv := newVerifier(t, b, newer)
+	nv.TrustLog = tl
+	if err := verify(nv); err != nil {
+		t.Fatalf("newer manifest: %v", err)
+	}
+	// ...and going back to the superseded one needs the operator's approval.
+	if err := verify(old); !errors.Is(err, attest.ErrRollback) {
+		t.Fatalf("rollback: err = %v, want ClassRollback", err)
+	}
+	sum := sha256.Sum256(b.TDXManifest)
+	old.Manifest.ApprovedRollbacks = []string{hex.EncodeToString(sum[:])}
+	if err := verify(old); err != nil {
+		t.Fatalf("approved rollback: %v", err)
+	}
+	entries, err := tl.Entries()
+	if err != nil || len(entries) != 3 {
+		t.Fatalf("trust log: %d entries, %v; want 3", len(entries), err)
+	}
+}
+
+func BenchmarkVerifyDocTDX(b *testing.B) {
+	be := mustBackend(b)
+	v := newVerifier(b, be, be.TDXManifest)
+	n := nonce(b)
+	raw, err := be.TDXDoc(n, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		doc, err := attest.ParseDoc(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := v.VerifyDoc(context.Background(), doc, n); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
