@@ -48,6 +48,17 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 		return err
 	}
 	log := g.Logger()
+	// Check the inputs before touching collateral, so a typo is reported
+	// as such and not as a missing bundle.
+	var nonce []byte
+	if c.Doc != "" {
+		if c.Nonce == "" {
+			return errors.New("--nonce is required with --doc: the document is only meaningful for the nonce it answers")
+		}
+		if nonce, err = decodeBytes(c.Nonce); err != nil {
+			return fmt.Errorf("--nonce: %w", err)
+		}
+	}
 	hw := attest.HardwareOptions{
 		MaxCollateralAge: cfg.Attestation.Collateral.MaxAge,
 		SkipCollateral:   c.SkipCollateral,
@@ -84,7 +95,7 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 	var res *attest.Result
 	switch {
 	case c.Doc != "":
-		res, err = c.verifyDoc(ctx, cfg, hw)
+		res, err = c.verifyDoc(ctx, cfg, hw, nonce)
 	default:
 		res, err = c.verifyRaw(ctx, hw)
 	}
@@ -99,14 +110,7 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 	return nil
 }
 
-func (c *AttestVerifyCmd) verifyDoc(ctx context.Context, cfg *appliance.Config, hw attest.HardwareOptions) (*attest.Result, error) {
-	if c.Nonce == "" {
-		return nil, errors.New("--nonce is required with --doc: the document is only meaningful for the nonce it answers")
-	}
-	nonce, err := decodeBytes(c.Nonce)
-	if err != nil {
-		return nil, fmt.Errorf("--nonce: %w", err)
-	}
+func (c *AttestVerifyCmd) verifyDoc(ctx context.Context, cfg *appliance.Config, hw attest.HardwareOptions, nonce []byte) (*attest.Result, error) {
 	b, err := os.ReadFile(c.Doc)
 	if err != nil {
 		return nil, fmt.Errorf("read document: %w", err)

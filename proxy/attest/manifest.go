@@ -166,21 +166,21 @@ func (r SNPReference) validate() error {
 	switch r.ProductName {
 	case "Milan", "Genoa", "Turin":
 	default:
-		return fmt.Errorf("ProductName %q: want Milan, Genoa or Turin", r.ProductName)
+		return fmt.Errorf("field ProductName %q: want Milan, Genoa or Turin", r.ProductName)
 	}
 	if err := checkHex(r.TrustedMeasurement, abi.MeasurementSize); err != nil {
-		return fmt.Errorf("TrustedMeasurement: %w", err)
+		return fmt.Errorf("field TrustedMeasurement: %w", err)
 	}
 	t := r.MinimumTCB
 	if t.BootloaderVersion == nil || t.TEEVersion == nil || t.SNPVersion == nil || t.MicrocodeVersion == nil {
-		return fmt.Errorf("MinimumTCB: all of BootloaderVersion, TEEVersion, SNPVersion, MicrocodeVersion are required")
+		return fmt.Errorf("field MinimumTCB: all of BootloaderVersion, TEEVersion, SNPVersion, MicrocodeVersion are required")
 	}
 	if r.GuestPolicy.Debug {
 		return fmt.Errorf("GuestPolicy.Debug: debug guests are never accepted")
 	}
 	for i, c := range r.AllowedChipIDs {
 		if err := checkHex(c, abi.ChipIDSize); err != nil {
-			return fmt.Errorf("AllowedChipIDs[%d]: %w", i, err)
+			return fmt.Errorf("field AllowedChipIDs[%d]: %w", i, err)
 		}
 	}
 	return nil
@@ -188,32 +188,32 @@ func (r SNPReference) validate() error {
 
 func (r TDXReference) validate() error {
 	if err := checkHex(r.MrTd, 48); err != nil {
-		return fmt.Errorf("MrTd: %w", err)
+		return fmt.Errorf("field MrTd: %w", err)
 	}
 	if err := checkHex(r.MrSeam, 48); err != nil {
-		return fmt.Errorf("MrSeam: %w", err)
+		return fmt.Errorf("field MrSeam: %w", err)
 	}
 	if err := checkHex(r.Xfam, 8); err != nil {
-		return fmt.Errorf("Xfam: %w", err)
+		return fmt.Errorf("field Xfam: %w", err)
 	}
 	for i, v := range r.Rtmrs {
 		if err := checkHex(v, 48); err != nil {
-			return fmt.Errorf("Rtmrs[%d]: %w", i, err)
+			return fmt.Errorf("field Rtmrs[%d]: %w", i, err)
 		}
 	}
 	if r.TdAttributes != "" {
 		if err := checkHex(r.TdAttributes, 8); err != nil {
-			return fmt.Errorf("TdAttributes: %w", err)
+			return fmt.Errorf("field TdAttributes: %w", err)
 		}
 	}
 	if r.MinimumTeeTcbSvn != "" {
 		if err := checkHex(r.MinimumTeeTcbSvn, 16); err != nil {
-			return fmt.Errorf("MinimumTeeTcbSvn: %w", err)
+			return fmt.Errorf("field MinimumTeeTcbSvn: %w", err)
 		}
 	}
 	for i, p := range r.AllowedPIIDs {
 		if err := checkHex(p, 16); err != nil {
-			return fmt.Errorf("AllowedPIIDs[%d]: %w", i, err)
+			return fmt.Errorf("field AllowedPIIDs[%d]: %w", i, err)
 		}
 	}
 	return nil

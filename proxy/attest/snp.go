@@ -65,7 +65,7 @@ func ParseSNPReport(raw []byte) (*SNPEvidence, error) {
 		chain = table.Proto()
 	}
 	att := &spb.Attestation{Report: rep, CertificateChain: chain}
-	return newSNPEvidence(att, raw, raw[:abi.ReportSize:abi.ReportSize])
+	return newSNPEvidence(att, raw, append([]byte(nil), raw[:abi.ReportSize]...))
 }
 
 // checkSNPCertTable validates the GUID table header: every entry must lie

@@ -101,6 +101,7 @@ func verifySNPHardware(ctx context.Context, ev *SNPEvidence, report []byte, opts
 		res.addCheck("snp endorsement key matches report", false, err.Error())
 		return err
 	}
+	res.addCheck("snp endorsement key matches report", true, "issued for this chip and REPORTED_TCB")
 	if err := snpVerifySignature(ctx, ev, report, ek, ekDER, roots, signer, now); err != nil {
 		res.addCheck("snp report signature", false, err.Error())
 		return err

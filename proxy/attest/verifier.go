@@ -113,6 +113,11 @@ func (v *Verifier) VerifyDoc(ctx context.Context, doc *Doc, nonce []byte) (*Resu
 		if len(m.ReferenceValues.SNP) == 0 {
 			return res, res.reject(newError(ClassManifest, "ReferenceValues.snp", nil, "the manifest has no SNP reference values but the coordinator runs on SEV-SNP"))
 		}
+		if doc.SNP.Product == "" {
+			// v2 reports carry no CPUID; the manifest names the product
+			// line, and the vendor chain must still verify for it.
+			doc.SNP.Product = m.ReferenceValues.SNP[0].ProductName
+		}
 		if err := VerifySNP(ctx, doc.SNP, hw, res); err != nil {
 			return res, res.reject(err)
 		}

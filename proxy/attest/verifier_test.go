@@ -298,3 +298,64 @@ func BenchmarkVerifyDocTDX(b *testing.B) {
 		}
 	}
 }
+
+func TestVerifyDocSNP(t *testing.T) {
+	b := mustBackend(t)
+	tests := []struct {
+		name   string
+		mutate func(*attesttest.SNPReportOptions)
+		setup  func(*attest.Verifier)
+		class  attest.Class
+	}{
+		{name: "accepted"},
+		{name: "measurement changed", mutate: func(o *attesttest.SNPReportOptions) { o.Measurement[0] ^= 1 }, class: attest.ClassMeasurement},
+		{name: "HOST_DATA is not the coordinator policy", mutate: func(o *attesttest.SNPReportOptions) { o.HostData[0] ^= 1 }, class: attest.ClassMeasurement},
+		{name: "debug guest", mutate: func(o *attesttest.SNPReportOptions) { o.Policy |= 1 << 19 }, class: attest.ClassDebug},
+		{name: "report data binds another nonce", mutate: func(o *attesttest.SNPReportOptions) { o.ReportData[0] ^= 1 }, class: attest.ClassReportData},
+		{name: "real AMD roots", setup: func(v *attest.Verifier) { v.Hardware.Roots = nil }, class: attest.ClassChain},
+		{name: "TDX manifest for SNP evidence", setup: func(v *attest.Verifier) { v.Manifest.Pinned = b.TDXManifest }, class: attest.ClassManifest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newVerifier(t, b, b.SNPManifest)
+			if tc.setup != nil {
+				tc.setup(v)
+			}
+			n := nonce(t)
+			doc := parseDoc(t)(b.SNPDoc(n, nil, tc.mutate))
+			if doc.Platform != attest.PlatformSNP {
+				t.Fatalf("platform %s", doc.Platform)
+			}
+			res, err := v.VerifyDoc(context.Background(), doc, n)
+			if tc.class == "" {
+				if err != nil || res.Verdict != attest.VerdictAccepted {
+					t.Fatalf("VerifyDoc: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, &attest.Error{Class: tc.class}) {
+				t.Fatalf("err = %v (class %q), want class %q", err, attest.ClassOf(err), tc.class)
+			}
+		})
+	}
+}
+
+func BenchmarkVerifyDocSNP(b *testing.B) {
+	be := mustBackend(b)
+	v := newVerifier(b, be, be.SNPManifest)
+	n := nonce(b)
+	raw, err := be.SNPDoc(n, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		doc, err := attest.ParseDoc(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := v.VerifyDoc(context.Background(), doc, n); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

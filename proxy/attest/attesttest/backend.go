@@ -1,10 +1,15 @@
 package attesttest
 
 import (
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"maps"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/proxy/attest/idblock"
+	"github.com/google/go-sev-guest/abi"
 )
 
 // Backend is a complete, test-signed confidential backend as a client sees
@@ -20,6 +25,12 @@ type Backend struct {
 	// evidence by default.
 	TDXManifest []byte
 	tdxDefaults TDXQuoteOptions
+
+	SNP *SNPAuthority
+	// SNPManifest is the manifest whose reference values match SNPDoc's
+	// evidence by default.
+	SNPManifest []byte
+	snpDefaults SNPReportOptions
 }
 
 // NewBackend creates a backend whose certificates are valid at now.
@@ -43,7 +54,74 @@ func NewBackend(now time.Time) (*Backend, error) {
 	if b.TDXManifest, err = c.Manifest(map[string]any{"tdx": []any{tdxReference(b.tdxDefaults)}}); err != nil {
 		return nil, err
 	}
+	if err := b.initSNP(now); err != nil {
+		return nil, err
+	}
 	return b, nil
+}
+
+// sandboxMeasurement is the launch measurement of the sandbox's imaginary
+// SNP guest: a recognisable constant, not a hash of anything.
+var sandboxMeasurement = [48]byte{0x5a, 0x4e, 0x44, 0x42, 0x4f, 0x58} // "ZNDBOX"
+
+// initSNP creates a Milan authority and the matching manifest: SMT allowed,
+// debug off, ID block derived as Contrast does, HOST_DATA = policy hash.
+func (b *Backend) initSNP(now time.Time) error {
+	a, err := NewSNPAuthority("Milan", now)
+	if err != nil {
+		return err
+	}
+	b.SNP = a
+	policy := abi.SnpPolicy{SMT: true}
+	idKey, err := idblock.KeyDigest(sandboxMeasurement, policy)
+	if err != nil {
+		return fmt.Errorf("derive sandbox ID key: %w", err)
+	}
+	b.snpDefaults = SNPReportOptions{
+		HostData:    b.Coordinator.PolicyHash,
+		Measurement: sandboxMeasurement,
+		Policy:      abi.SnpPolicyToBytes(policy),
+		IDKeyDigest: idKey,
+	}
+	tcb := a.TCB()
+	spl := func(shift uint) uint8 { return uint8(tcb >> shift) }
+	ref := map[string]any{
+		"ProductName":        a.Product(),
+		"TrustedMeasurement": hex.EncodeToString(sandboxMeasurement[:]),
+		"MinimumTCB": map[string]uint8{
+			"BootloaderVersion": spl(0),
+			"TEEVersion":        spl(8),
+			"SNPVersion":        spl(48),
+			"MicrocodeVersion":  spl(56),
+		},
+		"GuestPolicy":  policy,
+		"PlatformInfo": abi.SnpPlatformInfo{},
+	}
+	b.SNPManifest, err = b.Coordinator.Manifest(map[string]any{"snp": []any{ref}})
+	return err
+}
+
+// SNPReportOptions returns the report options matching SNPManifest, for
+// tests that change one value.
+func (b *Backend) SNPReportOptions() SNPReportOptions { return b.snpDefaults }
+
+// SNPDoc answers an attestation request for nonce with SEV-SNP evidence
+// (report, VCEK, ASK, ARK and CRL) bound to manifests (default:
+// SNPManifest alone). mutate, if not nil, changes the report before signing.
+func (b *Backend) SNPDoc(nonce []byte, manifests [][]byte, mutate func(*SNPReportOptions)) ([]byte, error) {
+	if manifests == nil {
+		manifests = [][]byte{b.SNPManifest}
+	}
+	o := b.snpDefaults
+	o.ReportData = b.Coordinator.ReportData(nonce, manifests)
+	if mutate != nil {
+		mutate(&o)
+	}
+	att, err := b.SNP.Attestation(o, true)
+	if err != nil {
+		return nil, fmt.Errorf("sign SNP report: %w", err)
+	}
+	return b.Coordinator.Doc(EvidenceSNP, att, manifests, true)
 }
 
 // tdxReference renders quote options as a Contrast TDX reference entry.
@@ -94,10 +172,16 @@ func (b *Backend) Collateral() (map[string]Response, error) {
 		return nil, fmt.Errorf("TDX collateral: %w", err)
 	}
 	maps.Copy(out, tdx)
+	maps.Copy(out, b.SNP.Collateral(b.Now))
 	return out, nil
 }
 
-// RootsPEM returns the test vendor roots: the TDX root CA.
+// RootsPEM returns the test vendor roots: the TDX root CA and the AMD ARK
+// and ASK.
 func (b *Backend) RootsPEM() []byte {
-	return append([]byte(nil), b.TDX.RootPEM()...)
+	out := append([]byte(nil), b.TDX.RootPEM()...)
+	for _, c := range []*x509.Certificate{b.SNP.ARK(), b.SNP.ASK()} {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
 }
