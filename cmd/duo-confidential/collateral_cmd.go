@@ -311,7 +311,10 @@ func collateralSource(cfg *appliance.Config, bundle string, offline bool) (attes
 		return nil, err
 	}
 	if bundle == "" {
-		return collateral.OpenCache(collateral.CacheOptions{Path: path, Upstream: online})
+		// Refetch only what verification would refuse anyway (missing,
+		// older than max_age, past nextUpdate): with a usable bundle in
+		// place, verifying makes no network call at all.
+		return collateral.OpenCache(collateral.CacheOptions{Path: path, Upstream: online, RefreshAfter: cfg.Attestation.Collateral.MaxAge})
 	}
 	b, err := collateral.Load(path)
 	if err != nil {

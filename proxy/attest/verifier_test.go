@@ -359,3 +359,34 @@ func BenchmarkVerifyDocSNP(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifyDocWrongCA swaps the mesh CA the coordinator reports: REPORT_DATA
+// no longer binds it, so the document is refused.
+func TestVerifyDocWrongCA(t *testing.T) {
+	b := mustBackend(t)
+	v := newVerifier(t, b, b.TDXManifest)
+	n := nonce(t)
+	doc := parseDoc(t)(b.TDXDoc(n, nil, nil))
+	other, err := attesttest.NewCoordinator(testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, swap := range map[string]func(*attest.Doc){
+		"mesh CA": func(d *attest.Doc) { d.MeshCA = other.MeshCAPEM },
+		"root CA": func(d *attest.Doc) { d.RootCA = other.RootCAPEM },
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := *doc
+			swap(&d)
+			if _, err := v.VerifyDoc(context.Background(), &d, n); !errors.Is(err, attest.ErrReportData) {
+				t.Fatalf("err = %v, want ClassReportData", err)
+			}
+		})
+	}
+	// A mesh CA that is not a CA certificate is malformed, not merely unbound.
+	d := *doc
+	d.MeshCA = []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+	if _, err := v.VerifyDoc(context.Background(), &d, n); !errors.Is(err, attest.ErrMalformed) {
+		t.Fatalf("garbage mesh CA: err = %v, want ClassMalformed", err)
+	}
+}
