@@ -32,6 +32,12 @@ const (
 	DefaultReattestInterval    = time.Hour
 	DefaultCollateralOnline    = true
 	DefaultCollateralMaxAge    = 720 * time.Hour
+	DefaultProxyListen         = "127.0.0.1:8080"
+	DefaultProxyMaxRequest     = 32 << 20
+	DefaultProxyReadTimeout    = 60 * time.Second
+	DefaultProxyUpstream       = 10 * time.Minute
+	DefaultProxyStreamIdle     = 2 * time.Minute
+	DefaultProxyCacheSalt      = CacheSaltPerRequest
 	// DefaultCollateralBundleName is the bundle's file name inside state_dir
 	// when attestation.collateral.bundle is not set.
 	DefaultCollateralBundleName = "collateral.json"
@@ -61,6 +67,7 @@ type Config struct {
 	Outbound    OutboundConfig    `yaml:"outbound"`
 	Privatemode PrivatemodeConfig `yaml:"privatemode"`
 	Attestation AttestationConfig `yaml:"attestation"`
+	Proxy       ProxyConfig       `yaml:"proxy"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
 	// value came from ("config.yaml:12" or "env DUO_CONFIDENTIAL_..."), so
@@ -120,6 +127,27 @@ type CollateralConfig struct {
 	MaxAge time.Duration `yaml:"max_age"`
 }
 
+// ProxyConfig is the attesting encryption proxy's OpenAI-compatible
+// listener: where it listens, who may use it, its limits and timeouts, and
+// how prompt-cache salts and the GPU OCSP policy are chosen.
+type ProxyConfig struct {
+	Listen             string        `yaml:"listen"`
+	InboundTokenSHA256 []string      `yaml:"inbound_token_sha256"`
+	MaxRequestBytes    int           `yaml:"max_request_bytes"`
+	ReadTimeout        time.Duration `yaml:"read_timeout"`
+	UpstreamTimeout    time.Duration `yaml:"upstream_timeout"`
+	StreamIdleTimeout  time.Duration `yaml:"stream_idle_timeout"`
+	CacheSalt          string        `yaml:"cache_salt"`
+	SharedSaltFile     string        `yaml:"shared_salt_file"`
+	StrictOCSP         bool          `yaml:"strict_ocsp"`
+}
+
+// Cache-salt modes for proxy.cache_salt.
+const (
+	CacheSaltPerRequest = "per-request" // a fresh random salt per request: no cache sharing
+	CacheSaltShared     = "shared"      // one salt from shared_salt_file: prefix-cache sharing between requests
+)
+
 // Default returns a new Config holding every default. It is valid as it is.
 func Default() *Config {
 	c := baseDefaults()
@@ -149,6 +177,14 @@ func baseDefaults() *Config {
 				MaxAge: DefaultCollateralMaxAge,
 			},
 			ReattestInterval: DefaultReattestInterval,
+		},
+		Proxy: ProxyConfig{
+			Listen:            DefaultProxyListen,
+			MaxRequestBytes:   DefaultProxyMaxRequest,
+			ReadTimeout:       DefaultProxyReadTimeout,
+			UpstreamTimeout:   DefaultProxyUpstream,
+			StreamIdleTimeout: DefaultProxyStreamIdle,
+			CacheSalt:         DefaultProxyCacheSalt,
 		},
 	}
 }

@@ -438,6 +438,9 @@ func sameValues(a, b *Config) bool {
 		if len(m.ApprovedRollbacks) == 0 {
 			m.ApprovedRollbacks = nil
 		}
+		if len(c.Proxy.InboundTokenSHA256) == 0 {
+			c.Proxy.InboundTokenSHA256 = nil
+		}
 	}
 	norm(&x)
 	norm(&y)
@@ -468,5 +471,37 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load(missing) = %v, want an error wrapping fs.ErrNotExist", err)
+	}
+}
+
+func TestProxyConfig(t *testing.T) {
+	dir := t.TempDir()
+	salt := writeFile(t, dir, "salt", strings.Repeat("s", 40), 0o600)
+	short := writeFile(t, dir, "short", "tooshort", 0o600)
+	digest := strings.Repeat("ab", 32)
+	ok := mustParse(t, "proxy:\n  listen: 0.0.0.0:8443\n  inbound_token_sha256: ["+strings.ToUpper(digest)+"]\n  cache_salt: shared\n  shared_salt_file: "+salt+"\n  stream_idle_timeout: 30s\n")
+	if ok.Proxy.Listen != "0.0.0.0:8443" || ok.Proxy.InboundTokenSHA256[0] != digest || ok.Proxy.StreamIdleTimeout != 30*time.Second {
+		t.Fatalf("got %+v", ok.Proxy)
+	}
+	tests := []struct{ in, want string }{
+		{"proxy:\n  listen: 0.0.0.0:8080\n", "inbound_token_sha256 must list"},
+		{"proxy:\n  listen: nonsense\n", "not HOST:PORT"},
+		{"proxy:\n  inbound_token_sha256: [abc]\n", "not a SHA-256"},
+		{"proxy:\n  cache_salt: shared\n", "needs proxy.shared_salt_file"},
+		{"proxy:\n  cache_salt: shared\n  shared_salt_file: " + short + "\n", "fewer than 32"},
+		{"proxy:\n  shared_salt_file: " + salt + "\n", "only used when"},
+		{"proxy:\n  cache_salt: sometimes\n", "must be one of"},
+		{"proxy:\n  max_request_bytes: 10\n", "out of range"},
+		{"proxy:\n  stream_idle_timeout: 2h\n", "out of range"},
+	}
+	for _, tc := range tests {
+		_, err := Parse("c.yaml", []byte(tc.in), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.in, err, tc.want)
+		}
+	}
+	c, err := Parse("c.yaml", nil, []string{"DUO_CONFIDENTIAL_PROXY_LISTEN=[::1]:9000", "DUO_CONFIDENTIAL_PROXY_STRICT_OCSP=true"})
+	if err != nil || c.Proxy.Listen != "[::1]:9000" || !c.Proxy.StrictOCSP {
+		t.Fatalf("env overrides: %+v, %v", c, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -32,6 +33,7 @@ var (
 	logLevels     = []string{"debug", "info", "warn", "error"}
 	logFormats    = []string{"text", "json"}
 	manifestModes = []string{ManifestModePinned, ManifestModeAllowlist, ManifestModeDynamic}
+	cacheSaltModes = []string{CacheSaltPerRequest, CacheSaltShared}
 )
 
 // normalize canonicalises values whose spelling does not matter, so later
@@ -43,6 +45,9 @@ func (c *Config) normalize() {
 	}
 	for i, s := range m.ApprovedRollbacks {
 		m.ApprovedRollbacks[i] = strings.ToLower(strings.TrimSpace(s))
+	}
+	for i, s := range c.Proxy.InboundTokenSHA256 {
+		c.Proxy.InboundTokenSHA256[i] = strings.ToLower(strings.TrimSpace(s))
 	}
 }
 
@@ -59,6 +64,7 @@ func (c *Config) Validate() error {
 	v.privatemode()
 	v.manifest()
 	v.collateral()
+	v.proxy()
 	return errors.Join(v.errs...)
 }
 
@@ -246,4 +252,47 @@ func (v *validator) collateral() {
 		v.fail("attestation.collateral.bundle", "must be set (the default is <state_dir>/%s)", DefaultCollateralBundleName)
 	}
 	v.durationIn("attestation.collateral.max_age", col.MaxAge, minCollateralMaxAge, maxCollateralMaxAge)
+}
+
+func (v *validator) proxy() {
+	p := v.c.Proxy
+	host, port, err := net.SplitHostPort(p.Listen)
+	switch {
+	case err != nil:
+		v.fail("proxy.listen", "%q is not HOST:PORT (e.g. 127.0.0.1:8080): %v", p.Listen, err)
+	case port == "":
+		v.fail("proxy.listen", "%q has no port", p.Listen)
+	case !isLoopback(host) && len(p.InboundTokenSHA256) == 0:
+		v.fail("proxy.listen", "%q is reachable from other machines, so proxy.inbound_token_sha256 must list at least one token digest (`duo-confidential proxy token` makes one); without tokens anyone on the network could spend your Privatemode key", p.Listen)
+	}
+	v.sha256List("proxy.inbound_token_sha256", p.InboundTokenSHA256)
+	if p.MaxRequestBytes < 1<<10 || p.MaxRequestBytes > 256<<20 {
+		v.fail("proxy.max_request_bytes", "%d is out of range: set between 1024 and %d bytes", p.MaxRequestBytes, 256<<20)
+	}
+	v.durationIn("proxy.read_timeout", p.ReadTimeout, time.Second, 10*time.Minute)
+	v.durationIn("proxy.upstream_timeout", p.UpstreamTimeout, time.Second, time.Hour)
+	v.durationIn("proxy.stream_idle_timeout", p.StreamIdleTimeout, time.Second, time.Hour)
+	v.oneOf("proxy.cache_salt", p.CacheSalt, cacheSaltModes)
+	switch {
+	case p.CacheSalt == CacheSaltShared && p.SharedSaltFile == "":
+		v.fail("proxy.cache_salt", "%q needs proxy.shared_salt_file (a file holding a secret of at least 32 characters)", p.CacheSalt)
+	case p.CacheSalt != CacheSaltShared && p.SharedSaltFile != "":
+		v.fail("proxy.shared_salt_file", "is only used when proxy.cache_salt is %q; remove it or set the mode", CacheSaltShared)
+	case p.SharedSaltFile != "" && v.absPath("proxy.shared_salt_file", p.SharedSaltFile):
+		b, err := os.ReadFile(p.SharedSaltFile)
+		if err != nil {
+			v.fail("proxy.shared_salt_file", "cannot read %s: %v", p.SharedSaltFile, err)
+		} else if len(strings.TrimSpace(string(b))) < 32 {
+			v.fail("proxy.shared_salt_file", "%s holds fewer than 32 characters; the backend refuses shorter salts", p.SharedSaltFile)
+		}
+	}
+}
+
+// isLoopback reports whether host (an IP or name) only reaches this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

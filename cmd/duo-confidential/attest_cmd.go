@@ -83,7 +83,7 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 		log.Warn("verifying against TEST vendor roots: the result proves nothing about real hardware", "file", c.TestRoots)
 	}
 	if !c.SkipCollateral {
-		src, err := collateralSource(cfg, c.Collateral, c.Offline || !cfg.Attestation.Collateral.Online)
+		src, err := cfg.CollateralSource(c.Collateral, c.Offline || !cfg.Attestation.Collateral.Online)
 		if err != nil {
 			return err
 		}
@@ -119,13 +119,13 @@ func (c *AttestVerifyCmd) verifyDoc(ctx context.Context, cfg *appliance.Config, 
 	if err != nil {
 		return &attest.Result{Verdict: attest.VerdictRejected, ErrorClass: attest.ClassOf(err), Error: err.Error()}, err
 	}
-	policy, err := manifestPolicy(cfg, c.Manifest, c.Offline)
+	policy, err := cfg.ManifestPolicy(c.Manifest, c.Offline)
 	if err != nil {
 		return nil, err
 	}
 	v := &attest.Verifier{Manifest: policy, Hardware: hw}
 	if c.Record {
-		tl, err := attest.OpenTrustLog(trustLogPath(cfg))
+		tl, err := attest.OpenTrustLog(cfg.TrustLogPath())
 		if err != nil {
 			return nil, err
 		}

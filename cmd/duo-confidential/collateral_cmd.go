@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -68,7 +67,7 @@ func runImport(cfg *appliance.Config, c *CollateralImportCmd, now time.Time, out
 	if err := statedir.EnsureDir(cfg.StateDir); err != nil {
 		return fmt.Errorf("collateral import: %w", err)
 	}
-	path := bundlePath(cfg)
+	path := cfg.BundlePath()
 	installed, err := collateral.Load(path)
 	existed := err == nil
 	switch {
@@ -246,7 +245,7 @@ func runShow(cfg *appliance.Config, c *CollateralShowCmd, now time.Time, out io.
 	path, maxAge := c.File, c.MaxAge
 	if cfg != nil {
 		if path == "" {
-			path = bundlePath(cfg)
+			path = cfg.BundlePath()
 		}
 		if maxAge <= 0 {
 			maxAge = cfg.Attestation.Collateral.MaxAge
@@ -281,55 +280,6 @@ func runShow(cfg *appliance.Config, c *CollateralShowCmd, now time.Time, out io.
 		return fmt.Errorf("collateral show: %w", checkErr)
 	}
 	return nil
-}
-
-// collateralSource builds the collateral source verification uses. bundle
-// overrides the configured bundle file. Offline, only the bundle is used and
-// it must exist. Online with the configured bundle, the bundle doubles as a
-// cache that fetched items are written back to; online with an explicit
-// bundle, that file is read first and never modified.
-func collateralSource(cfg *appliance.Config, bundle string, offline bool) (attest.CollateralSource, error) {
-	path := bundle
-	if path == "" {
-		path = bundlePath(cfg)
-	}
-	if offline {
-		b, err := collateral.Load(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no collateral bundle at %s (offline); %s", path, attest.RefreshHint)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return b, nil
-	}
-	online, err := collateral.NewOnline(collateral.OnlineOptions{
-		CABundle: cfg.Outbound.CABundle,
-		Timeout:  cfg.Outbound.Timeout,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if bundle == "" {
-		// Refetch only what verification would refuse anyway (missing,
-		// older than max_age, past nextUpdate): with a usable bundle in
-		// place, verifying makes no network call at all.
-		return collateral.OpenCache(collateral.CacheOptions{Path: path, Upstream: online, RefreshAfter: cfg.Attestation.Collateral.MaxAge})
-	}
-	b, err := collateral.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	return collateral.Chain{b, online}, nil
-}
-
-// bundlePath is the installed bundle: the configured one, else the default
-// name inside the state directory.
-func bundlePath(cfg *appliance.Config) string {
-	if p := cfg.Attestation.Collateral.Bundle; p != "" {
-		return p
-	}
-	return filepath.Join(cfg.StateDir, appliance.DefaultCollateralBundleName)
 }
 
 // readLimited reads a file of at most limit bytes; evidence is small and an
