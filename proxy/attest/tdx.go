@@ -3,9 +3,7 @@ package attest
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 
@@ -31,6 +29,13 @@ type TDXEvidence struct {
 	// PIID is the platform instance ID (hex) from the PCK leaf; empty for
 	// processor-CA certificates, which do not carry it.
 	PIID string
+	// SGXType is the PCK leaf's SGX Type (SGXTypeStandard, ...); nil when
+	// the certificate does not state it.
+	SGXType *int
+	// DynamicPlatform, CachedKeys and SMTEnabled are the PCK leaf's
+	// Configuration entries; nil when the certificate does not state them
+	// (older leaves, Processor-CA leaves).
+	DynamicPlatform, CachedKeys, SMTEnabled *bool
 	// TCBEvaluationDataNumber is set by VerifyTDX from the TCB info it
 	// checked; 0 when collateral was skipped.
 	TCBEvaluationDataNumber int
@@ -145,8 +150,6 @@ func checkTDXLayout(raw []byte) error {
 	return nil
 }
 
-var oidPIID = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 6}
-
 // newTDXEvidence extracts the PCK chain and its SGX extension values from a
 // parsed quote.
 func newTDXEvidence(q *tdxpb.QuoteV4, raw []byte) (*TDXEvidence, error) {
@@ -159,14 +162,22 @@ func newTDXEvidence(q *tdxpb.QuoteV4, raw []byte) (*TDXEvidence, error) {
 	if err != nil {
 		return nil, newError(ClassMalformed, "PCK chain", err, "read the SGX extension of the PCK certificate")
 	}
+	plat, err := parsePCKExtensions(sgxExtension(chain[0]))
+	if err != nil {
+		return nil, newError(ClassMalformed, "PCK chain", err, "read the platform values in the SGX extension of the PCK certificate")
+	}
 	ev := &TDXEvidence{
-		Quote:    q,
-		Raw:      raw,
-		PCKChain: chain,
-		FMSPC:    ext.FMSPC,
-		PCEID:    ext.PCEID,
-		PIID:     pckPIID(chain[0]),
-		pckExt:   ext,
+		Quote:           q,
+		Raw:             raw,
+		PCKChain:        chain,
+		FMSPC:           ext.FMSPC,
+		PCEID:           ext.PCEID,
+		PIID:            plat.PIID,
+		SGXType:         plat.SGXType,
+		DynamicPlatform: plat.DynamicPlatform,
+		CachedKeys:      plat.CachedKeys,
+		SMTEnabled:      plat.SMTEnabled,
+		pckExt:          ext,
 	}
 	switch chain[0].Issuer.CommonName {
 	case "Intel SGX PCK Platform CA":
@@ -220,28 +231,14 @@ func parsePCKChain(b []byte) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// pckPIID returns the platform instance ID from the SGX extension, which the
-// vendor reader skips; "" when absent.
-func pckPIID(c *x509.Certificate) string {
+// sgxExtension returns the DER value of c's SGX extension, nil if absent.
+func sgxExtension(c *x509.Certificate) []byte {
 	for _, e := range c.Extensions {
-		if !e.Id.Equal(pcs.OidSgxExtension) {
-			continue
-		}
-		var items []asn1.RawValue
-		if _, err := asn1.Unmarshal(e.Value, &items); err != nil {
-			return ""
-		}
-		for _, it := range items {
-			var kv struct {
-				ID  asn1.ObjectIdentifier
-				Val []byte
-			}
-			if _, err := asn1.Unmarshal(it.FullBytes, &kv); err == nil && kv.ID.Equal(oidPIID) && len(kv.Val) == 16 {
-				return hex.EncodeToString(kv.Val)
-			}
+		if e.Id.Equal(pcs.OidSgxExtension) {
+			return e.Value
 		}
 	}
-	return ""
+	return nil
 }
 
 // TDXCollateralURLs lists the Intel PCS URLs whose responses verifying ev

@@ -13,9 +13,25 @@ import (
 // registers are readable by the host.
 const tdDebugBit = 0x01
 
+// defaultTdAttributes is what TD_ATTRIBUTES must be when the reference does
+// not pin it, as in Contrast: SEPT_VE_DISABLE (bit 28) alone, little-endian.
+// Any other bit (debug, PKS, KL, PERFMON, ...) widens what the host or the
+// TD may do, so an unpinned reference must not silently accept it.
+const defaultTdAttributes = "0000001000000000"
+
+// tdAttributesRef is the TD_ATTRIBUTES value ref requires.
+func tdAttributesRef(ref TDXReference) string {
+	if ref.TdAttributes != "" {
+		return ref.TdAttributes
+	}
+	return defaultTdAttributes
+}
+
 // CheckTDX checks the quote's measurements and binding against the reference
 // values; it accepts when any entry of refs matches and otherwise returns the
 // failure for refs[0]. It fills res (Expected/Match of the chosen entry).
+// An unpinned TdAttributes means SEPT_VE_DISABLE only, and MemoryIntegrity,
+// SMTDisabled and StaticPlatform must be stated by the PCK leaf (fail closed).
 func CheckTDX(ev *TDXEvidence, refs []TDXReference, b Binding, res *Result) error {
 	if ev == nil || ev.Quote == nil {
 		return res.reject(newError(ClassMalformed, "tdx", nil, "no parsed TDX evidence"))
@@ -64,10 +80,10 @@ func checkTDXRef(ev *TDXEvidence, ref TDXReference, b Binding) error {
 	for i := range 4 {
 		pins = append(pins, pin{fmt.Sprintf("RTMR[%d]", i), ref.Rtmrs[i], rtmr(body.GetRtmrs(), i)})
 	}
-	pins = append(pins, pin{"XFAM", ref.Xfam, body.GetXfam()})
-	if ref.TdAttributes != "" {
-		pins = append(pins, pin{"TD_ATTRIBUTES", ref.TdAttributes, body.GetTdAttributes()})
-	}
+	pins = append(pins,
+		pin{"XFAM", ref.Xfam, body.GetXfam()},
+		pin{"TD_ATTRIBUTES", tdAttributesRef(ref), body.GetTdAttributes()},
+	)
 	for _, p := range pins {
 		if !bytes.Equal(mustHex(p.want), p.actual) {
 			return newError(ClassMeasurement, p.name, nil, "%s is %x, the reference value is %s", p.name, p.actual, strings.ToLower(p.want))
@@ -102,6 +118,9 @@ func checkTDXRef(ev *TDXEvidence, ref TDXReference, b Binding) error {
 	}
 	if len(ref.AllowedPIIDs) > 0 && !slices.ContainsFunc(ref.AllowedPIIDs, func(p string) bool { return strings.EqualFold(p, ev.PIID) }) {
 		return newError(ClassMeasurement, "PIID", nil, "platform instance ID %q is not in the allowed list", ev.PIID)
+	}
+	if err := checkPCKPlatform(ev, ref); err != nil {
+		return err
 	}
 	if b.ReportData != nil && !bytes.Equal(b.ReportData[:], body.GetReportData()) {
 		return newError(ClassReportData, "REPORT_DATA", nil, "REPORT_DATA does not bind our nonce and the coordinator CAs")
@@ -139,7 +158,8 @@ func recordTDXExpected(res *Result, ev *TDXEvidence, ref TDXReference, b Binding
 		pinHex("RTMR["+strconv.Itoa(i)+"]", ref.Rtmrs[i], rtmr(body.GetRtmrs(), i))
 	}
 	pinHex("XFAM", ref.Xfam, body.GetXfam())
-	pinHex("TD_ATTRIBUTES", ref.TdAttributes, body.GetTdAttributes())
+	pinHex("TD_ATTRIBUTES", tdAttributesRef(ref), body.GetTdAttributes())
+	recordPCKExpected(res, ev, ref)
 	if b.PolicyHash != nil {
 		want := policyConfigID(b.PolicyHash)
 		setExpected(res, "MRCONFIGID", hex.EncodeToString(want), bytes.Equal(want, body.GetMrConfigId()))

@@ -72,13 +72,21 @@ type tdxFixture struct {
 
 func newTDXFixture(t testing.TB, mutate func(*attesttest.TDXQuoteOptions), col attesttest.TDXCollateralOptions) *tdxFixture {
 	t.Helper()
-	a := testAuthority(t)
+	return newTDXFixtureWith(t, testAuthority(t), mutate, col)
+}
+
+// newTDXFixtureWith builds the fixture from authority a. The quote's
+// TD_ATTRIBUTES is SEPT_VE_DISABLE alone, so the reference (which does not
+// pin it) passes by the default rule rather than by not checking.
+func newTDXFixtureWith(t testing.TB, a *attesttest.TDXAuthority, mutate func(*attesttest.TDXQuoteOptions), col attesttest.TDXCollateralOptions) *tdxFixture {
+	t.Helper()
 	var rd [64]byte
 	copy(rd[:], "nonce-binding")
 	var policy [32]byte
 	copy(policy[:], "coordinator-policy-hash")
 	o := attesttest.DefaultTDXQuoteOptions(rd)
 	copy(o.MrConfigID[:], policy[:])
+	o.TdAttributes = [8]byte{0, 0, 0, 0x10}
 	for i := range o.Rtmrs {
 		o.Rtmrs[i][0] = byte(0xA0 + i)
 	}
@@ -131,7 +139,10 @@ func TestTDXRealQuoteSignatureAndChain(t *testing.T) {
 	if res.Platform != PlatformTDX || res.Product != "50806f000000" || len(res.EvidenceSHA256) != 64 {
 		t.Fatalf("result %+v", res)
 	}
-	want := []string{"MRTD", "MRSEAM", "MRSIGNERSEAM", "RTMR[0]", "RTMR[1]", "RTMR[2]", "RTMR[3]", "XFAM", "TD_ATTRIBUTES", "MRCONFIGID", "MROWNER", "MROWNERCONFIG", "TEE_TCB_SVN", "REPORT_DATA"}
+	want := []string{"MRTD", "MRSEAM", "MRSIGNERSEAM", "RTMR[0]", "RTMR[1]", "RTMR[2]", "RTMR[3]", "XFAM", "TD_ATTRIBUTES", "MRCONFIGID", "MROWNER", "MROWNERCONFIG", "TEE_TCB_SVN", "REPORT_DATA", "PCK_SGX_TYPE", "PCK_SMT_ENABLED", "PCK_DYNAMIC_PLATFORM"}
+	if len(res.Measurements) != len(want) {
+		t.Fatalf("%d measurements, want %d", len(res.Measurements), len(want))
+	}
 	for i, m := range res.Measurements {
 		if m.Name != want[i] || m.Actual == "" {
 			t.Fatalf("measurement %d = %+v, want %s", i, m, want[i])

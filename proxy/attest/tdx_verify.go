@@ -121,6 +121,7 @@ func setTDXMeasurements(res *Result, ev *TDXEvidence) {
 		Measurement{Name: "TEE_TCB_SVN", Actual: h(b.GetTeeTcbSvn())},
 		Measurement{Name: "REPORT_DATA", Actual: h(b.GetReportData())},
 	)
+	ms = append(ms, pckMeasurements(ev)...)
 	names := make(map[string]bool, len(ms))
 	for _, m := range ms {
 		names[m.Name] = true

@@ -94,6 +94,8 @@ func tdxSampleLeaf(q *tdxpb.QuoteV4) (*x509.Certificate, error) {
 
 // DefaultTDXQuoteOptions returns the sample quote's TD values (a non-debug
 // TD whose TEE_TCB_SVN meets the authority's TCB level) with reportData.
+// Its TD_ATTRIBUTES is 0000004000000000 (PKS), which a reference without
+// TdAttributes rejects: such a reference demands SEPT_VE_DISABLE alone.
 func DefaultTDXQuoteOptions(reportData [64]byte) TDXQuoteOptions {
 	o := TDXQuoteOptions{ReportData: reportData}
 	q, err := tdxSample()
@@ -158,16 +160,7 @@ func NewTDXAuthority(now time.Time) (*TDXAuthority, error) {
 	if a.inter, err = tdxIssue(ca(2, "Intel SGX PCK Platform CA", 0, IntelRootCRLURL), a.root, &a.interKey.PublicKey, a.rootKey); err != nil {
 		return nil, err
 	}
-	ski := sha256.Sum256([]byte("pck leaf"))
-	// Exactly six extensions, as the library demands: key usage, basic
-	// constraints, SKI, AKI, CRL DP and the copied SGX extension.
-	pckT := &x509.Certificate{
-		SerialNumber: big.NewInt(3), Subject: name("Intel SGX PCK Certificate"), NotBefore: from, NotAfter: to,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment, BasicConstraintsValid: true,
-		SubjectKeyId: ski[:20], CRLDistributionPoints: []string{pcs.PckCrlURL("platform")},
-		ExtraExtensions: []pkix.Extension{{Id: pcs.OidSgxExtension, Value: sgx}},
-	}
-	if a.pck, err = tdxIssue(pckT, a.inter, &a.pckKey.PublicKey, a.interKey); err != nil {
+	if err := a.issuePCK(sgx); err != nil {
 		return nil, err
 	}
 	tcbT := &x509.Certificate{
@@ -178,13 +171,35 @@ func NewTDXAuthority(now time.Time) (*TDXAuthority, error) {
 	if a.tcb, err = tdxIssue(tcbT, a.root, &a.tcbKey.PublicKey, a.rootKey); err != nil {
 		return nil, err
 	}
-	a.chainPEM = append(append(tdxPEM(a.pck), tdxPEM(a.inter)...), tdxPEM(a.root)...)
 	pub, err := a.attKey.PublicKey.ECDH()
 	if err != nil {
 		return nil, fmt.Errorf("attestation key: %w", err)
 	}
 	a.attPub = pub.Bytes()[1:] // drop the 0x04 uncompressed-point prefix
 	return a, nil
+}
+
+// issuePCK issues the PCK leaf carrying the SGX extension sgx, signed by
+// the intermediate, and rebuilds the PEM chain the quotes carry.
+func (a *TDXAuthority) issuePCK(sgx []byte) error {
+	from, to := a.now.Add(-24*time.Hour), a.now.AddDate(10, 0, 0)
+	ski := sha256.Sum256([]byte("pck leaf"))
+	// Exactly six extensions, as the library demands: key usage, basic
+	// constraints, SKI, AKI, CRL DP and the SGX extension.
+	pckT := &x509.Certificate{
+		SerialNumber: big.NewInt(3), NotBefore: from, NotAfter: to,
+		Subject:  pkix.Name{CommonName: "Intel SGX PCK Certificate", Organization: []string{"duo-confidential test only"}},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment, BasicConstraintsValid: true,
+		SubjectKeyId: ski[:20], CRLDistributionPoints: []string{pcs.PckCrlURL("platform")},
+		ExtraExtensions: []pkix.Extension{{Id: pcs.OidSgxExtension, Value: sgx}},
+	}
+	pck, err := tdxIssue(pckT, a.inter, &a.pckKey.PublicKey, a.interKey)
+	if err != nil {
+		return err
+	}
+	a.pck = pck
+	a.chainPEM = append(append(tdxPEM(a.pck), tdxPEM(a.inter)...), tdxPEM(a.root)...)
+	return nil
 }
 
 // issue signs tmpl by parent/key; a nil parent self-signs with key.
