@@ -30,9 +30,9 @@ const (
 )
 
 var (
-	logLevels     = []string{"debug", "info", "warn", "error"}
-	logFormats    = []string{"text", "json"}
-	manifestModes = []string{ManifestModePinned, ManifestModeAllowlist, ManifestModeDynamic}
+	logLevels      = []string{"debug", "info", "warn", "error"}
+	logFormats     = []string{"text", "json"}
+	manifestModes  = []string{ManifestModePinned, ManifestModeAllowlist, ManifestModeDynamic}
 	cacheSaltModes = []string{CacheSaltPerRequest, CacheSaltShared}
 )
 

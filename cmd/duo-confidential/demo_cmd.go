@@ -3,114 +3,158 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
-	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/appliance"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/attesttest"
+	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
-// DemoCmd runs the appliance's main job — deciding whether a backend may
-// receive data — on an embedded sandbox backend: test-signed TDX and
-// SEV-SNP evidence, verified end to end with the sandbox's own roots.
-// Nothing about it is confidential, and it says so.
+// DemoCmd runs the appliance's main job on an embedded default: the
+// attesting proxy in front of a sandbox backend in the same process, on
+// loopback. The sandbox's evidence is test-signed: nothing is confidential,
+// and every output says so.
 type DemoCmd struct {
-	JSON bool `help:"Print the verification results as JSON."`
+	Listen   string `help:"Address of the demo proxy." default:"127.0.0.1:8080"`
+	Platform string `help:"Evidence the sandbox presents: tdx or sev-snp." enum:"tdx,sev-snp" default:"tdx"`
+	Check    bool   `help:"Send one chat request through the proxy, print the answer and exit (a smoke test)."`
 }
 
 const demoBanner = `================================================================
  duo-confidential DEMO — sandbox backend, NOT CONFIDENTIAL
- The evidence below is signed by throwaway test roots made in
- this process. It exercises every check the appliance runs on a
- real Privatemode backend, but proves nothing about hardware.
+ The backend below runs in this process with test-signed
+ evidence. The proxy attests it and encrypts every request to it
+ exactly as it would for a real Privatemode backend, but this
+ proves nothing about hardware.
 ================================================================
 `
 
-// Run builds the sandbox backend and verifies its attestation documents.
+// Run starts sandbox and proxy, waits until the proxy is ready, prints the
+// attestation report and example requests, and serves until interrupted.
 func (c *DemoCmd) Run(g *Globals) error {
 	log := g.Logger()
-	log.Warn("demo mode: sandbox backend with test roots, NOT CONFIDENTIAL")
-	now := time.Now()
-	be, err := attesttest.NewBackend(now)
+	out := g.stdout()
+	sb, err := sandbox.New(sandbox.Options{Platform: c.Platform, Logger: log.With("part", "sandbox")})
 	if err != nil {
-		return fmt.Errorf("create sandbox backend: %w", err)
+		return err
 	}
-	items, err := be.Collateral()
+	sln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("sandbox collateral: %w", err)
+		return fmt.Errorf("sandbox listener: %w", err)
 	}
-	roots, err := attest.ParseTestRoots(be.RootsPEM())
+	go func() { _ = sb.Serve(sln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = sb.Shutdown(ctx)
+	}()
+	trust, err := sandboxTrust(sb, "http://"+sln.Addr().String())
 	if err != nil {
-		return fmt.Errorf("sandbox roots: %w", err)
+		return err
 	}
-	dir, err := os.MkdirTemp("", "duo-confidential-demo-")
+	state, err := os.MkdirTemp("", "duo-confidential-demo-")
 	if err != nil {
 		return fmt.Errorf("demo state directory: %w", err)
 	}
-	defer os.RemoveAll(dir)
-	tl, err := attest.OpenTrustLog(filepath.Join(dir, "trust-log.jsonl"))
+	defer os.RemoveAll(state)
+	cfg := appliance.Default()
+	cfg.StateDir = state
+	cfg.Proxy.Listen = c.Listen
+	a, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: version, Sandbox: trust, APIKey: sandboxAPIKey})
 	if err != nil {
 		return err
 	}
-	if !c.JSON {
-		fmt.Print(demoBanner)
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (choose another address with --listen)", c.Listen, err)
 	}
-	type run struct {
-		name     string
-		manifest []byte
-		doc      func(nonce []byte) ([]byte, error)
+	ctx, stop := context.WithCancel(g.Context())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, ln, 5*time.Second) }()
+	if err := waitReady(ctx, a, 30*time.Second); err != nil {
+		return err
 	}
-	runs := []run{
-		{"Intel TDX", be.TDXManifest, func(n []byte) ([]byte, error) { return be.TDXDoc(n, nil, nil) }},
-		{"AMD SEV-SNP", be.SNPManifest, func(n []byte) ([]byte, error) { return be.SNPDoc(n, nil, nil) }},
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, r := range runs {
-		v := &attest.Verifier{
-			Manifest: attest.ManifestPolicy{Mode: attest.ModePinned, Pinned: r.manifest},
-			Hardware: attest.HardwareOptions{
-				Now:        now,
-				Collateral: responseSource{items: items, fetched: now},
-				Roots:      roots,
-			},
-			TrustLog: tl,
-		}
-		nonce := make([]byte, attest.NonceSize)
-		if _, err := rand.Read(nonce); err != nil {
-			return fmt.Errorf("nonce: %w", err)
-		}
-		raw, err := r.doc(nonce)
-		if err != nil {
-			return fmt.Errorf("%s sandbox document: %w", r.name, err)
-		}
-		doc, err := attest.ParseDoc(raw)
-		if err != nil {
-			return fmt.Errorf("%s sandbox document: %w", r.name, err)
-		}
-		res, verr := v.VerifyDoc(ctx, doc, nonce)
-		if !c.JSON {
-			fmt.Printf("\n── %s (sandbox) ──\n", r.name)
-		}
-		if err := printResult(os.Stdout, res, c.JSON, false, true); err != nil {
+	base := "http://" + ln.Addr().String()
+	fmt.Fprint(out, demoBanner)
+	if st := a.Status(); st != nil && st.Attestation != nil {
+		fmt.Fprintf(out, "\nThe proxy attested the sandbox backend (%s) before accepting requests:\n\n", c.Platform)
+		if err := printResult(out, st.Attestation, false, false, true); err != nil {
 			return err
 		}
-		if verr != nil {
-			return fmt.Errorf("%s sandbox evidence was rejected: %w", r.name, verr)
+	}
+	if c.Check {
+		reply, err := demoRequest(base)
+		stop()
+		<-done
+		if err != nil {
+			return fmt.Errorf("demo request through the proxy: %w", err)
+		}
+		fmt.Fprintf(out, "\nA chat request went through the proxy, encrypted to the sandbox:\n%s\n", reply)
+		return nil
+	}
+	fmt.Fprintf(out, `
+The proxy listens on %[1]s (OpenAI-compatible). Try, in another terminal:
+
+  curl -s %[1]s/v1/models
+  curl -s %[1]s/v1/chat/completions -H 'Content-Type: application/json' \
+    -d '{"model":"%[2]s","messages":[{"role":"user","content":"Hello from GitLab"}]}'
+  curl -sN %[1]s/v1/chat/completions -H 'Content-Type: application/json' \
+    -d '{"model":"%[2]s","stream":true,"messages":[{"role":"user","content":"Stream please"}],"max_tokens":12}'
+  curl -s %[1]s/v1/completions -H 'Content-Type: application/json' \
+    -d '{"model":"%[3]s","prompt":"func add(a, b int) int {","suffix":"}","max_tokens":8}'
+  curl -s %[1]s/v1/embeddings -H 'Content-Type: application/json' \
+    -d '{"model":"%[4]s","input":"confidential code"}'
+  curl -s %[1]s/readyz
+
+Press Ctrl-C to stop.
+`, base, sandbox.ModelChat, sandbox.ModelCode, sandbox.ModelEmbed)
+	return <-done
+}
+
+// waitReady polls readiness: the first attestation and exchange take a
+// moment, and the demo should only print commands that will work.
+func waitReady(ctx context.Context, a *appliance.Appliance, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		ok, reason := a.Ready()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the proxy did not become ready: %s", reason)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	entries, err := tl.Entries()
+}
+
+// demoRequest sends one chat completion through the proxy.
+func demoRequest(base string) (string, error) {
+	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"Hello from the duo-confidential demo"}],"max_tokens":8}`, sandbox.ModelChat)
+	resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(body))
 	if err != nil {
-		return err
+		return "", err
 	}
-	if !c.JSON {
-		fmt.Printf("\nTrust log: %d entries, hash chain verified (demo log in a temporary directory, removed on exit).\n", len(entries))
-		fmt.Print("\nNext: `duo-confidential attest verify --help` for real evidence, `duo-confidential config example` for configuration.\n")
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", err
 	}
-	return nil
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
+	}
+	return string(b), nil
 }
 
 // responseSource serves the sandbox's collateral from memory.

@@ -46,7 +46,10 @@ type CLI struct {
 	Config     ConfigCmd     `cmd:"" help:"Check the configuration or print the commented example."`
 	Attest     AttestCmd     `cmd:"" help:"Attestation commands."`
 	Collateral CollateralCmd `cmd:"" help:"Offline collateral bundle commands (for air-gapped sites)."`
-	Demo       DemoCmd       `cmd:"" help:"Run on embedded test evidence (NOT confidential)."`
+	Serve      ServeCmd      `cmd:"" help:"Run the appliance: attest the backend and serve the encrypting proxy."`
+	Demo       DemoCmd       `cmd:"" help:"Run the proxy against an embedded sandbox backend (NOT confidential) and print ready-to-paste requests."`
+	Sandbox    SandboxCmd    `cmd:"" help:"Run the sandbox backend alone (NOT confidential), for interoperability tests and benchmarks."`
+	Proxy      ProxyCmd      `cmd:"" help:"Proxy helpers (inbound tokens)."`
 }
 
 func main() {

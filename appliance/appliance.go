@@ -1,0 +1,247 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/duo-confidential/duo-confidential/proxy"
+	"github.com/duo-confidential/duo-confidential/proxy/attest"
+	"github.com/duo-confidential/duo-confidential/proxy/envelope"
+	"github.com/duo-confidential/duo-confidential/proxy/secret"
+)
+
+// Sandbox runs the appliance against a local sandbox backend. Its test
+// roots, collateral and manifest are trusted only through this value, which
+// only the demo and `serve --sandbox` construct; no configuration key can.
+type Sandbox struct {
+	Endpoint   string // e.g. http://127.0.0.1:port
+	Roots      *attest.Roots
+	Collateral attest.CollateralSource
+	Manifest   []byte
+	// FixedSecret skips attestation and exchange (interoperability and
+	// benchmarks against other implementations).
+	FixedSecret *envelope.Secret
+}
+
+// Options configures an Appliance.
+type Options struct {
+	Config  *Config
+	Logger  *slog.Logger
+	Version string
+	Sandbox *Sandbox
+	// APIKey overrides privatemode.api_key_file (sandbox and tests).
+	APIKey string
+}
+
+// Appliance wires the parts: trust (attestation and secret), the proxy.
+type Appliance struct {
+	o       Options
+	log     *slog.Logger
+	manager *secret.Manager // nil with a fixed secret
+	secrets proxy.Secrets
+	proxy   *proxy.Server
+}
+
+// New builds the appliance from configuration; it does no network I/O.
+func New(o Options) (*Appliance, error) {
+	cfg := o.Config
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Appliance{o: o, log: log}
+	apiKey := o.APIKey
+	if apiKey == "" && cfg.Privatemode.APIKeyFile != "" {
+		b, err := os.ReadFile(cfg.Privatemode.APIKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read privatemode.api_key_file: %w", err)
+		}
+		apiKey = strings.TrimSpace(string(b))
+	}
+	if apiKey == "" {
+		return nil, errors.New("no Privatemode API key: set privatemode.api_key_file")
+	}
+	endpoint := cfg.Privatemode.Endpoint
+	sb := o.Sandbox
+	if sb != nil {
+		endpoint = sb.Endpoint
+		log.Warn("SANDBOX MODE: the backend is a local sandbox with test-signed evidence; NOTHING IS CONFIDENTIAL")
+	}
+	client, err := cfg.OutboundClient(false)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case sb != nil && sb.FixedSecret != nil:
+		a.secrets = fixedSecrets{*sb.FixedSecret}
+	default:
+		verifier, err := a.verifier()
+		if err != nil {
+			return nil, err
+		}
+		control, err := cfg.OutboundClient(true)
+		if err != nil {
+			return nil, err
+		}
+		api, err := secret.NewClient(endpoint, apiKey, proxy.ProtocolVersion, control)
+		if err != nil {
+			return nil, err
+		}
+		m, err := secret.NewManager(secret.Options{
+			Attester:         api,
+			Exchanger:        api,
+			Verifier:         verifier,
+			ReattestInterval: cfg.Attestation.ReattestInterval,
+			Logger:           log.With("part", "trust"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.manager = m
+		a.secrets = managerSecrets{m}
+	}
+	tokens, err := proxy.ParseTokenDigests(cfg.Proxy.InboundTokenSHA256)
+	if err != nil {
+		return nil, err
+	}
+	po := proxy.Options{
+		Upstream:              endpoint,
+		AllowInsecureUpstream: sb != nil,
+		APIKey:                apiKey,
+		Secrets:               a.secrets,
+		Tokens:                tokens,
+		MaxRequestBody:        cfg.Proxy.MaxRequestBytes,
+		ReadTimeout:           cfg.Proxy.ReadTimeout,
+		UpstreamTimeout:       cfg.Proxy.UpstreamTimeout,
+		StreamIdleTimeout:     cfg.Proxy.StreamIdleTimeout,
+		HTTPClient:            client,
+		Logger:                log.With("part", "proxy"),
+		OCSP:                  ocspPolicy(cfg.Proxy.StrictOCSP),
+		Ready:                 a.Ready,
+	}
+	if cfg.Proxy.CacheSalt == CacheSaltShared {
+		b, err := os.ReadFile(cfg.Proxy.SharedSaltFile)
+		if err != nil {
+			return nil, fmt.Errorf("read proxy.shared_salt_file: %w", err)
+		}
+		po.CacheSaltMode, po.SharedSalt = proxy.CacheSaltShared, strings.TrimSpace(string(b))
+	}
+	if a.proxy, err = proxy.New(po); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// ocspPolicy mirrors upstream's default (unknown allowed, revoked allowed
+// for 48 hours) unless strict.
+func ocspPolicy(strict bool) envelope.OCSPPolicy {
+	if strict {
+		return envelope.OCSPPolicy{}
+	}
+	return envelope.OCSPPolicy{AllowUnknown: true, AllowRevoked: true, RevokedNotBefore: time.Now().Add(-48 * time.Hour)}
+}
+
+// verifier builds the attestation verifier from configuration, or from the
+// sandbox's test roots in sandbox mode.
+func (a *Appliance) verifier() (*attest.Verifier, error) {
+	cfg := a.o.Config
+	tl, err := attest.OpenTrustLog(cfg.TrustLogPath())
+	if err != nil {
+		return nil, err
+	}
+	v := &attest.Verifier{TrustLog: tl}
+	v.Hardware.MaxCollateralAge = cfg.Attestation.Collateral.MaxAge
+	if sb := a.o.Sandbox; sb != nil {
+		v.Manifest = attest.ManifestPolicy{Mode: attest.ModePinned, Pinned: sb.Manifest}
+		v.Hardware.Roots = sb.Roots
+		v.Hardware.Collateral = sb.Collateral
+		return v, nil
+	}
+	if v.Manifest, err = cfg.ManifestPolicy("", false); err != nil {
+		return nil, err
+	}
+	if v.Hardware.Collateral, err = cfg.CollateralSource("", !cfg.Attestation.Collateral.Online); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Proxy returns the proxy server (for tests and benchmarks).
+func (a *Appliance) Proxy() *proxy.Server { return a.proxy }
+
+// Ready reports whether requests can be served now, and if not, why.
+func (a *Appliance) Ready() (bool, string) {
+	if a.manager == nil {
+		return true, "sandbox with a fixed secret (NOT CONFIDENTIAL)"
+	}
+	st := a.manager.Status()
+	return st.Ready, st.Reason
+}
+
+// Status returns the trust state for status pages; nil with a fixed secret.
+func (a *Appliance) Status() *secret.Status {
+	if a.manager == nil {
+		return nil
+	}
+	st := a.manager.Status()
+	return &st
+}
+
+// Run serves the proxy on ln and keeps the backend attested until ctx is
+// cancelled, then drains in-flight requests and streams for up to drain.
+func (a *Appliance) Run(ctx context.Context, ln net.Listener, drain time.Duration) error {
+	errc := make(chan error, 2)
+	mctx, stopManager := context.WithCancel(context.Background())
+	defer stopManager()
+	if a.manager != nil {
+		go func() {
+			if err := a.manager.Run(mctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("trust manager: %w", err)
+			}
+		}()
+	}
+	go func() { errc <- a.proxy.Serve(ln) }()
+	a.log.Info("proxy listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down: draining in-flight requests", "timeout", drain.String())
+	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	err := a.proxy.Shutdown(dctx)
+	// The secret stays usable while streams drain; stop the manager last.
+	stopManager()
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	return nil
+}
+
+// fixedSecrets serves one secret forever (sandbox interop mode only).
+type fixedSecrets struct{ s envelope.Secret }
+
+func (f fixedSecrets) Current() (envelope.Secret, error) { return f.s, nil }
+func (f fixedSecrets) Invalidate(context.Context, string) (envelope.Secret, error) {
+	return f.s, errors.New("the fixed sandbox secret cannot be renewed")
+}
+
+// managerSecrets adapts the trust manager's secrets to the proxy's type.
+type managerSecrets struct{ m *secret.Manager }
+
+func (s managerSecrets) Current() (envelope.Secret, error) {
+	sec, err := s.m.Current()
+	return envelope.Secret{ID: sec.ID, Key: sec.Key}, err
+}
+
+func (s managerSecrets) Invalidate(ctx context.Context, id string) (envelope.Secret, error) {
+	sec, err := s.m.Invalidate(ctx, id)
+	return envelope.Secret{ID: sec.ID, Key: sec.Key}, err
+}

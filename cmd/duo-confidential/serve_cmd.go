@@ -1,0 +1,127 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/proxy/attest"
+	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
+	"github.com/duo-confidential/duo-confidential/proxy/envelope"
+)
+
+// ServeCmd runs the appliance until SIGINT/SIGTERM, then drains.
+type ServeCmd struct {
+	Listen string        `help:"Override proxy.listen (HOST:PORT)."`
+	Drain  time.Duration `help:"How long in-flight requests and streams may finish after SIGTERM." default:"30s"`
+	// Sandbox mode is a command-line choice, never configuration, so a
+	// production config cannot trust test roots by accident.
+	Sandbox     string `help:"SANDBOX MODE (NOT CONFIDENTIAL): trust the test roots, manifest and collateral that 'duo-confidential sandbox --out DIR' wrote to DIR, and use its endpoint." type:"existingdir" placeholder:"DIR"`
+	FixedSecret string `name:"fixed-secret" help:"Sandbox mode only: use this secret (JSON {\"id\":…,\"key\":\"<64 hex>\"}) instead of attestation and exchange, for interoperability tests." type:"existingfile" placeholder:"FILE"`
+}
+
+// Run serves.
+func (c *ServeCmd) Run(g *Globals) error {
+	cfg, err := g.LoadConfig()
+	if err != nil {
+		return err
+	}
+	if c.Listen != "" {
+		cfg.Proxy.Listen = c.Listen
+	}
+	opts := appliance.Options{Config: cfg, Logger: g.Logger(), Version: version}
+	if c.FixedSecret != "" && c.Sandbox == "" {
+		return errors.New("--fixed-secret skips attestation and is refused outside sandbox mode (--sandbox DIR)")
+	}
+	if c.Sandbox != "" {
+		sb, key, err := loadSandboxDir(c.Sandbox)
+		if err != nil {
+			return err
+		}
+		if c.FixedSecret != "" {
+			if sb.FixedSecret, err = loadFixedSecret(c.FixedSecret); err != nil {
+				return err
+			}
+		}
+		opts.Sandbox, opts.APIKey = sb, key
+	}
+	a, err := appliance.New(opts)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Proxy.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Proxy.Listen, err)
+	}
+	return a.Run(g.Context(), ln, c.Drain)
+}
+
+// Files a sandbox writes for a separately started appliance.
+const (
+	sandboxEndpointFile   = "endpoint"
+	sandboxRootsFile      = "test-roots.pem"
+	sandboxManifestFile   = "manifest.json"
+	sandboxCollateralFile = "collateral.json"
+	sandboxAPIKey         = "sandbox-api-key"
+)
+
+// loadSandboxDir reads what `sandbox --out DIR` wrote.
+func loadSandboxDir(dir string) (*appliance.Sandbox, string, error) {
+	read := func(name string) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("sandbox directory: %w", err)
+		}
+		return b, nil
+	}
+	ep, err := read(sandboxEndpointFile)
+	if err != nil {
+		return nil, "", err
+	}
+	rootsPEM, err := read(sandboxRootsFile)
+	if err != nil {
+		return nil, "", err
+	}
+	roots, err := attest.ParseTestRoots(rootsPEM)
+	if err != nil {
+		return nil, "", err
+	}
+	manifest, err := read(sandboxManifestFile)
+	if err != nil {
+		return nil, "", err
+	}
+	bundle, err := collateral.Load(filepath.Join(dir, sandboxCollateralFile))
+	if err != nil {
+		return nil, "", err
+	}
+	return &appliance.Sandbox{Endpoint: strings.TrimSpace(string(ep)), Roots: roots, Collateral: bundle, Manifest: manifest}, sandboxAPIKey, nil
+}
+
+// fixedSecretFile is the interop secret's JSON form.
+type fixedSecretFile struct {
+	ID  string `json:"id"`
+	Key string `json:"key"`
+}
+
+func loadFixedSecret(path string) (*envelope.Secret, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read fixed secret: %w", err)
+	}
+	var f fixedSecretFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("fixed secret %s: %w", path, err)
+	}
+	k, err := hex.DecodeString(f.Key)
+	if err != nil || len(k) != 32 || f.ID == "" || strings.Contains(f.ID, ":") {
+		return nil, fmt.Errorf("fixed secret %s: want {\"id\":\"<id without ':'>\",\"key\":\"<64 hex characters>\"}", path)
+	}
+	return &envelope.Secret{ID: f.ID, Key: [32]byte(k)}, nil
+}

@@ -1,0 +1,90 @@
+package envelope
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata/golden")
+
+// countReader yields 0,1,2,… so the first nonce is the spec's 000102…0b.
+type countReader struct{ n byte }
+
+func (r *countReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = r.n
+		r.n++
+	}
+	return len(p), nil
+}
+
+var testSecret = Secret{ID: vecID, Key: vecKey}
+
+func lookupFor(secrets ...Secret) func(string) (Secret, bool) {
+	return func(id string) (Secret, bool) {
+		for _, s := range secrets {
+			if s.ID == id {
+				return s, true
+			}
+		}
+		return Secret{}, false
+	}
+}
+
+func newPair(t testing.TB) (*Session, *ServerSession) {
+	t.Helper()
+	c, err := NewSession(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, NewServerSession(lookupFor(testSecret))
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s differs from golden:\n got %s\nwant %s", name, got, want)
+	}
+}
+
+// jsonEqual compares two JSON documents semantically.
+func jsonEqual(t testing.TB, a, b []byte) bool {
+	t.Helper()
+	var x, y any
+	if err := json.Unmarshal(a, &x); err != nil {
+		t.Fatalf("unmarshal %s: %v", a, err)
+	}
+	if err := json.Unmarshal(b, &y); err != nil {
+		t.Fatalf("unmarshal %s: %v", b, err)
+	}
+	xa, _ := json.Marshal(x)
+	ya, _ := json.Marshal(y)
+	return bytes.Equal(xa, ya)
+}
+
+// rawField returns the raw top-level value of key in body (test helper, not hot).
+func rawField(t testing.TB, body []byte, key string) []byte {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m[key]
+}

@@ -1,0 +1,376 @@
+package sandbox
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"math"
+	"strings"
+	"unicode/utf8"
+)
+
+// DefaultMaxTokens is the reply length (in words; 1 token ≈ 1 word) when a
+// request sets no max_tokens.
+const DefaultMaxTokens = 16
+
+// maxReplyTokens bounds any reply, so a request cannot make the sandbox
+// allocate without limit.
+const maxReplyTokens = 1 << 16
+
+// filler pads replies to their length.
+var filler = strings.Fields("this sandbox reply is generated locally and deterministically for tests benchmarks " +
+	"and the demo it is not confidential and no model was consulted")
+
+// message is a chat or Anthropic message; content is a string or an array
+// of parts.
+type message struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+}
+
+// part is a content part of either API.
+type part struct {
+	Type     string `json:"type"`
+	Text     string `json:"text"`
+	ImageURL *struct {
+		URL string `json:"url"`
+	} `json:"image_url"`
+	Source *struct {
+		Type string `json:"type"`
+	} `json:"source"`
+}
+
+// tool is an OpenAI tool or an Anthropic tool definition.
+type tool struct {
+	Type     string `json:"type"`
+	Function *struct {
+		Name       string          `json:"name"`
+		Parameters json.RawMessage `json:"parameters"`
+	} `json:"function"`
+	Name        string          `json:"name"`         // Anthropic
+	InputSchema json.RawMessage `json:"input_schema"` // Anthropic
+}
+
+func (t tool) name() string {
+	if t.Function != nil {
+		return t.Function.Name
+	}
+	return t.Name
+}
+
+func (t tool) schema() json.RawMessage {
+	if t.Function != nil {
+		return t.Function.Parameters
+	}
+	return t.InputSchema
+}
+
+// genRequest is the union of the generation requests' fields the model
+// reads (chat, legacy completions, Anthropic messages), after decryption.
+type genRequest struct {
+	Model               string          `json:"model"`
+	Messages            []message       `json:"messages"`
+	System              json.RawMessage `json:"system"`
+	Prompt              json.RawMessage `json:"prompt"`
+	Suffix              *string         `json:"suffix"`
+	MaxTokens           *int            `json:"max_tokens"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"`
+	Stream              bool            `json:"stream"`
+	Tools               []tool          `json:"tools"`
+	ToolChoice          json.RawMessage `json:"tool_choice"`
+	CacheSalt           *string         `json:"cache_salt"`
+}
+
+// toolCall is a generated tool call.
+type toolCall struct {
+	ID, Name, Args string
+}
+
+// reply is what the deterministic model says.
+type reply struct {
+	words        []string // one token each
+	tool         *toolCall
+	finish       string // "stop", "length" or "tool_calls"
+	promptTokens int
+}
+
+func (r *reply) completionTokens() int {
+	if r.tool != nil {
+		return len(argFragments(r.tool.Args))
+	}
+	return len(r.words)
+}
+
+// text returns the reply text.
+func (r *reply) text() string { return strings.Join(r.words, " ") }
+
+// contentText flattens message content (string or parts) to its text.
+func contentText(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var parts []part
+	if json.Unmarshal(raw, &parts) != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, p := range parts {
+		if p.Text != "" {
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(p.Text)
+		}
+	}
+	return b.String()
+}
+
+// explicitLimit reports whether the request set a length limit; the
+// sandbox always fills a reply to the limit, so it then ends with
+// finish_reason "length", as a model cut off by max_tokens does.
+func (g *genRequest) explicitLimit() bool {
+	return g.MaxTokens != nil || g.MaxCompletionTokens != nil
+}
+
+// limit returns the requested reply length.
+func (g *genRequest) limit() int {
+	n := DefaultMaxTokens
+	if g.MaxCompletionTokens != nil {
+		n = *g.MaxCompletionTokens
+	} else if g.MaxTokens != nil {
+		n = *g.MaxTokens
+	}
+	return max(1, min(n, maxReplyTokens))
+}
+
+// lastUser returns the text of the last user message and a rough prompt
+// token count (words over all messages, system and prompt).
+func (g *genRequest) lastUser() (string, int) {
+	last, words := "", len(strings.Fields(contentText(g.System)))
+	for _, m := range g.Messages {
+		t := contentText(m.Content)
+		words += len(strings.Fields(t))
+		if m.Role == "user" {
+			last = t
+		}
+	}
+	return last, words
+}
+
+// head returns the first n characters of s (whole runes).
+func head(s string, n int) string {
+	i := 0
+	for c := 0; i < len(s) && c < n; c++ {
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	return s[:i]
+}
+
+// tail returns the last n characters of s (whole runes).
+func tail(s string, n int) string {
+	i := len(s)
+	for c := 0; i > 0 && c < n; c++ {
+		_, size := utf8.DecodeLastRuneInString(s[:i])
+		i -= size
+	}
+	return s[i:]
+}
+
+// compose makes a reply of exactly limit words: the lead words (cut if
+// longer, finish "length") then filler chosen by seed (finish "stop").
+func compose(lead []string, seed string, limit int) *reply {
+	r := &reply{finish: "stop"}
+	if len(lead) >= limit {
+		r.words = lead[:limit]
+		if len(lead) > limit {
+			r.finish = "length"
+		}
+		return r
+	}
+	h := sha256.Sum256([]byte(seed))
+	start := int(binary.BigEndian.Uint32(h[:4]) % uint32(len(filler)))
+	r.words = make([]string, 0, limit)
+	r.words = append(r.words, lead...)
+	for i := 0; len(r.words) < limit; i++ {
+		r.words = append(r.words, filler[(start+i)%len(filler)])
+	}
+	return r
+}
+
+// chatReply runs the model on a chat or Anthropic request.
+func chatReply(g *genRequest) *reply {
+	last, prompt := g.lastUser()
+	if tc := pickTool(g, last); tc != nil {
+		return &reply{tool: tc, finish: "tool_calls", promptTokens: prompt}
+	}
+	lead := append([]string{"Sandbox", "reply", "to:"}, strings.Fields(head(last, 40))...)
+	r := compose(lead, last, g.limit())
+	r.promptTokens = prompt
+	if g.explicitLimit() {
+		r.finish = "length"
+	}
+	return r
+}
+
+// completionReply runs the model on a legacy completion: without suffix it
+// continues the prompt; with suffix it produces a deterministic middle.
+func completionReply(g *genRequest) *reply {
+	prompt := contentText(g.Prompt)
+	if prompt == "" && len(g.Prompt) > 0 && g.Prompt[0] == '[' {
+		var list []string
+		if json.Unmarshal(g.Prompt, &list) == nil && len(list) > 0 {
+			prompt = list[0]
+		}
+	}
+	pt := len(strings.Fields(prompt))
+	if g.Suffix != nil {
+		pt += len(strings.Fields(*g.Suffix))
+		h := sha256.Sum256([]byte(prompt + "\x00" + *g.Suffix))
+		mid := []string{"/*", "sandbox", "fill-in-the-middle", hex.EncodeToString(h[:4]), "*/"}
+		r := compose(mid, "", min(g.limit(), len(mid)))
+		r.promptTokens = pt
+		return r
+	}
+	lead := append([]string{"Sandbox", "completion", "after:"}, strings.Fields(tail(prompt, 40))...)
+	r := compose(lead, prompt, g.limit())
+	r.promptTokens = pt
+	if g.explicitLimit() {
+		r.finish = "length"
+	}
+	return r
+}
+
+// pickTool returns a tool call if the request forces one (tool_choice
+// "required" or a named function) or the last user message says
+// "call <tool name>".
+func pickTool(g *genRequest, last string) *toolCall {
+	if len(g.Tools) == 0 || string(g.ToolChoice) == `"none"` {
+		return nil
+	}
+	var chosen *tool
+	var forced struct {
+		Type     string `json:"type"`
+		Name     string `json:"name"` // Anthropic {"type":"tool","name":…}
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	}
+	if json.Unmarshal(g.ToolChoice, &forced) == nil {
+		if forced.Function.Name == "" {
+			forced.Function.Name = forced.Name
+		}
+		for i := range g.Tools {
+			if g.Tools[i].name() == forced.Function.Name && forced.Function.Name != "" {
+				chosen = &g.Tools[i]
+			}
+		}
+		if chosen == nil && forced.Type == "any" {
+			chosen = &g.Tools[0]
+		}
+	} else if string(g.ToolChoice) == `"required"` {
+		chosen = &g.Tools[0]
+	}
+	if chosen == nil {
+		lower := strings.ToLower(last)
+		for i := range g.Tools {
+			if n := g.Tools[i].name(); n != "" && strings.Contains(lower, "call "+strings.ToLower(n)) {
+				chosen = &g.Tools[i]
+				break
+			}
+		}
+	}
+	if chosen == nil {
+		return nil
+	}
+	name := chosen.name()
+	h := sha256.Sum256([]byte(name + "\x00" + last))
+	return &toolCall{ID: "call_sandbox_" + hex.EncodeToString(h[:6]), Name: name, Args: toolArgs(chosen.schema(), last)}
+}
+
+// toolArgs fills the schema's properties with deterministic values: strings
+// get a snippet of the user's message, numbers 42, booleans true.
+func toolArgs(schema json.RawMessage, last string) string {
+	var s struct {
+		Properties map[string]struct {
+			Type any `json:"type"`
+		} `json:"properties"`
+	}
+	_ = json.Unmarshal(schema, &s)
+	args := map[string]any{}
+	for name, p := range s.Properties {
+		t, _ := p.Type.(string)
+		switch t {
+		case "number", "integer":
+			args[name] = 42
+		case "boolean":
+			args[name] = true
+		case "array":
+			args[name] = []string{"sandbox"}
+		case "object":
+			args[name] = map[string]string{"sandbox": "value"}
+		default:
+			args[name] = "sandbox: " + head(last, 24)
+		}
+	}
+	if len(args) == 0 {
+		args["input"] = "sandbox: " + head(last, 24)
+	}
+	b, _ := json.Marshal(args) // maps marshal with sorted keys: deterministic
+	return string(b)
+}
+
+// argFragments splits tool arguments into up to four pieces at rune
+// boundaries, as a model streams them.
+func argFragments(args string) []string {
+	const pieces = 4
+	out := make([]string, 0, pieces)
+	size := max(1, (len(args)+pieces-1)/pieces)
+	for len(args) > 0 {
+		n := min(size, len(args))
+		for n < len(args) && !utf8.RuneStart(args[n]) {
+			n++
+		}
+		out = append(out, args[:n])
+		args = args[n:]
+	}
+	return out
+}
+
+// embedding returns a deterministic unit vector of dims for input.
+func embedding(input string, dims int) []float32 {
+	v := make([]float32, dims)
+	seed := sha256.Sum256([]byte(input))
+	var block [36]byte
+	copy(block[:32], seed[:])
+	var sum float64
+	for i := 0; i < dims; i += 8 {
+		binary.BigEndian.PutUint32(block[32:], uint32(i/8))
+		h := sha256.Sum256(block[:])
+		for j := 0; j < 8 && i+j < dims; j++ {
+			u := binary.BigEndian.Uint32(h[4*j:])
+			f := float64(u)/float64(math.MaxUint32)*2 - 1
+			v[i+j] = float32(f)
+			sum += f * f
+		}
+	}
+	if norm := math.Sqrt(sum); norm > 0 {
+		for i := range v {
+			v[i] = float32(float64(v[i]) / norm)
+		}
+	}
+	return v
+}
+
+// transcript returns the deterministic transcription of an audio file.
+func transcript(audio []byte) string {
+	h := sha256.Sum256(audio)
+	words := []string{"Sandbox", "transcription", hex.EncodeToString(h[:4]) + ":"}
+	r := compose(words, string(h[:]), len(words)+8)
+	return r.text()
+}

@@ -1,0 +1,211 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/duo-confidential/duo-confidential/proxy/envelope"
+	"github.com/valyala/fasthttp"
+)
+
+// Secrets supplies the inference secret of the attested backend. Current
+// never blocks on the network; Invalidate replaces a secret the backend no
+// longer knows with a fresh exchange.
+type Secrets interface {
+	Current() (envelope.Secret, error)
+	Invalidate(ctx context.Context, staleID string) (envelope.Secret, error)
+}
+
+// CacheSaltMode says how cache_salt is chosen for requests without one.
+type CacheSaltMode int
+
+// Cache salt modes.
+const (
+	// CacheSaltPerRequest injects a fresh random salt per request: no
+	// prefix-cache sharing between requests (upstream's default).
+	CacheSaltPerRequest CacheSaltMode = iota
+	// CacheSaltShared injects one configured salt and sends the shard key,
+	// so requests with a common prefix can reuse the backend's cache.
+	CacheSaltShared
+)
+
+// Options configures a Server. Zero durations and sizes take the defaults
+// named beside them.
+type Options struct {
+	// Upstream is the Privatemode API base URL (https; http only when
+	// AllowInsecureUpstream, which only sandbox mode sets).
+	Upstream              string
+	AllowInsecureUpstream bool
+	APIKey                string
+	Secrets               Secrets
+	// Tokens, when enabled, are required as inbound bearer tokens.
+	Tokens *Tokens
+
+	CacheSaltMode CacheSaltMode
+	SharedSalt    string // CacheSaltShared: at least 32 characters
+	OCSP          envelope.OCSPPolicy
+
+	MaxRequestBody    int           // default 32 MiB
+	MaxResponseBody   int           // non-streaming upstream bodies; default 64 MiB
+	MaxEventSize      int           // one SSE event; default 8 MiB
+	ReadTimeout       time.Duration // inbound request headers and body; default 60s
+	IdleTimeout       time.Duration // inbound keep-alive; default 120s
+	UpstreamTimeout   time.Duration // until upstream response headers; default 10m
+	StreamIdleTimeout time.Duration // no upstream progress in a stream; default 2m
+
+	// HTTPClient carries outbound TLS roots, proxy settings and dial
+	// timeouts; nil builds a default one.
+	HTTPClient *http.Client
+	// ClientVersion is sent as Privatemode-Version (protocol compatibility).
+	ClientVersion string
+	Logger        *slog.Logger
+	// Ready reports readiness and, when not ready, why (for /readyz);
+	// nil means ready whenever a secret is available.
+	Ready func() (bool, string)
+}
+
+// Server is the attesting encryption proxy's HTTP front.
+type Server struct {
+	o        Options
+	base     *url.URL
+	client   *http.Client
+	log      *slog.Logger
+	srv      *fasthttp.Server
+	inflight atomic.Int64
+	streams  atomic.Int64
+	closing  atomic.Bool
+}
+
+// ProtocolVersion is the Privatemode client version we are wire-compatible
+// with; the API gates behaviour on it.
+const ProtocolVersion = "v1.40.0"
+
+// New checks the options and builds a Server.
+func New(o Options) (*Server, error) {
+	if o.Secrets == nil {
+		return nil, errors.New("proxy: no secret source")
+	}
+	base, err := url.Parse(strings.TrimRight(o.Upstream, "/"))
+	if err != nil || base.Host == "" {
+		return nil, fmt.Errorf("proxy: upstream %q is not a URL", o.Upstream)
+	}
+	if base.Scheme != "https" && !(base.Scheme == "http" && o.AllowInsecureUpstream) {
+		return nil, fmt.Errorf("proxy: upstream %q must use https", o.Upstream)
+	}
+	if o.CacheSaltMode == CacheSaltShared && len(o.SharedSalt) < 32 {
+		return nil, errors.New("proxy: the shared cache salt must be at least 32 characters")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defD := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxRequestBody, 32<<20)
+	def(&o.MaxResponseBody, 64<<20)
+	def(&o.MaxEventSize, 8<<20)
+	defD(&o.ReadTimeout, 60*time.Second)
+	defD(&o.IdleTimeout, 120*time.Second)
+	defD(&o.UpstreamTimeout, 10*time.Minute)
+	defD(&o.StreamIdleTimeout, 2*time.Minute)
+	if o.ClientVersion == "" {
+		o.ClientVersion = ProtocolVersion
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	client := o.HTTPClient
+	if client == nil {
+		client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	s := &Server{o: o, base: base, client: upstreamClient(client, o.UpstreamTimeout), log: o.Logger}
+	s.srv = &fasthttp.Server{
+		Handler:               s.Handle,
+		Name:                  "duo-confidential",
+		NoDefaultServerHeader: true,
+		ReadTimeout:           o.ReadTimeout,
+		IdleTimeout:           o.IdleTimeout,
+		// WriteTimeout would cap whole streams; streams have their own
+		// idle-progress timeout instead.
+		WriteTimeout:       0,
+		MaxRequestBodySize: o.MaxRequestBody,
+		ReadBufferSize:     16 << 10,
+		CloseOnShutdown:    true,
+		Logger:             fasthttpLogger{o.Logger},
+		ErrorHandler:       s.connError,
+	}
+	return s, nil
+}
+
+// upstreamClient returns a copy of c whose transport waits at most timeout
+// for response headers. The client has no overall timeout: streams are
+// bounded by their idle-progress timeout instead.
+func upstreamClient(c *http.Client, timeout time.Duration) *http.Client {
+	cc := *c
+	cc.Timeout = 0
+	if t, ok := c.Transport.(*http.Transport); ok {
+		t = t.Clone()
+		t.ResponseHeaderTimeout = timeout
+		t.MaxIdleConnsPerHost = 256
+		t.ForceAttemptHTTP2 = true
+		cc.Transport = t
+	}
+	// Redirects would carry our API key elsewhere.
+	cc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &cc
+}
+
+// Serve answers requests on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(ln)
+}
+
+// Shutdown stops accepting connections and waits, until ctx is done, for
+// in-flight requests and streams to finish.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	return s.srv.ShutdownWithContext(ctx)
+}
+
+// InFlight reports requests being handled and streams being relayed.
+func (s *Server) InFlight() (requests, streams int64) {
+	return s.inflight.Load(), s.streams.Load()
+}
+
+// connError answers protocol-level failures (oversized bodies, bad
+// requests, timeouts) in OpenAI's shape.
+func (s *Server) connError(ctx *fasthttp.RequestCtx, err error) {
+	var e *apiError
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e = newAPIError(fasthttp.StatusRequestEntityTooLarge, errInvalidRequest,
+			fmt.Sprintf("request body larger than %d bytes", s.o.MaxRequestBody), err)
+	default:
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			e = newAPIError(fasthttp.StatusRequestTimeout, errInvalidRequest, "request not received in time", err)
+		} else {
+			e = newAPIError(fasthttp.StatusBadRequest, errInvalidRequest, "malformed HTTP request", err)
+		}
+	}
+	writeError(ctx, e)
+}
+
+// fasthttpLogger routes fasthttp's own messages into slog at debug level.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug("http server", "msg", fmt.Sprintf(format, args...))
+}
