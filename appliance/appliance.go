@@ -125,6 +125,9 @@ func New(o Options) (*Appliance, error) {
 		OCSP:                  ocspPolicy(cfg.Proxy.StrictOCSP),
 		Ready:                 a.Ready,
 	}
+	if sb != nil {
+		po.Notice = "SANDBOX MODE: local sandbox backend with test-signed evidence, NOT CONFIDENTIAL"
+	}
 	if cfg.Proxy.CacheSalt == CacheSaltShared {
 		b, err := os.ReadFile(cfg.Proxy.SharedSaltFile)
 		if err != nil {

@@ -177,7 +177,8 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	b, _ := json.Marshal(struct {
 		Ready  bool   `json:"ready"`
 		Reason string `json:"reason,omitempty"`
-	}{ready, reason})
+		Notice string `json:"notice,omitempty"`
+	}{ready, reason, s.o.Notice})
 	if !ready {
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 	}

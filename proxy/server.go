@@ -70,6 +70,9 @@ type Options struct {
 	// Ready reports readiness and, when not ready, why (for /readyz);
 	// nil means ready whenever a secret is available.
 	Ready func() (bool, string)
+	// Notice, when set, is shown in /readyz (sandbox mode says NOT
+	// CONFIDENTIAL there, so no status page can miss it).
+	Notice string
 }
 
 // Server is the attesting encryption proxy's HTTP front.
