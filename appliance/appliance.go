@@ -122,7 +122,7 @@ func New(o Options) (*Appliance, error) {
 		StreamIdleTimeout:     cfg.Proxy.StreamIdleTimeout,
 		HTTPClient:            client,
 		Logger:                log.With("part", "proxy"),
-		OCSP:                  ocspPolicy(cfg.Proxy.StrictOCSP),
+		StrictOCSP:            cfg.Proxy.StrictOCSP,
 		Ready:                 a.Ready,
 	}
 	if sb != nil {
@@ -139,15 +139,6 @@ func New(o Options) (*Appliance, error) {
 		return nil, err
 	}
 	return a, nil
-}
-
-// ocspPolicy mirrors upstream's default (unknown allowed, revoked allowed
-// for 48 hours) unless strict.
-func ocspPolicy(strict bool) envelope.OCSPPolicy {
-	if strict {
-		return envelope.OCSPPolicy{}
-	}
-	return envelope.OCSPPolicy{AllowUnknown: true, AllowRevoked: true, RevokedNotBefore: time.Now().Add(-48 * time.Hour)}
 }
 
 // verifier builds the attestation verifier from configuration, or from the
@@ -185,6 +176,15 @@ func (a *Appliance) Ready() (bool, string) {
 	}
 	st := a.manager.Status()
 	return st.Ready, st.Reason
+}
+
+// Reattest asks the trust manager to attest the backend again now (an
+// operator's or a test's hook); it does not block. With a fixed secret
+// there is nothing to attest and it does nothing.
+func (a *Appliance) Reattest() {
+	if a.manager != nil {
+		a.manager.Reattest()
+	}
 }
 
 // Status returns the trust state for status pages; nil with a fixed secret.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 	"github.com/google/uuid"
@@ -179,10 +180,23 @@ func (s *Server) setHeaders(req *http.Request, sec envelope.Secret, requestID st
 	h.Set("Privatemode-User-Request-ID", requestID)
 	if sec.ID != "" {
 		h.Set("Privatemode-Secret-ID", sec.ID)
-		policy := s.o.OCSP.Header()
+		policy := ocspPolicy(s.o.StrictOCSP, time.Now()).Header()
 		h.Set("Privatemode-NVIDIA-OCSP-Policy", policy)
 		h.Set("Privatemode-NVIDIA-OCSP-Policy-MAC", envelope.OCSPMAC(sec.Key, policy))
 	}
+}
+
+// ocspRevokedGrace is how long after an NVIDIA revocation a GPU is still
+// accepted in the default (non-strict) policy, as upstream does.
+const ocspRevokedGrace = 48 * time.Hour
+
+// ocspPolicy is the GPU OCSP policy for a request sent at now; the
+// revocation cut-off moves with the clock, so it is computed per request.
+func ocspPolicy(strict bool, now time.Time) envelope.OCSPPolicy {
+	if strict {
+		return envelope.OCSPPolicy{RevokedNotBefore: now}
+	}
+	return envelope.OCSPPolicy{AllowRevoked: true, AllowUnknown: true, RevokedNotBefore: now.Add(-ocspRevokedGrace)}
 }
 
 // plaintextResponse handles answers the backend marked unencrypted. A

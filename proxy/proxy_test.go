@@ -444,3 +444,13 @@ func TestHealthAndReadiness(t *testing.T) {
 		t.Fatalf("readyz not ready: %d %s", status, body)
 	}
 }
+
+func TestOCSPPolicyMovesWithTheClock(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	if got := ocspPolicy(false, now).Header(); got != "rules=allow-good,allow-revoked,allow-unknown; revocation-time-not-before=1799827200" {
+		t.Errorf("default policy %q", got)
+	}
+	if got := ocspPolicy(true, now).Header(); got != "rules=allow-good; revocation-time-not-before=1800000000" {
+		t.Errorf("strict policy %q", got)
+	}
+}

@@ -51,7 +51,10 @@ type Options struct {
 
 	CacheSaltMode CacheSaltMode
 	SharedSalt    string // CacheSaltShared: at least 32 characters
-	OCSP          envelope.OCSPPolicy
+	// StrictOCSP accepts only GPU certificates whose NVIDIA OCSP status is
+	// good; otherwise "unknown" and "revoked within the last 48 hours" are
+	// accepted too (upstream's default).
+	StrictOCSP bool
 
 	MaxRequestBody    int           // default 32 MiB
 	MaxResponseBody   int           // non-streaming upstream bodies; default 64 MiB
