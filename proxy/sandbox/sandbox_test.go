@@ -185,6 +185,11 @@ func TestToolCallStream(t *testing.T) {
 			for i, ev := range r.events[:len(r.events)-1] {
 				c := decode[chatChunk](t, ev.data)
 				tc := c.Choices[0].Delta.ToolCalls
+				if len(tc) == 0 && c.Choices[0].FinishReason != nil {
+					// The closing chunk: empty delta, finish reason only.
+					finish = *c.Choices[0].FinishReason
+					continue
+				}
 				if len(tc) != 1 {
 					t.Fatalf("chunk %d: %s", i, ev.data)
 				}

@@ -176,7 +176,7 @@ func (c *call) runChat(e *sse, g *genRequest, r *reply, cut int) bool {
 			b = append(b, `},"logprobs":null`...)
 		}
 		b = append(b, `,"finish_reason":`...)
-		if i == len(pieces)-1 {
+		if i == len(pieces)-1 && r.tool == nil {
 			b = append(b, '"')
 			b = append(b, r.finish...)
 			b = append(b, '"')
@@ -185,6 +185,20 @@ func (c *call) runChat(e *sse, g *genRequest, r *reply, cut int) bool {
 		}
 		b = append(b, "}],"...)
 		b = appendUsage(b, r.promptTokens, i+1)
+		b = append(b, '}')
+		e.buf = b
+		if !e.event("", b) {
+			return false
+		}
+	}
+	if r.tool != nil {
+		// As OpenAI does, a tool call ends with its own chunk: an empty
+		// delta carrying the finish reason, after the last fragment.
+		b := append(e.buf[:0], head...)
+		b = append(b, `{"index":0,"delta":{},"logprobs":null,"finish_reason":"`...)
+		b = append(b, r.finish...)
+		b = append(b, `"}],`...)
+		b = appendUsage(b, r.promptTokens, len(pieces))
 		b = append(b, '}')
 		e.buf = b
 		if !e.event("", b) {
