@@ -165,6 +165,13 @@ func upstreamClient(c *http.Client, timeout time.Duration) *http.Client {
 		t = t.Clone()
 		t.ResponseHeaderTimeout = timeout
 		t.MaxIdleConnsPerHost = 256
+		// An encrypted request is about twice its plaintext (hex
+		// ciphertext): with the default 4 KiB buffer a 4 KB chat request
+		// took two write calls; 16 KiB sends up to ~7 KB of plaintext in
+		// one.
+		if t.WriteBufferSize < 16<<10 {
+			t.WriteBufferSize = 16 << 10
+		}
 		t.ForceAttemptHTTP2 = true
 		cc.Transport = t
 	}

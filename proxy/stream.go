@@ -45,8 +45,14 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Res
 		watchdog := time.AfterFunc(idle, func() { stalled.Store(true); cancel() })
 		defer watchdog.Stop()
 
-		r := sse.NewReader(resp.Body, maxEvent)
+		// Events are written without a flush each; the reader flushes them
+		// before it waits for upstream, so no event is held back while the
+		// proxy waits, and a burst that arrived together leaves together
+		// (one chunk and one write instead of one per event).
+		fr := &flushingReader{src: resp.Body, w: w}
+		r := sse.NewReader(fr, maxEvent)
 		out := sse.NewWriter(w)
+		var plainBuf []byte // reused for every decrypted event
 		var sawDone, sawFinish bool
 		fail := func(msg string, err error) {
 			log.Warn("stream ended with an error", "route", rt.name, "reason", msg, "error", err)
@@ -57,6 +63,8 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Res
 			ev, err := r.Next()
 			if err != nil {
 				switch {
+				case fr.clientErr != nil:
+					return // the client went away: nothing to tell it
 				case stalled.Load():
 					fail("the confidential backend stopped sending for "+idle.String()+"; the stream was closed", err)
 				case errors.Is(err, io.EOF):
@@ -73,12 +81,12 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Res
 			watchdog.Reset(idle)
 			if !rt.anthropic && bytes.Equal(ev.Data, doneData) {
 				sawDone = true
-				if out.WriteEvent(ev) != nil || w.Flush() != nil {
+				if out.WriteEvent(ev) != nil {
 					return
 				}
 				continue
 			}
-			plain, err := sess.DecryptJSON(ev.Data, rt.respPlain)
+			plain, err := sess.AppendDecryptJSON(plainBuf[:0], ev.Data, rt.respPlain)
 			if err != nil {
 				fail("an event from the confidential backend failed decryption; the stream was closed", err)
 				return
@@ -90,14 +98,42 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Res
 			} else if !sawFinish && (bytes.Contains(plain, finishReason) || bytes.Contains(plain, finishReason2)) {
 				sawFinish = true
 			}
+			if cap(plain) <= maxKeptEventBuf {
+				plainBuf = plain
+			} else {
+				plainBuf = nil
+			}
 			ev.Data = plain
 			// A failed write means the client went away: returning cancels
 			// the upstream request and frees its connection.
-			if out.WriteEvent(ev) != nil || w.Flush() != nil {
+			if out.WriteEvent(ev) != nil {
 				return
 			}
 		}
 	})
+}
+
+// maxKeptEventBuf bounds the decryption buffer a stream keeps between
+// events, so one huge event does not pin its memory for the whole stream.
+const maxKeptEventBuf = 64 << 10
+
+// flushingReader flushes the client writer before every read from
+// upstream: everything decrypted so far reaches the client before the
+// relay can block waiting for more.
+type flushingReader struct {
+	src       io.Reader
+	w         *bufio.Writer
+	clientErr error // the flush failed: the client went away
+}
+
+func (f *flushingReader) Read(p []byte) (int, error) {
+	if f.w.Buffered() > 0 {
+		if err := f.w.Flush(); err != nil {
+			f.clientErr = err
+			return 0, err
+		}
+	}
+	return f.src.Read(p)
 }
 
 // writeStreamError emits an error event the client's SDK recognises:

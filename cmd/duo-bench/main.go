@@ -1,0 +1,166 @@
+// Command duo-bench measures the attesting encryption proxy against the
+// sandbox backend's plaintext mode, on loopback, in one run (issue 3's
+// performance targets):
+//
+//  1. added latency of a 4 KB chat request at concurrency 1;
+//  2. throughput of that request at concurrency 32, direct vs proxied;
+//  3. SSE chunks per second through the proxy and direct;
+//  4. resident memory of a real `duo-confidential serve` child process,
+//     idle and with 1, 100 and 1,000 open streams;
+//  5. CPU time per request of that child.
+//
+// Parts 1–3 run in this process: a plaintext sandbox (the baseline, which
+// the client calls directly) and an encrypted sandbox behind the real
+// appliance in sandbox mode (attestation and secret exchange at start).
+// Parts 4–5 build the command and run `sandbox` and `serve` as children,
+// so the proxy's memory and CPU are measured apart from the load generator.
+//
+// Allocations per request come from `go test -bench . ./proxy/` (see
+// proxy/bench_test.go), not from this command.
+//
+// Everything listens on 127.0.0.1; every load loop is bounded in count and
+// time.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Config holds the flags.
+type Config struct {
+	Warmup       int           // unary requests per path before measuring
+	Requests     int           // latency: measured requests per path
+	Concurrency  int           // throughput: concurrent clients
+	ThroughDur   time.Duration // throughput: duration per path
+	ThroughMax   int           // throughput: request cap per path
+	ReplyTokens  int           // unary reply length
+	Streams      int           // SSE: concurrent streams
+	StreamTokens int           // SSE: tokens per stream
+	StreamDur    time.Duration // SSE: duration per path
+	StreamMax    int           // SSE: stream cap per path
+	Child        bool          // run parts 4 and 5
+	Bin          string        // prebuilt duo-confidential binary (default: go build)
+	OpenStreams  []int         // RSS: open-stream levels
+	CPURequests  int           // CPU: requests in the measured batch
+	Settle       time.Duration // RSS: wait before reading
+	JSON         string        // also write the report as JSON here ("-": stdout only JSON)
+	Timeout      time.Duration // whole run
+	CPUProfile   string        // write a CPU profile of the in-process throughput phase through the proxy
+}
+
+func defaultConfig() Config {
+	return Config{
+		Warmup: 300, Requests: 3000, Concurrency: 32,
+		ThroughDur: 10 * time.Second, ThroughMax: 2_000_000, ReplyTokens: 32,
+		Streams: 4, StreamTokens: 5000, StreamDur: 10 * time.Second, StreamMax: 100_000,
+		Child: true, OpenStreams: []int{1, 100, 1000}, CPURequests: 5000,
+		Settle: 3 * time.Second, Timeout: 6 * time.Minute,
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run parses args, runs the benchmark and prints the report.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "duo-bench: "+format+"\n", a...) }
+	rep, err := bench(ctx, cfg, logf)
+	if err != nil {
+		logf("error: %v", err)
+		return 1
+	}
+	rep.Command = "go run ./cmd/duo-bench " + strings.Join(args, " ")
+	rep.Command = strings.TrimSpace(rep.Command)
+	if cfg.JSON == "-" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			logf("error: %v", err)
+			return 1
+		}
+		return 0
+	}
+	rep.Markdown(stdout)
+	if cfg.JSON != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(cfg.JSON, append(b, '\n'), 0o644); err != nil {
+			logf("error: %v", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (Config, error) {
+	c := defaultConfig()
+	fs := flag.NewFlagSet("duo-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&c.Warmup, "warmup", c.Warmup, "unary warm-up requests per path")
+	fs.IntVar(&c.Requests, "requests", c.Requests, "latency: measured requests per path (concurrency 1, interleaved)")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "throughput: concurrent clients")
+	fs.DurationVar(&c.ThroughDur, "throughput-duration", c.ThroughDur, "throughput: measuring time per path")
+	fs.IntVar(&c.ThroughMax, "throughput-max", c.ThroughMax, "throughput: at most this many requests per path")
+	fs.IntVar(&c.ReplyTokens, "reply-tokens", c.ReplyTokens, "max_tokens of the unary chat request")
+	fs.IntVar(&c.Streams, "streams", c.Streams, "SSE: concurrent streams")
+	fs.IntVar(&c.StreamTokens, "stream-tokens", c.StreamTokens, "SSE: max_tokens per stream (one chunk each)")
+	fs.DurationVar(&c.StreamDur, "stream-duration", c.StreamDur, "SSE: measuring time per path")
+	fs.IntVar(&c.StreamMax, "stream-max", c.StreamMax, "SSE: at most this many streams per path")
+	fs.BoolVar(&c.Child, "child", c.Child, "measure RSS and CPU of a `duo-confidential serve` child process")
+	fs.StringVar(&c.Bin, "bin", "", "prebuilt duo-confidential binary (default: go build ./cmd/duo-confidential)")
+	levels := "1,100,1000"
+	fs.StringVar(&levels, "open-streams", levels, "RSS: comma-separated counts of concurrently open streams")
+	fs.IntVar(&c.CPURequests, "cpu-requests", c.CPURequests, "CPU: unary requests in the measured batch")
+	fs.DurationVar(&c.Settle, "settle", c.Settle, "RSS: wait this long before each reading")
+	fs.StringVar(&c.JSON, "json", "", "also write the report as JSON to this file; '-' prints only JSON to stdout")
+	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "abort the whole run after this long")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of this process during the proxied throughput phase to this file")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "duo-bench: unexpected arguments: %v\n", fs.Args())
+		return c, errors.New("usage")
+	}
+	c.OpenStreams = nil
+	for f := range strings.SplitSeq(levels, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 10000 {
+			fmt.Fprintf(stderr, "duo-bench: --open-streams: %q is not a count from 1 to 10000\n", f)
+			return c, errors.New("usage")
+		}
+		c.OpenStreams = append(c.OpenStreams, n)
+	}
+	if c.Requests < 1 || c.Concurrency < 1 || c.Streams < 1 || c.StreamTokens < 1 || c.ThroughMax < 1 ||
+		c.StreamMax < 1 || c.CPURequests < 1 || c.Warmup < 0 || c.ReplyTokens < 1 {
+		fmt.Fprintln(stderr, "duo-bench: counts must be positive")
+		return c, errors.New("usage")
+	}
+	return c, nil
+}
