@@ -123,6 +123,7 @@ func New(o Options) (*Appliance, error) {
 		HTTPClient:            client,
 		Logger:                log.With("part", "proxy"),
 		StrictOCSP:            cfg.Proxy.StrictOCSP,
+		PlatformHeaders:       cfg.Proxy.PlatformHeaders,
 		Ready:                 a.Ready,
 	}
 	if sb != nil {

@@ -140,6 +140,7 @@ type ProxyConfig struct {
 	CacheSalt          string        `yaml:"cache_salt"`
 	SharedSaltFile     string        `yaml:"shared_salt_file"`
 	StrictOCSP         bool          `yaml:"strict_ocsp"`
+	PlatformHeaders    bool          `yaml:"platform_headers"`
 }
 
 // Cache-salt modes for proxy.cache_salt.

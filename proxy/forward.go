@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -176,6 +177,10 @@ func (s *Server) setHeaders(req *http.Request, sec envelope.Secret, requestID st
 	h.Set("Authorization", "Bearer "+s.o.APIKey)
 	h.Set("Privatemode-Version", s.o.ClientVersion)
 	h.Set("Privatemode-Client", "Proxy")
+	if s.o.PlatformHeaders {
+		h.Set("Privatemode-OS", runtime.GOOS)
+		h.Set("Privatemode-Architecture", runtime.GOARCH)
+	}
 	h.Set("User-Agent", "duo-confidential")
 	h.Set("Privatemode-User-Request-ID", requestID)
 	if sec.ID != "" {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -275,6 +276,9 @@ func TestChatRoundTripAndWireHygiene(t *testing.T) {
 	if !strings.HasPrefix(h.be.hosts[0], "127.0.0.1:") || strings.Contains(h.be.hosts[0], strings.TrimPrefix(h.url, "http://")) {
 		t.Errorf("Host %q is not the upstream's", h.be.hosts[0])
 	}
+	if hd.Get("Privatemode-OS") != "" || hd.Get("Privatemode-Architecture") != "" {
+		t.Error("platform headers sent although not enabled")
+	}
 	if hd.Get("Privatemode-Shard-Key") != "" {
 		t.Error("shard key sent for a per-request salt")
 	}
@@ -452,5 +456,15 @@ func TestOCSPPolicyMovesWithTheClock(t *testing.T) {
 	}
 	if got := ocspPolicy(true, now).Header(); got != "rules=allow-good; revocation-time-not-before=1800000000" {
 		t.Errorf("strict policy %q", got)
+	}
+}
+
+func TestPlatformHeadersOptIn(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.PlatformHeaders = true })
+	if status, _, body := h.do(t, "POST", "/v1/chat/completions", chatBody(false), nil); status != 200 {
+		t.Fatalf("status %d %s", status, body)
+	}
+	if hd := h.be.headers[0]; hd.Get("Privatemode-OS") != runtime.GOOS || hd.Get("Privatemode-Architecture") != runtime.GOARCH {
+		t.Fatalf("platform headers %q %q", hd.Get("Privatemode-OS"), hd.Get("Privatemode-Architecture"))
 	}
 }

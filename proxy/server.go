@@ -55,6 +55,9 @@ type Options struct {
 	// good; otherwise "unknown" and "revoked within the last 48 hours" are
 	// accepted too (upstream's default).
 	StrictOCSP bool
+	// PlatformHeaders sends Privatemode-OS and Privatemode-Architecture
+	// like the upstream proxy; off by default to send less metadata.
+	PlatformHeaders bool
 
 	MaxRequestBody    int           // default 32 MiB
 	MaxResponseBody   int           // non-streaming upstream bodies; default 64 MiB
