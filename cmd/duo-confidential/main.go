@@ -50,6 +50,7 @@ type CLI struct {
 	Demo       DemoCmd       `cmd:"" help:"Run the proxy against an embedded sandbox backend (NOT confidential) and print ready-to-paste requests."`
 	Sandbox    SandboxCmd    `cmd:"" help:"Run the sandbox backend alone (NOT confidential), for interoperability tests and benchmarks."`
 	Proxy      ProxyCmd      `cmd:"" help:"Proxy helpers (inbound tokens)."`
+	Keys       KeysCmd       `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
 }
 
 func main() {
