@@ -19,8 +19,6 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
-	"github.com/duo-confidential/duo-confidential/proxy/attest"
-	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
@@ -104,7 +102,7 @@ func startEnv(t *testing.T, o envOptions) *env {
 		_ = sb.Shutdown(ctx)
 	})
 
-	trust, err := sandboxTrust(sb, "http://"+e.sbAddr)
+	trust, err := appliance.SandboxFor(sb, "http://"+e.sbAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,28 +182,6 @@ func (e *env) waitFor(what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// sandboxTrust is what an appliance in sandbox mode trusts about sb: its
-// test roots, manifest and collateral.
-func sandboxTrust(sb *sandbox.Server, endpoint string) (*appliance.Sandbox, error) {
-	be := sb.Backend()
-	roots, err := attest.ParseTestRoots(be.RootsPEM())
-	if err != nil {
-		return nil, err
-	}
-	items, err := be.Collateral()
-	if err != nil {
-		return nil, err
-	}
-	bundle := collateral.New()
-	now := time.Now()
-	for url, r := range items {
-		if _, err := bundle.Put(&attest.CollateralItem{URL: url, Header: r.Header.Clone(), Body: bytes.Clone(r.Body), FetchedAt: now}); err != nil {
-			return nil, err
-		}
-	}
-	return &appliance.Sandbox{Endpoint: endpoint, Roots: roots, Collateral: bundle, Manifest: sb.Manifest()}, nil
 }
 
 // client returns an OpenAI SDK client for the proxy. It never retries, so

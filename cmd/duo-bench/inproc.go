@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
-	"github.com/duo-confidential/duo-confidential/proxy/attest"
-	"github.com/duo-confidential/duo-confidential/proxy/attest/attesttest"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 	"github.com/valyala/fasthttp"
 )
@@ -74,7 +72,7 @@ func startRig(ctx context.Context, tokensPerSecond float64, logf func(string, ..
 		closeAll()
 		return nil, fmt.Errorf("encrypted sandbox: %w", err)
 	}
-	trust, err := sandboxTrust(encSB, encURL)
+	trust, err := appliance.SandboxFor(encSB, encURL)
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -121,40 +119,6 @@ func startRig(ctx context.Context, tokensPerSecond float64, logf func(string, ..
 	}
 	logf("in-process proxy ready after %v (attestation and secret exchange)", time.Since(start).Round(time.Millisecond))
 	return &rig{direct: plainURL, proxied: "http://" + ln.Addr().String(), close: closeAll}, nil
-}
-
-// sandboxTrust is what an in-process appliance trusts about an in-process
-// sandbox (as the demo command does).
-func sandboxTrust(sb *sandbox.Server, endpoint string) (*appliance.Sandbox, error) {
-	be := sb.Backend()
-	roots, err := attest.ParseTestRoots(be.RootsPEM())
-	if err != nil {
-		return nil, err
-	}
-	items, err := be.Collateral()
-	if err != nil {
-		return nil, err
-	}
-	return &appliance.Sandbox{
-		Endpoint:   endpoint,
-		Roots:      roots,
-		Collateral: responseSource{items: items, fetched: time.Now()},
-		Manifest:   sb.Manifest(),
-	}, nil
-}
-
-// responseSource serves the sandbox's collateral from memory.
-type responseSource struct {
-	items   map[string]attesttest.Response
-	fetched time.Time
-}
-
-func (s responseSource) Collateral(_ context.Context, url string) (*attest.CollateralItem, error) {
-	r, ok := s.items[url]
-	if !ok {
-		return nil, fmt.Errorf("no collateral for %s: %w", url, attest.ErrCollateralNotFound)
-	}
-	return &attest.CollateralItem{URL: url, Header: r.Header.Clone(), Body: bytes.Clone(r.Body), FetchedAt: s.fetched, Source: "sandbox"}, nil
 }
 
 // chatBody is a realistic ~4 KB chat request: a system prompt and a short

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
-	"github.com/duo-confidential/duo-confidential/proxy/attest"
-	"github.com/duo-confidential/duo-confidential/proxy/attest/attesttest"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
@@ -55,7 +52,7 @@ func (c *DemoCmd) Run(g *Globals) error {
 		defer cancel()
 		_ = sb.Shutdown(ctx)
 	}()
-	trust, err := sandboxTrust(sb, "http://"+sln.Addr().String())
+	trust, err := appliance.SandboxFor(sb, "http://"+sln.Addr().String())
 	if err != nil {
 		return err
 	}
@@ -155,19 +152,4 @@ func demoRequest(base string) (string, error) {
 		return "", fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
 	}
 	return string(b), nil
-}
-
-// responseSource serves the sandbox's collateral from memory.
-type responseSource struct {
-	items   map[string]attesttest.Response
-	fetched time.Time
-}
-
-// Collateral returns the sandbox response for url.
-func (s responseSource) Collateral(_ context.Context, url string) (*attest.CollateralItem, error) {
-	r, ok := s.items[url]
-	if !ok {
-		return nil, fmt.Errorf("sandbox has no collateral for %s: %w", url, attest.ErrCollateralNotFound)
-	}
-	return &attest.CollateralItem{URL: url, Header: r.Header.Clone(), Body: bytes.Clone(r.Body), FetchedAt: s.fetched, Source: "sandbox"}, nil
 }

@@ -9,8 +9,6 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/appliance"
 	"github.com/duo-confidential/duo-confidential/appliance/statedir"
-	"github.com/duo-confidential/duo-confidential/proxy/attest"
-	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
@@ -65,16 +63,9 @@ func (c *SandboxCmd) Run(g *Globals) error {
 // writeSandboxDir writes what an appliance in sandbox mode must trust.
 func writeSandboxDir(dir, endpoint string, sb *sandbox.Server) error {
 	be := sb.Backend()
-	items, err := be.Collateral()
+	bundle, err := appliance.SandboxBundle(sb, time.Now())
 	if err != nil {
 		return err
-	}
-	bundle := collateral.New()
-	now := time.Now()
-	for url, r := range items {
-		if _, err := bundle.Put(&attest.CollateralItem{URL: url, Header: r.Header, Body: r.Body, FetchedAt: now}); err != nil {
-			return err
-		}
 	}
 	if err := statedir.EnsureDir(dir); err != nil {
 		return err
@@ -89,24 +80,4 @@ func writeSandboxDir(dir, endpoint string, sb *sandbox.Server) error {
 		}
 	}
 	return bundle.WriteFile(filepath.Join(dir, sandboxCollateralFile))
-}
-
-// sandboxTrust is what an in-process appliance trusts about an in-process
-// sandbox: its test roots, manifest and collateral (never configurable).
-func sandboxTrust(sb *sandbox.Server, endpoint string) (*appliance.Sandbox, error) {
-	be := sb.Backend()
-	roots, err := attest.ParseTestRoots(be.RootsPEM())
-	if err != nil {
-		return nil, err
-	}
-	items, err := be.Collateral()
-	if err != nil {
-		return nil, err
-	}
-	return &appliance.Sandbox{
-		Endpoint:   endpoint,
-		Roots:      roots,
-		Collateral: responseSource{items: items, fetched: time.Now()},
-		Manifest:   sb.Manifest(),
-	}, nil
 }
