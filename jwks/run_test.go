@@ -36,6 +36,9 @@ func TestIssuerDownAtStart(t *testing.T) {
 			t.Fatalf("retry %d: got %v, want ErrNotReady with the reason", i+1, err)
 		}
 		st := h.set.Status()
+		if h.set.Ready() {
+			t.Fatalf("retry %d: Ready() before any key was loaded", i+1)
+		}
 		if st.Ready || st.Failures != uint64(i+1) || st.ConsecutiveFailures != i+1 || st.LastError == "" ||
 			!st.NextFetch.Equal(h.clk.Now().Add(w*time.Second)) {
 			t.Fatalf("retry %d: status %+v", i+1, st)
@@ -57,6 +60,9 @@ func TestIssuerDownAtStart(t *testing.T) {
 	pub, err := h.set.Key(context.Background(), kidOf(t, k0))
 	if err != nil || !pub.(*rsa.PublicKey).Equal(&k0.PublicKey) {
 		t.Fatalf("after recovery: %v", err)
+	}
+	if !h.set.Ready() {
+		t.Fatal("Ready() false after recovery")
 	}
 	st := h.set.Status()
 	if !st.Ready || st.KeyCount != 1 || st.LastError != "" || st.ConsecutiveFailures != 0 ||

@@ -222,3 +222,8 @@ func clip(kid string) string {
 	}
 	return kid
 }
+
+// Ready reports whether a key set has been loaded; validators use it to
+// answer "keys not loaded yet" (503) rather than "invalid token" (401) for
+// tokens without a kid.
+func (s *Set) Ready() bool { return s.Status().Ready }
