@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/fastserve"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 	"github.com/valyala/fasthttp"
 )
@@ -87,7 +88,7 @@ type Server struct {
 	base     *url.URL
 	client   *http.Client
 	log      *slog.Logger
-	srv      *fasthttp.Server
+	srv      *fastserve.Server
 	inflight atomic.Int64
 	streams  atomic.Int64
 	closing  atomic.Bool
@@ -140,7 +141,7 @@ func New(o Options) (*Server, error) {
 		client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	s := &Server{o: o, base: base, client: upstreamClient(client, o.UpstreamTimeout), log: o.Logger}
-	s.srv = &fasthttp.Server{
+	s.srv = fastserve.New(&fasthttp.Server{
 		Handler:               s.Handle,
 		Name:                  "duo-confidential",
 		NoDefaultServerHeader: true,
@@ -154,7 +155,7 @@ func New(o Options) (*Server, error) {
 		CloseOnShutdown:    true,
 		Logger:             fasthttpLogger{o.Logger},
 		ErrorHandler:       s.connError,
-	}
+	})
 	return s, nil
 }
 
@@ -192,7 +193,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // in-flight requests and streams to finish.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
-	return s.srv.ShutdownWithContext(ctx)
+	return s.srv.Shutdown(ctx)
 }
 
 // InFlight reports requests being handled and streams being relayed.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/fastserve"
 	"github.com/valyala/fasthttp"
 
 	"github.com/duo-confidential/duo-confidential/proxy/attest/attesttest"
@@ -87,7 +88,7 @@ type Server struct {
 	rec       *recorder
 	keys      keyLog
 
-	srv       *fasthttp.Server
+	srv       *fastserve.Server
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -143,7 +144,7 @@ func New(o Options) (*Server, error) {
 	if o.TokensPerSecond > 0 {
 		s.interval = time.Duration(float64(time.Second) / o.TokensPerSecond)
 	}
-	s.srv = &fasthttp.Server{
+	s.srv = fastserve.New(&fasthttp.Server{
 		Handler:               s.Handler(),
 		Name:                  "duo-confidential-sandbox",
 		NoDefaultServerHeader: true,
@@ -153,7 +154,7 @@ func New(o Options) (*Server, error) {
 		MaxRequestBodySize: MaxRequestBody,
 		CloseOnShutdown:    true,
 		Logger:             fasthttpLogger{s.log},
-	}
+	})
 	return s, nil
 }
 
@@ -181,7 +182,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // waits for connections to close or ctx to expire.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() { close(s.done) })
-	return s.srv.ShutdownWithContext(ctx)
+	return s.srv.Shutdown(ctx)
 }
 
 // Handler returns the sandbox's request handler, for in-process servers.
