@@ -1,0 +1,215 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/duo-confidential/duo-confidential/gateway/auth"
+	"github.com/valyala/fasthttp"
+)
+
+// route is one gateway endpoint.
+type route struct {
+	name    string // for logs and metrics
+	path    string // exact path, or a prefix when prefix is set
+	prefix  bool
+	methods []string
+	public  bool // no authentication (health, JWKS)
+	// scopes: the token must hold at least one (empty: any valid token).
+	scopes []string
+	// selfIssued allows the gateway's own direct-access tokens (GitLab
+	// refuses them everywhere but the completion routes).
+	selfIssued bool
+	// forbidden is the 403 text when no scope matches; "" means
+	// "Unauthorized to access '<first scope>'".
+	forbidden string
+	handle    func(c *call) error
+}
+
+func (rt *route) allows(m []byte) bool {
+	for _, x := range rt.methods {
+		if string(m) == x {
+			return true
+		}
+	}
+	return false
+}
+
+// authorize applies the route's issuer and scope rules to validated claims.
+func (rt *route) authorize(c *auth.Claims) error {
+	msg := rt.forbidden
+	if msg == "" && len(rt.scopes) > 0 {
+		msg = "Unauthorized to access '" + rt.scopes[0] + "'"
+	}
+	if c.SelfIssued && !rt.selfIssued {
+		return auth.Forbidden(msg)
+	}
+	if len(rt.scopes) == 0 {
+		return nil
+	}
+	for _, s := range rt.scopes {
+		if c.HasScope(s) {
+			return nil
+		}
+	}
+	return auth.Forbidden(msg)
+}
+
+// Unit primitives (token scopes) the routes require.
+const (
+	scopeCompleteCode  = "complete_code"
+	scopeGenerateCode  = "generate_code"
+	scopeDuoChat       = "duo_chat"
+	scopeClassicChat   = "duo_classic_chat"
+	scopeDocsSearch    = "documentation_search"
+	scopeProviderProxy = "ai_gateway_model_provider_proxy"
+)
+
+// routeTable lists every route. Prefix routes are matched longest first.
+func (s *Server) routeTable() map[string]*route {
+	post := []string{fasthttp.MethodPost}
+	get := []string{fasthttp.MethodGet, fasthttp.MethodHead}
+	rs := []*route{
+		{name: "healthz", path: "/monitoring/healthz", methods: get, public: true, handle: s.handleHealthz},
+		{name: "ready", path: "/monitoring/ready", methods: get, public: true, handle: s.handleReady},
+		{name: "jwks", path: "/.well-known/jwks.json", methods: get, public: true, handle: s.handleJWKS},
+		{name: "user_access_token", path: "/v1/code/user_access_token", methods: post,
+			scopes: []string{scopeCompleteCode, scopeProviderProxy}, forbidden: auth.MsgUserAccessTokenForbidden,
+			handle: s.handleUserAccessToken},
+		{name: "code_completions", path: "/v2/code/completions", methods: post, selfIssued: true,
+			scopes: []string{scopeCompleteCode}, forbidden: "Unauthorized to access code completions", handle: s.handleCompletions},
+		{name: "code_completions", path: "/v2/completions", methods: post, selfIssued: true,
+			scopes: []string{scopeCompleteCode}, forbidden: "Unauthorized to access code completions", handle: s.handleCompletions},
+		{name: "code_generations_v2", path: "/v2/code/generations", methods: post,
+			scopes: []string{scopeGenerateCode}, forbidden: "Unauthorized to access code generations", handle: s.handleGenerationsV2},
+		{name: "code_suggestions_v3", path: "/v3/code/completions", methods: post,
+			scopes: []string{scopeGenerateCode, scopeCompleteCode}, handle: s.handleSuggestionsV3},
+		{name: "code_suggestions_v4", path: "/v4/code/suggestions", methods: post,
+			scopes: []string{scopeGenerateCode, scopeCompleteCode}, handle: s.handleSuggestionsV4},
+		{name: "chat_agent", path: "/v2/chat/agent", methods: post,
+			scopes: []string{scopeClassicChat, scopeDuoChat}, forbidden: "Unauthorized to access duo chat", handle: s.handleChatAgent},
+		{name: "docs_search", path: "/v1/search/gitlab-docs", methods: post,
+			scopes: []string{scopeDocsSearch}, handle: s.handleDocsSearch},
+		// Scopes of prompt routes depend on the prompt; handlers check them.
+		{name: "prompts", path: "/v1/prompts/", prefix: true, methods: post, handle: s.handlePrompt},
+		{name: "prompts_v2", path: "/v2/prompts/", prefix: true, methods: post, handle: s.handlePromptV2},
+		{name: "chat_legacy", path: "/v1/chat/", prefix: true, methods: post, handle: s.handleLegacyChat},
+	}
+	m := make(map[string]*route, len(rs))
+	for _, rt := range rs {
+		m[rt.path] = rt
+	}
+	return m
+}
+
+// lookupPrefix finds the prefix route for path, if any.
+func (s *Server) lookupPrefix(path string) *route {
+	var best *route
+	for _, rt := range s.routes {
+		if rt.prefix && strings.HasPrefix(path, rt.path) && len(path) > len(rt.path) &&
+			(best == nil || len(rt.path) > len(best.path)) {
+			best = rt
+		}
+	}
+	return best
+}
+
+// call is one request being served.
+type call struct {
+	ctx     *fasthttp.RequestCtx
+	s       *Server
+	route   *route
+	claims  *auth.Claims
+	started time.Time
+	// suffix is the part of the path after a prefix route (the prompt id).
+	suffix string
+}
+
+// header returns a request header as a string ("" when absent).
+func (c *call) header(name string) string {
+	return string(c.ctx.Request.Header.Peek(name))
+}
+
+// requestID is GitLab's correlation id, for logs.
+func (c *call) requestID() string {
+	id := c.header("X-Request-Id")
+	if len(id) > 128 {
+		id = id[:128]
+	}
+	return id
+}
+
+// decode unmarshals the JSON body into v. An empty body decodes as {}.
+// Malformed JSON or wrong types are GitLab's 422 with what was wrong (never
+// the body's content).
+func (c *call) decode(v any) error {
+	body := bytes.TrimSpace(c.ctx.PostBody())
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return errorf(fasthttp.StatusUnprocessableEntity, validationDetail(err), err)
+	}
+	return nil
+}
+
+// validationDetail describes a JSON decoding error without quoting input.
+func validationDetail(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		if field == "" {
+			field = "body"
+		}
+		return fmt.Sprintf("%s: %s must be %s, not %s", detailValidation, field, field, te.Type.String())
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s: the body is not valid JSON (offset %d)", detailValidation, se.Offset)
+	}
+	return detailValidation + ": the body must be a JSON object"
+}
+
+// invalid is a 422 for a request that decoded but misses what the route
+// needs.
+func invalid(format string, args ...any) *Error {
+	return errorf(fasthttp.StatusUnprocessableEntity, detailValidation+": "+fmt.Sprintf(format, args...), nil)
+}
+
+// modelContext returns the context of one model call: bounded by d and
+// by server shutdown. fasthttp has no per-request context; client
+// disconnects surface as write errors in streams.
+func (c *call) modelContext(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeoutCause(context.Background(), d, errDeadline)
+	stop := context.AfterFunc(c.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// errDeadline is the cause of a model call that ran out of its route's time.
+var errDeadline = errors.New("the model did not answer within the route's timeout")
+
+// writeJSON answers 200 with v as JSON.
+func (c *call) writeJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	c.ctx.SetContentType("application/json")
+	c.ctx.SetBody(b)
+	return nil
+}
+
+// modelError attributes a failed model call: when the call's own deadline
+// ended it, the error says so (504, or 421 on prompt routes) rather than
+// looking like a broken backend.
+func modelError(ctx context.Context, err error) error {
+	if err != nil && errors.Is(context.Cause(ctx), errDeadline) {
+		return fmt.Errorf("%w: %w", errDeadline, err)
+	}
+	return err
+}
