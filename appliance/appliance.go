@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net"
 	"os"
 	"strings"
@@ -37,6 +38,13 @@ type Options struct {
 	Sandbox *Sandbox
 	// APIKey overrides privatemode.api_key_file (sandbox and tests).
 	APIKey string
+	// GitLabClient fetches GitLab's discovery document and keys; nil builds
+	// one from the outbound configuration. The demo passes one that trusts
+	// its demo issuer's throwaway certificate.
+	GitLabClient *http.Client
+	// Env replaces the process environment for key variables
+	// (AIGW_SELF_SIGNED_JWT__*); nil means os.Environ (tests set it).
+	Env []string
 }
 
 // Appliance wires the parts: trust (attestation and secret), the proxy.
@@ -46,6 +54,7 @@ type Appliance struct {
 	manager *secret.Manager // nil with a fixed secret
 	secrets proxy.Secrets
 	proxy   *proxy.Server
+	front   *front // nil when gateway.gitlab_url is not set
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -106,7 +115,11 @@ func New(o Options) (*Appliance, error) {
 		a.manager = m
 		a.secrets = managerSecrets{m}
 	}
-	tokens, err := proxy.ParseTokenDigests(cfg.Proxy.InboundTokenSHA256)
+	internal, digests, err := internalToken(cfg.Proxy.InboundTokenSHA256)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := proxy.ParseTokenDigests(digests)
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +151,13 @@ func New(o Options) (*Appliance, error) {
 	}
 	if a.proxy, err = proxy.New(po); err != nil {
 		return nil, err
+	}
+	if cfg.Gateway.Enabled() {
+		if a.front, err = a.newFront(internal, po.Notice); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Info("gateway off: set gateway.gitlab_url to serve GitLab Duo")
 	}
 	return a, nil
 }
@@ -197,10 +217,27 @@ func (a *Appliance) Status() *secret.Status {
 	return &st
 }
 
-// Run serves the proxy on ln and keeps the backend attested until ctx is
-// cancelled, then drains in-flight requests and streams for up to drain.
+// Listeners are the appliance's sockets: the proxy's OpenAI-compatible API
+// and, when gateway.gitlab_url is set, the GitLab-facing gateway.
+type Listeners struct {
+	Proxy   net.Listener
+	Gateway net.Listener
+}
+
+// Run serves the proxy on ln (and no gateway); see RunListeners.
 func (a *Appliance) Run(ctx context.Context, ln net.Listener, drain time.Duration) error {
-	errc := make(chan error, 2)
+	return a.RunListeners(ctx, Listeners{Proxy: ln}, drain)
+}
+
+// RunListeners serves the proxy and the gateway and keeps the backend
+// attested and GitLab's keys fresh until ctx is cancelled, then drains
+// in-flight requests and streams for up to drain: the gateway first, since
+// its streams run through the proxy.
+func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.Duration) error {
+	if a.front != nil && ls.Gateway == nil {
+		return errors.New("the gateway is configured (gateway.gitlab_url) but has no listener")
+	}
+	errc := make(chan error, 6)
 	mctx, stopManager := context.WithCancel(context.Background())
 	defer stopManager()
 	if a.manager != nil {
@@ -210,8 +247,11 @@ func (a *Appliance) Run(ctx context.Context, ln net.Listener, drain time.Duratio
 			}
 		}()
 	}
-	go func() { errc <- a.proxy.Serve(ln) }()
-	a.log.Info("proxy listening", "addr", ln.Addr().String())
+	go func() { errc <- a.proxy.Serve(ls.Proxy) }()
+	a.log.Info("proxy listening", "addr", ls.Proxy.Addr().String())
+	if a.front != nil {
+		a.runFront(mctx, ls.Gateway, errc)
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -220,13 +260,21 @@ func (a *Appliance) Run(ctx context.Context, ln net.Listener, drain time.Duratio
 	a.log.Info("shutting down: draining in-flight requests", "timeout", drain.String())
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	err := a.proxy.Shutdown(dctx)
+	var errs []error
+	if a.front != nil {
+		if err := a.front.gw.Shutdown(dctx); err != nil {
+			errs = append(errs, fmt.Errorf("drain gateway: %w", err))
+		}
+	}
+	if err := a.proxy.Shutdown(dctx); err != nil {
+		errs = append(errs, fmt.Errorf("drain: %w", err))
+	}
+	if a.front != nil {
+		a.front.model.Close()
+	}
 	// The secret stays usable while streams drain; stop the manager last.
 	stopManager()
-	if err != nil {
-		return fmt.Errorf("drain: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // fixedSecrets serves one secret forever (sandbox interop mode only).

@@ -38,6 +38,15 @@ const (
 	DefaultProxyUpstream       = 10 * time.Minute
 	DefaultProxyStreamIdle     = 2 * time.Minute
 	DefaultProxyCacheSalt      = CacheSaltPerRequest
+	DefaultGatewayListen       = "127.0.0.1:5052"
+	DefaultGatewayServiceName  = "gitlab-ai-gateway"
+	DefaultGatewayFormat       = "chat"
+	DefaultGatewayMaxRequest   = 8 << 20
+	DefaultGatewayCompletions  = 30 * time.Second
+	DefaultGatewayGenerations  = 50 * time.Second
+	DefaultGatewayChat         = 60 * time.Second
+	DefaultGatewayPrompts      = 60 * time.Second
+	DefaultGatewayCheck        = 2500 * time.Millisecond
 	// DefaultCollateralBundleName is the bundle's file name inside state_dir
 	// when attestation.collateral.bundle is not set.
 	DefaultCollateralBundleName = "collateral.json"
@@ -68,6 +77,7 @@ type Config struct {
 	Privatemode PrivatemodeConfig `yaml:"privatemode"`
 	Attestation AttestationConfig `yaml:"attestation"`
 	Proxy       ProxyConfig       `yaml:"proxy"`
+	Gateway     GatewayConfig     `yaml:"gateway"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
 	// value came from ("config.yaml:12" or "env DUO_CONFIDENTIAL_..."), so
@@ -143,6 +153,46 @@ type ProxyConfig struct {
 	PlatformHeaders    bool          `yaml:"platform_headers"`
 }
 
+// GatewayConfig is the GitLab AI-Gateway-compatible front end: where it
+// listens, which GitLab instance's tokens it accepts, which proxy model
+// serves each Duo feature, and the per-feature time limits. The gateway runs
+// only when GitLabURL is set.
+type GatewayConfig struct {
+	Listen            string          `yaml:"listen"`
+	GitLabURL         string          `yaml:"gitlab_url"`
+	ServiceName       string          `yaml:"service_name"`
+	Models            GatewayModels   `yaml:"models"`
+	CompletionFormat  string          `yaml:"completion_format"`
+	AllowedModels     []string        `yaml:"allowed_models"`
+	MaxRequestBytes   int             `yaml:"max_request_bytes"`
+	Timeouts          GatewayTimeouts `yaml:"timeouts"`
+	SigningKeyFile    string          `yaml:"signing_key_file"`
+	ValidationKeyFile string          `yaml:"validation_key_file"`
+}
+
+// GatewayModels names the proxy model (an id of its /v1/models) of each
+// feature; Default serves every feature without its own entry.
+type GatewayModels struct {
+	Default         string `yaml:"default"`
+	CodeCompletions string `yaml:"code_completions"`
+	CodeGenerations string `yaml:"code_generations"`
+	DuoChat         string `yaml:"duo_chat"`
+}
+
+// GatewayTimeouts bound each kind of model call inside GitLab's own limits
+// (Workhorse 55 s for code suggestions, 3 s for Test connection, the AI
+// gateway timeout of 60–600 s for chat).
+type GatewayTimeouts struct {
+	Completions time.Duration `yaml:"completions"`
+	Generations time.Duration `yaml:"generations"`
+	Chat        time.Duration `yaml:"chat"`
+	Prompts     time.Duration `yaml:"prompts"`
+	Check       time.Duration `yaml:"check"`
+}
+
+// Enabled reports whether the gateway is configured to run.
+func (g GatewayConfig) Enabled() bool { return g.GitLabURL != "" }
+
 // Cache-salt modes for proxy.cache_salt.
 const (
 	CacheSaltPerRequest = "per-request" // a fresh random salt per request: no cache sharing
@@ -186,6 +236,19 @@ func baseDefaults() *Config {
 			UpstreamTimeout:   DefaultProxyUpstream,
 			StreamIdleTimeout: DefaultProxyStreamIdle,
 			CacheSalt:         DefaultProxyCacheSalt,
+		},
+		Gateway: GatewayConfig{
+			Listen:           DefaultGatewayListen,
+			ServiceName:      DefaultGatewayServiceName,
+			CompletionFormat: DefaultGatewayFormat,
+			MaxRequestBytes:  DefaultGatewayMaxRequest,
+			Timeouts: GatewayTimeouts{
+				Completions: DefaultGatewayCompletions,
+				Generations: DefaultGatewayGenerations,
+				Chat:        DefaultGatewayChat,
+				Prompts:     DefaultGatewayPrompts,
+				Check:       DefaultGatewayCheck,
+			},
 		},
 	}
 }

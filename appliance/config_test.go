@@ -441,6 +441,9 @@ func sameValues(a, b *Config) bool {
 		if len(c.Proxy.InboundTokenSHA256) == 0 {
 			c.Proxy.InboundTokenSHA256 = nil
 		}
+		if len(c.Gateway.AllowedModels) == 0 {
+			c.Gateway.AllowedModels = nil
+		}
 	}
 	norm(&x)
 	norm(&y)

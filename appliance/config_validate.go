@@ -65,6 +65,7 @@ func (c *Config) Validate() error {
 	v.manifest()
 	v.collateral()
 	v.proxy()
+	v.gateway()
 	return errors.Join(v.errs...)
 }
 
