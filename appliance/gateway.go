@@ -75,7 +75,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 			return nil, err
 		}
 	}
-	set, err := jwks.New(jwks.Options{IssuerURL: g.GitLabURL, HTTPClient: client, Logger: log.With("part", "gitlab-keys")})
+	set, err := jwks.New(jwks.Options{IssuerURL: g.GitLabURL, HTTPClient: client, Logger: a.log.With("part", "gitlab-keys")})
 	if err != nil {
 		return nil, fmt.Errorf("gateway.gitlab_url: %w", err)
 	}

@@ -59,10 +59,14 @@ func (m *Models) All() []string {
 		set[m.Default] = true
 	}
 	for _, id := range m.ByFeature {
-		set[id] = true
+		if id != "" {
+			set[id] = true
+		}
 	}
 	for _, id := range m.Allowed {
-		set[id] = true
+		if id != "" {
+			set[id] = true
+		}
 	}
 	out := make([]string, 0, len(set))
 	for id := range set {

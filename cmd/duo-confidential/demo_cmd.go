@@ -11,17 +11,19 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
-// DemoCmd runs the appliance's main job on an embedded default: the
-// attesting proxy in front of a sandbox backend in the same process, on
-// loopback. The sandbox's evidence is test-signed: nothing is confidential,
+// DemoCmd runs the appliance's main job on an embedded default: the GitLab
+// AI Gateway and the attesting proxy in front of a sandbox backend, with a
+// demo GitLab token issuer, all in one process on loopback. The sandbox's evidence is test-signed: nothing is confidential,
 // and every output says so.
 type DemoCmd struct {
 	Listen   string `help:"Address of the demo proxy." default:"127.0.0.1:8080"`
+	Gateway  string `name:"gateway-listen" help:"Address of the demo GitLab AI Gateway." default:"127.0.0.1:5052"`
 	Platform string `help:"Evidence the sandbox presents: tdx or sev-snp." enum:"tdx,sev-snp" default:"tdx"`
-	Check    bool   `help:"Send one chat request through the proxy, print the answer and exit (a smoke test)."`
+	Check    bool   `help:"Send a chat request through the proxy and the printed gateway requests, print the answers and exit (a smoke test)."`
 }
 
 const demoBanner = `================================================================
@@ -29,12 +31,14 @@ const demoBanner = `============================================================
  The backend below runs in this process with test-signed
  evidence. The proxy attests it and encrypts every request to it
  exactly as it would for a real Privatemode backend, but this
- proves nothing about hardware.
+ proves nothing about hardware. The GitLab whose tokens the
+ gateway accepts is a DEMO issuer in this process, not GitLab.
 ================================================================
 `
 
-// Run starts sandbox and proxy, waits until the proxy is ready, prints the
-// attestation report and example requests, and serves until interrupted.
+// Run starts sandbox, demo GitLab issuer, proxy and gateway, waits until
+// they are ready, prints the attestation report and example requests, and
+// serves until interrupted.
 func (c *DemoCmd) Run(g *Globals) error {
 	log := g.Logger()
 	out := g.stdout()
@@ -56,15 +60,34 @@ func (c *DemoCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	state, err := os.MkdirTemp("", "duo-confidential-demo-")
+	state, err := demoStateDir()
 	if err != nil {
-		return fmt.Errorf("demo state directory: %w", err)
+		return err
 	}
 	defer os.RemoveAll(state)
+	iss, err := gitlabtest.New(gitlabtest.Options{})
+	if err != nil {
+		return err
+	}
+	iln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("demo GitLab listener: %w", err)
+	}
+	gitlab, err := gitlabtest.Serve(iss, iln)
+	if err != nil {
+		return err
+	}
+	defer gitlab.Close()
 	cfg := appliance.Default()
 	cfg.StateDir = state
 	cfg.Proxy.Listen = c.Listen
-	a, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: version, Sandbox: trust, APIKey: sandboxAPIKey})
+	cfg.Gateway.Listen = c.Gateway
+	cfg.Gateway.GitLabURL = gitlab.URL
+	cfg.Gateway.Models = appliance.GatewayModels{Default: sandbox.ModelChat, CodeCompletions: sandbox.ModelCode, CodeGenerations: sandbox.ModelCode}
+	// The sandbox code model fills the middle from prompt + suffix.
+	cfg.Gateway.CompletionFormat = "suffix"
+	a, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: version, Sandbox: trust,
+		APIKey: sandboxAPIKey, GitLabClient: gitlab.Client})
 	if err != nil {
 		return err
 	}
@@ -72,13 +95,24 @@ func (c *DemoCmd) Run(g *Globals) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (choose another address with --listen)", c.Listen, err)
 	}
+	gln, err := net.Listen("tcp", c.Gateway)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listen on %s: %w (choose another address with --gateway-listen)", c.Gateway, err)
+	}
 	ctx, stop := context.WithCancel(g.Context())
 	defer stop()
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, ln, 5*time.Second) }()
-	if err := waitReady(ctx, a, 30*time.Second); err != nil {
+	go func() { done <- a.RunListeners(ctx, appliance.Listeners{Proxy: ln, Gateway: gln}, 5*time.Second) }()
+	if err := waitReady(ctx, a.GatewayReady, 30*time.Second); err != nil {
 		return err
 	}
+	headers, rails, err := writeDemoHeaders(state, iss)
+	if err != nil {
+		return err
+	}
+	go refreshDemoHeaders(ctx, state, iss)
+	gwBase := "http://" + gln.Addr().String()
 	base := "http://" + ln.Addr().String()
 	fmt.Fprint(out, demoBanner)
 	if st := a.Status(); st != nil && st.Attestation != nil {
@@ -89,13 +123,17 @@ func (c *DemoCmd) Run(g *Globals) error {
 	}
 	if c.Check {
 		reply, err := demoRequest(base)
-		stop()
-		<-done
-		if err != nil {
-			return fmt.Errorf("demo request through the proxy: %w", err)
+		if err == nil {
+			fmt.Fprintf(out, "\nA chat request went through the proxy, encrypted to the sandbox:\n%s\n", reply)
+			err = checkDemoGateway(out, gwBase, rails)
+		} else {
+			err = fmt.Errorf("demo request through the proxy: %w", err)
 		}
-		fmt.Fprintf(out, "\nA chat request went through the proxy, encrypted to the sandbox:\n%s\n", reply)
-		return nil
+		stop()
+		if derr := <-done; err == nil && derr != nil {
+			err = fmt.Errorf("demo shutdown: %w", derr)
+		}
+		return err
 	}
 	fmt.Fprintf(out, `
 The proxy listens on %[1]s (OpenAI-compatible). Try, in another terminal:
@@ -110,23 +148,23 @@ The proxy listens on %[1]s (OpenAI-compatible). Try, in another terminal:
   curl -s %[1]s/v1/embeddings -H 'Content-Type: application/json' \
     -d '{"model":"%[4]s","input":"confidential code"}'
   curl -s %[1]s/readyz
-
-Press Ctrl-C to stop.
 `, base, sandbox.ModelChat, sandbox.ModelCode, sandbox.ModelEmbed)
+	printDemoGateway(out, gwBase, headers)
+	fmt.Fprint(out, "\nEverything above is a sandbox: NOT CONFIDENTIAL. Press Ctrl-C to stop.\n")
 	return <-done
 }
 
 // waitReady polls readiness: the first attestation and exchange take a
 // moment, and the demo should only print commands that will work.
-func waitReady(ctx context.Context, a *appliance.Appliance, limit time.Duration) error {
+func waitReady(ctx context.Context, ready func() (bool, string), limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		ok, reason := a.Ready()
+		ok, reason := ready()
 		if ok {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the proxy did not become ready: %s", reason)
+			return fmt.Errorf("the demo appliance did not become ready: %s", reason)
 		}
 		select {
 		case <-ctx.Done():

@@ -19,8 +19,9 @@ import (
 
 // ServeCmd runs the appliance until SIGINT/SIGTERM, then drains.
 type ServeCmd struct {
-	Listen string        `help:"Override proxy.listen (HOST:PORT)."`
-	Drain  time.Duration `help:"How long in-flight requests and streams may finish after SIGTERM." default:"30s"`
+	Listen        string        `help:"Override proxy.listen (HOST:PORT)."`
+	GatewayListen string        `name:"gateway-listen" help:"Override gateway.listen (HOST:PORT)."`
+	Drain         time.Duration `help:"How long in-flight requests and streams may finish after SIGTERM." default:"30s"`
 	// Sandbox mode is a command-line choice, never configuration, so a
 	// production config cannot trust test roots by accident.
 	Sandbox     string `help:"SANDBOX MODE (NOT CONFIDENTIAL): trust the test roots, manifest and collateral that 'duo-confidential sandbox --out DIR' wrote to DIR, and use its endpoint." type:"existingdir" placeholder:"DIR"`
@@ -35,6 +36,9 @@ func (c *ServeCmd) Run(g *Globals) error {
 	}
 	if c.Listen != "" {
 		cfg.Proxy.Listen = c.Listen
+	}
+	if c.GatewayListen != "" {
+		cfg.Gateway.Listen = c.GatewayListen
 	}
 	opts := appliance.Options{Config: cfg, Logger: g.Logger(), Version: version}
 	if c.FixedSecret != "" && c.Sandbox == "" {
@@ -56,11 +60,17 @@ func (c *ServeCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Proxy.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Proxy.Listen, err)
+	ls := appliance.Listeners{}
+	if ls.Proxy, err = net.Listen("tcp", cfg.Proxy.Listen); err != nil {
+		return fmt.Errorf("listen on %s (proxy.listen): %w", cfg.Proxy.Listen, err)
 	}
-	return a.Run(g.Context(), ln, c.Drain)
+	if cfg.Gateway.Enabled() {
+		if ls.Gateway, err = net.Listen("tcp", cfg.Gateway.Listen); err != nil {
+			ls.Proxy.Close()
+			return fmt.Errorf("listen on %s (gateway.listen): %w", cfg.Gateway.Listen, err)
+		}
+	}
+	return a.RunListeners(g.Context(), ls, c.Drain)
 }
 
 // Files a sandbox writes for a separately started appliance.

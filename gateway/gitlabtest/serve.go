@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -25,8 +26,11 @@ type Server struct {
 	// Client trusts only the throwaway certificate; give it to the
 	// gateway's JWKS fetcher.
 	Client *http.Client
-	srv    *http.Server
-	done   chan error
+	// CertPEM is the throwaway certificate, for a CA bundle file
+	// (outbound.ca_bundle) of a separately started appliance.
+	CertPEM []byte
+	srv     *http.Server
+	done    chan error
 }
 
 // Serve serves iss on ln over TLS with a fresh self-signed certificate for
@@ -45,7 +49,8 @@ func Serve(iss *Issuer, ln net.Listener) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		URL: "https://" + ln.Addr().String(),
+		URL:     "https://" + ln.Addr().String(),
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
 		Client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 			Proxy:           nil, // loopback: never through an HTTPS_PROXY
