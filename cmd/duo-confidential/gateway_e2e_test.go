@@ -325,4 +325,3 @@ func finalAnswer(t *testing.T, body []byte) string {
 	}
 	return b.String()
 }
-
