@@ -186,8 +186,34 @@ func invalid(format string, args ...any) *Error {
 // disconnects surface as write errors in streams.
 func (c *call) modelContext(d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeoutCause(context.Background(), d, errDeadline)
-	stop := context.AfterFunc(c.ctx, cancel)
+	// Watch only the shutdown channel, not c.ctx itself: context's watcher
+	// reads the parent's Value on cancel, and fasthttp resets the
+	// RequestCtx (a data race) once the request is done.
+	stop := context.AfterFunc(shutdownContext{c.ctx.Done()}, cancel)
 	return ctx, func() { stop(); cancel() }
+}
+
+// shutdownContext is a context done when the server shuts down, with no
+// values, safe to outlive the request it was taken from.
+type shutdownContext struct{ done <-chan struct{} }
+
+// Deadline reports none.
+func (shutdownContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// Done is closed at shutdown.
+func (s shutdownContext) Done() <-chan struct{} { return s.done }
+
+// Value holds nothing.
+func (shutdownContext) Value(any) any { return nil }
+
+// Err is context.Canceled after shutdown.
+func (s shutdownContext) Err() error {
+	select {
+	case <-s.done:
+		return context.Canceled
+	default:
+		return nil
+	}
 }
 
 // errDeadline is the cause of a model call that ran out of its route's time.
