@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -43,8 +44,12 @@ func (rt *route) allows(m []byte) bool {
 // authorize applies the route's issuer and scope rules to validated claims.
 func (rt *route) authorize(c *auth.Claims) error {
 	msg := rt.forbidden
-	if msg == "" && len(rt.scopes) > 0 {
+	switch {
+	case msg != "":
+	case len(rt.scopes) > 0:
 		msg = "Unauthorized to access '" + rt.scopes[0] + "'"
+	default:
+		msg = "Unauthorized to access '" + rt.name + "'"
 	}
 	if c.SelfIssued && !rt.selfIssued {
 		return auth.Forbidden(msg)
@@ -94,7 +99,7 @@ func (s *Server) routeTable() map[string]*route {
 		{name: "chat_agent", path: "/v2/chat/agent", methods: post,
 			scopes: []string{scopeClassicChat, scopeDuoChat}, forbidden: "Unauthorized to access duo chat", handle: s.handleChatAgent},
 		{name: "docs_search", path: "/v1/search/gitlab-docs", methods: post,
-			scopes: []string{scopeDocsSearch}, handle: s.handleDocsSearch},
+			scopes: []string{scopeDocsSearch}, forbidden: "Unauthorized to search documentations", handle: s.handleDocsSearch},
 		// Scopes of prompt routes depend on the prompt; handlers check them.
 		{name: "prompts", path: "/v1/prompts/", prefix: true, methods: post, handle: s.handlePrompt},
 		{name: "prompts_v2", path: "/v2/prompts/", prefix: true, methods: post, handle: s.handlePromptV2},
@@ -164,15 +169,41 @@ func validationDetail(err error) string {
 	if errors.As(err, &te) {
 		field := te.Field
 		if field == "" {
-			field = "body"
+			field = "the body"
 		}
-		return fmt.Sprintf("%s: %s must be %s, not %s", detailValidation, field, field, te.Type.String())
+		// Value is "number 1.5" for numbers: keep the kind, never the input.
+		got, _, _ := strings.Cut(te.Value, " ")
+		return fmt.Sprintf("%s: %s must be %s, not %s", detailValidation, field, jsonKind(te.Type), got)
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return fmt.Sprintf("%s: the body is not valid JSON (offset %d)", detailValidation, se.Offset)
 	}
 	return detailValidation + ": the body must be a JSON object"
+}
+
+// jsonKind names the JSON kind a Go type decodes from, as a client would
+// write it ("an object", "a string").
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	default:
+		return "a " + t.String()
+	}
 }
 
 // invalid is a 422 for a request that decoded but misses what the route

@@ -96,7 +96,7 @@ func TestScopes(t *testing.T) {
 		{"/v2/code/completions", []string{"duo_chat"}, 403, "Unauthorized to access code completions"},
 		{"/v1/code/user_access_token", []string{"duo_chat"}, 403, auth.MsgUserAccessTokenForbidden},
 		{"/v2/chat/agent", []string{"complete_code"}, 403, "Unauthorized to access duo chat"},
-		{"/v1/search/gitlab-docs", []string{"duo_chat"}, 403, "Unauthorized to access 'documentation_search'"},
+		{"/v1/search/gitlab-docs", []string{"duo_chat"}, 403, "Unauthorized to search documentations"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
@@ -117,5 +117,30 @@ func TestLastGoodKeysWhileGitLabDown(t *testing.T) {
 	h.gitlab.SetDown(true)
 	if r := h.post("/v1/search/gitlab-docs", "{}"); r.status == 401 || r.status == 503 {
 		t.Fatalf("last good keys not used while GitLab is down: %d %s", r.status, r.body)
+	}
+}
+
+func TestValidationDetail(t *testing.T) {
+	var v struct {
+		Inputs map[string]any `json:"inputs"`
+		Stream bool           `json:"stream"`
+		N      int            `json:"n"`
+	}
+	tests := []struct{ body, want string }{
+		{`{"inputs":"x"}`, "Validation error: inputs must be an object, not string"},
+		{`{"stream":"yes"}`, "Validation error: stream must be a boolean, not string"},
+		{`{"n":1.5}`, "Validation error: n must be an integer, not number"},
+		{`[1]`, "Validation error: the body must be an object, not array"},
+		{`{"inputs":`, "Validation error: the body is not valid JSON (offset 10)"},
+		{`{x}`, "Validation error: the body is not valid JSON (offset 2)"},
+	}
+	for _, tc := range tests {
+		err := json.Unmarshal([]byte(tc.body), &v)
+		if err == nil {
+			t.Fatalf("%s decoded", tc.body)
+		}
+		if got := validationDetail(err); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.body, got, tc.want)
+		}
 	}
 }
