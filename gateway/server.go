@@ -77,6 +77,10 @@ type Options struct {
 	Now            func() time.Time
 }
 
+// headerBufferSize bounds the request line and headers: twice the largest
+// bearer token auth accepts.
+const headerBufferSize = 2 * auth.DefaultMaxTokenBytes
+
 // Server is the AI-Gateway-compatible HTTP front end.
 type Server struct {
 	o        Options
@@ -125,9 +129,12 @@ func New(o Options) (*Server, error) {
 		// watchdog and the per-feature timeouts, not a write cap.
 		WriteTimeout:       0,
 		MaxRequestBodySize: o.MaxRequestBody,
-		CloseOnShutdown:    true,
-		Logger:             fasthttpLogger{o.Logger},
-		ErrorHandler:       s.connError,
+		// Rails' tokens list every unit primitive and come with a dozen
+		// X-Gitlab-* headers; fasthttp's 4 KiB default would refuse some.
+		ReadBufferSize:  headerBufferSize,
+		CloseOnShutdown: true,
+		Logger:          fasthttpLogger{o.Logger},
+		ErrorHandler:    s.connError,
 	})
 	return s, nil
 }
@@ -146,7 +153,11 @@ func (s *Server) InFlight() (requests, streams int64) {
 
 // connError answers protocol-level failures in GitLab's shape.
 func (s *Server) connError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
 	switch {
+	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
+		writeError(ctx, errorf(fasthttp.StatusRequestHeaderFieldsTooLarge,
+			fmt.Sprintf("request headers larger than %d bytes", headerBufferSize), err))
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, errorf(fasthttp.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body larger than %d bytes", s.o.MaxRequestBody), err))

@@ -144,3 +144,13 @@ func TestValidationDetail(t *testing.T) {
 		}
 	}
 }
+
+func TestOversizedHeadersAre431(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	hdr := h.headers(gitlabtest.TokenOptions{})
+	hdr.Set("X-Padding", strings.Repeat("p", 3*headerBufferSize))
+	r := h.do(http.MethodPost, "/v1/search/gitlab-docs", "{}", hdr)
+	if r.status != 431 || !strings.Contains(string(r.body), `"detail":"request headers larger than`) {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+}
