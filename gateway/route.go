@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -166,13 +167,29 @@ func validationDetail(err error) string {
 		if field == "" {
 			field = "body"
 		}
-		return fmt.Sprintf("%s: %s must be %s, not %s", detailValidation, field, field, te.Type.String())
+		return fmt.Sprintf("%s: %s must be %s, not %s", detailValidation, field, jsonKind(te.Type.Kind()), te.Value)
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return fmt.Sprintf("%s: the body is not valid JSON (offset %d)", detailValidation, se.Offset)
 	}
 	return detailValidation + ": the body must be a JSON object"
+}
+
+// jsonKind names the JSON type a Go kind decodes from.
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	default:
+		return "a number"
+	}
 }
 
 // invalid is a 422 for a request that decoded but misses what the route
@@ -184,10 +201,35 @@ func invalid(format string, args ...any) *Error {
 // modelContext returns the context of one model call: bounded by d and
 // by server shutdown. fasthttp has no per-request context; client
 // disconnects surface as write errors in streams.
+//
+// The shutdown channel is taken from c.ctx here, once: the returned cancel
+// runs in stream writers after the handler has returned, when fasthttp
+// may already be resetting c.ctx (a context.AfterFunc on c.ctx itself
+// would read it then: a data race once the client has gone).
 func (c *call) modelContext(d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeoutCause(context.Background(), d, errDeadline)
-	stop := context.AfterFunc(c.ctx, cancel)
+	done := c.ctx.Done()
+	if done == nil { // a RequestCtx outside a server (benchmarks)
+		return ctx, cancel
+	}
+	stop := context.AfterFunc(shutdownContext{done}, cancel)
 	return ctx, func() { stop(); cancel() }
+}
+
+// shutdownContext is a context that ends when the server shuts down.
+type shutdownContext struct{ done <-chan struct{} }
+
+func (shutdownContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (s shutdownContext) Done() <-chan struct{}     { return s.done }
+func (shutdownContext) Value(any) any               { return nil }
+
+func (s shutdownContext) Err() error {
+	select {
+	case <-s.done:
+		return context.Canceled
+	default:
+		return nil
+	}
 }
 
 // errDeadline is the cause of a model call that ran out of its route's time.
