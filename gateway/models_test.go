@@ -13,18 +13,18 @@ import (
 func TestModelsPick(t *testing.T) {
 	tests := []struct {
 		name    string
-		m       Models
+		m       *Models
 		f       prompts.Feature
 		md      ModelMetadata
 		want    string
 		wantErr string
 	}{
-		{"feature entry", Models{Default: "big", ByFeature: map[prompts.Feature]string{prompts.CodeCompletions: "small"}}, prompts.CodeCompletions, ModelMetadata{}, "small", ""},
-		{"default for the rest", Models{Default: "big", ByFeature: map[prompts.Feature]string{prompts.CodeCompletions: "small"}}, prompts.DuoChat, ModelMetadata{}, "big", ""},
-		{"identifier ignored without an allowlist", Models{Default: "big"}, prompts.DuoChat, ModelMetadata{Identifier: "custom_openai/other"}, "big", ""},
-		{"allowed identifier honoured, provider prefix stripped", Models{Default: "big", Allowed: []string{"other"}}, prompts.DuoChat, ModelMetadata{Identifier: "custom_openai/other"}, "other", ""},
-		{"identifier outside the allowlist refused", Models{Default: "big", Allowed: []string{"a", "b"}}, prompts.DuoChat, ModelMetadata{Identifier: "gpt-4o"}, "", `model "gpt-4o" is not allowed by the appliance; allowed: a, b`},
-		{"no model configured", Models{}, prompts.DuoChat, ModelMetadata{}, "", "no model is configured for duo_chat"},
+		{"feature entry", &Models{Default: "big", ByFeature: map[prompts.Feature]string{prompts.CodeCompletions: "small"}}, prompts.CodeCompletions, ModelMetadata{}, "small", ""},
+		{"default for the rest", &Models{Default: "big", ByFeature: map[prompts.Feature]string{prompts.CodeCompletions: "small"}}, prompts.DuoChat, ModelMetadata{}, "big", ""},
+		{"identifier ignored without an allowlist", &Models{Default: "big"}, prompts.DuoChat, ModelMetadata{Identifier: "custom_openai/other"}, "big", ""},
+		{"allowed identifier honoured, provider prefix stripped", &Models{Default: "big", Allowed: []string{"other"}}, prompts.DuoChat, ModelMetadata{Identifier: "custom_openai/other"}, "other", ""},
+		{"identifier outside the allowlist refused", &Models{Default: "big", Allowed: []string{"a", "b"}}, prompts.DuoChat, ModelMetadata{Identifier: "gpt-4o"}, "", `model "gpt-4o" is not allowed by the appliance; allowed: a, b`},
+		{"no model configured", &Models{}, prompts.DuoChat, ModelMetadata{}, "", "no model is configured for duo_chat"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

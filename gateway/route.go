@@ -215,12 +215,21 @@ func invalid(format string, args ...any) *Error {
 // modelContext returns the context of one model call: bounded by d and
 // by server shutdown. fasthttp has no per-request context; client
 // disconnects surface as write errors in streams.
+//
+// The shutdown channel is taken from c.ctx here, once: the returned cancel
+// runs in stream writers after the handler has returned, when fasthttp
+// may already be resetting c.ctx (a context.AfterFunc on c.ctx itself
+// would read it then: a data race once the client has gone).
 func (c *call) modelContext(d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeoutCause(context.Background(), d, errDeadline)
 	// Watch only the shutdown channel, not c.ctx itself: context's watcher
 	// reads the parent's Value on cancel, and fasthttp resets the
 	// RequestCtx (a data race) once the request is done.
-	stop := context.AfterFunc(shutdownContext{c.ctx.Done()}, cancel)
+	done := c.ctx.Done()
+	if done == nil { // a RequestCtx outside a server (benchmarks)
+		return ctx, cancel
+	}
+	stop := context.AfterFunc(shutdownContext{done}, cancel)
 	return ctx, func() { stop(); cancel() }
 }
 

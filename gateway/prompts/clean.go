@@ -206,6 +206,11 @@ const maxEchoLines = 400
 // removePrefixEcho drops the start of out when it repeats the last lines
 // above the cursor, and the current partial line when the model restates it.
 func removePrefixEcho(out, prefix string) string {
+	return removePrefixEchoN(out, prefix, maxEchoLines)
+}
+
+// removePrefixEchoN is removePrefixEcho looking at most maxLines lines back.
+func removePrefixEchoN(out, prefix string, maxLines int) string {
 	o := strings.Split(out, "\n")
 	nl := strings.LastIndexByte(prefix, '\n')
 	partial := strings.TrimSpace(prefix[nl+1:])
@@ -213,7 +218,7 @@ func removePrefixEcho(out, prefix string) string {
 	if nl >= 0 {
 		full = strings.Split(prefix[:nl], "\n")
 	}
-	maxK := min(len(full), len(o), maxEchoLines)
+	maxK := min(len(full), len(o), maxLines)
 	for k := maxK; k >= 0; k-- {
 		sig := 0
 		ok := true

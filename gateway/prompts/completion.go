@@ -51,6 +51,11 @@ type CompletionInput struct {
 	Prefix       string // current_file.content_above_cursor
 	Suffix       string // current_file.content_below_cursor
 	Format       FIMFormat
+	// Related holds extra context (open files, snippets: the request's
+	// context[]) already rendered as text. Only the chat format uses it,
+	// trimmed to Budget.Context: raw FIM prompts have no neutral place for
+	// it.
+	Related []string
 }
 
 // Budget is the token budget of a completion prompt. Zero fields take
@@ -59,11 +64,12 @@ type Budget struct {
 	Prefix    int // tokens of content above the cursor
 	Suffix    int // tokens of content below the cursor
 	MaxTokens int // max_tokens of the completion
+	Context   int // tokens of related code (chat format only)
 }
 
 // DefaultBudget keeps prompts small: completion latency grows with the
 // prompt and the code near the cursor matters most.
-var DefaultBudget = Budget{Prefix: 1536, Suffix: 512, MaxTokens: 128}
+var DefaultBudget = Budget{Prefix: 1536, Suffix: 512, MaxTokens: 128, Context: 1024}
 
 // CompletionPrompt is what to send to the model for a code completion.
 // With Format FIMChat, Messages is set (POST /chat/completions); otherwise
@@ -88,6 +94,9 @@ func Completion(in CompletionInput, b Budget) CompletionPrompt {
 	if b.Suffix <= 0 {
 		b.Suffix = DefaultBudget.Suffix
 	}
+	if b.Context <= 0 {
+		b.Context = DefaultBudget.Context
+	}
 	st := mustSettings(CodeCompletions)
 	if b.MaxTokens > 0 {
 		st.MaxTokens = b.MaxTokens
@@ -108,7 +117,7 @@ func Completion(in CompletionInput, b Budget) CompletionPrompt {
 		out.Prompt, out.Suffix = pre, suf
 	default:
 		out.Format = FIMChat
-		out.Messages = completionMessages(in.FileName, lang, pre, suf)
+		out.Messages = completionMessages(in.FileName, lang, pre, suf, in.Related, b.Context)
 	}
 	if st.MaxTokens > 0 && out.Format != FIMChat && st.MaxTokens > 64 {
 		// Raw FIM models are fast and ramble after the hole; keep it short.
@@ -121,7 +130,7 @@ func Completion(in CompletionInput, b Budget) CompletionPrompt {
 // cursorMark is the hole marker of the chat variant.
 const cursorMark = "<CURSOR>"
 
-func completionMessages(fileName string, lang Language, pre, suf string) []Message {
+func completionMessages(fileName string, lang Language, pre, suf string, related []string, budget int) []Message {
 	var sys strings.Builder
 	sys.WriteString("You are a code completion engine inside an editor. ")
 	sys.WriteString("You receive a file with the marker " + cursorMark + " at the cursor and reply with the code to insert at the cursor, nothing else.\n")
@@ -132,6 +141,7 @@ func completionMessages(fileName string, lang Language, pre, suf string) []Messa
 	sys.WriteString("- Match the file's indentation and style.\n")
 	sys.WriteString("- If nothing sensible fits, output nothing.")
 	var u strings.Builder
+	writeRelated(&u, related, budget)
 	if fileName != "" {
 		u.WriteString("File: " + fileName + "\n")
 	}
@@ -140,4 +150,28 @@ func completionMessages(fileName string, lang Language, pre, suf string) []Messa
 	}
 	u.WriteString("\n<file>\n" + pre + cursorMark + suf + "\n</file>")
 	return []Message{system(sys.String()), user(u.String())}
+}
+
+// minRelated is the smallest budget worth cutting a related block to.
+const minRelated = 32
+
+// writeRelated writes related code blocks, in order, until budget tokens
+// are used; the first items are the ones the client ranked highest.
+func writeRelated(u *strings.Builder, related []string, budget int) {
+	var blocks strings.Builder
+	left := budget
+	for _, c := range related {
+		if EstimateTokens(c) > left && left < minRelated {
+			break // a few lines cut from the top of a file only distract
+		}
+		c = KeepHead(c, left)
+		if strings.TrimSpace(c) == "" {
+			continue
+		}
+		left -= EstimateTokens(c)
+		blocks.WriteString("<related>\n" + c + "\n</related>\n")
+	}
+	if blocks.Len() > 0 {
+		u.WriteString("Related code from the project:\n" + blocks.String() + "\n")
+	}
 }

@@ -13,6 +13,7 @@
 //     editor context.
 //   - [Clean] strips Markdown fences, reasoning blocks and echoes of the
 //     code around the cursor from completion and generation output.
+//   - [StreamCleaner] does the same for streamed output, delta by delta.
 //   - [ParseReAct] turns a Duo Chat model reply into an [Action] or a
 //     [FinalAnswer]; [ChatSystemPrompt] explains the format it accepts.
 //   - [Render] and the typed template functions ([CommitMessage],
