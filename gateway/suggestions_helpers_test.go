@@ -1,12 +1,9 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,19 +13,6 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 )
 
-// The -update flag rewrites golden files. It is registered only if no
-// other test file of the package registered it first.
-func init() {
-	if flag.Lookup("update") == nil {
-		flag.Bool("update", false, "rewrite golden files under testdata/")
-	}
-}
-
-func updating() bool {
-	f := flag.Lookup("update")
-	return f != nil && f.Value.String() == "true"
-}
-
 // volatile matches the clock-dependent fields of suggestion responses.
 var volatile = regexp.MustCompile(`"(created|timestamp)":\d+`)
 
@@ -37,23 +21,7 @@ var volatile = regexp.MustCompile(`"(created|timestamp)":\d+`)
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	got = volatile.ReplaceAll(got, []byte(`"$1":0`))
-	path := filepath.Join("testdata", "suggestions", name+".golden")
-	if updating() {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file:\n got %s\nwant %s", name, got, want)
-	}
+	assertGolden(t, filepath.Join("suggestions", name+".golden"), got)
 }
 
 // sseEvent is one parsed server-sent event.
