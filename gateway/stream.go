@@ -55,7 +55,20 @@ func (c *call) stream(contentType string, timeout time.Duration, body func(ctx c
 	c.ctx.SetContentType(contentType)
 	c.ctx.Response.Header.Set("Cache-Control", "no-cache")
 	c.ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	ctx, cancel := c.modelContext(timeout)
+	// Not c.modelContext: its AfterFunc on c.ctx would be stopped after the
+	// handler returned, reading c.ctx while fasthttp resets it for reuse
+	// (a data race when GitLab goes away mid-stream). Take the server's
+	// shutdown channel now instead.
+	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, errDeadline)
+	if done := c.ctx.Done(); done != nil {
+		go func() {
+			select {
+			case <-done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	s.streams.Add(1)
 	c.ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer s.streams.Add(-1)

@@ -209,6 +209,9 @@ func chatReply(g *genRequest) *reply {
 	if tc := pickTool(g, last); tc != nil {
 		return &reply{tool: tc, finish: "tool_calls", promptTokens: prompt}
 	}
+	if r := reactReply(g); r != nil {
+		return r
+	}
 	lead := append([]string{"Sandbox", "reply", "to:"}, strings.Fields(head(last, 40))...)
 	r := compose(lead, last, g.limit())
 	r.promptTokens = prompt
