@@ -21,7 +21,9 @@ import (
 //     is listed in the system prompt as a "- <tool>: …" line, the reply is
 //     "Thought: I need to read it.\nAction: <tool>\nAction Input: <the rest
 //     of that line>" (the whole message when the rest is empty);
-//   - otherwise the usual chat reply.
+//   - otherwise "Final Answer: Sandbox reply to: <the question's first
+//     words>", short like a real model's answer (unpadded, so the demo's
+//     chat turn is readable).
 //
 // ReAct replies are not padded with filler: a real model stops after the
 // action (stop sequence "Observation:") or at the end of its answer.
@@ -82,8 +84,13 @@ func reactReply(g *genRequest) *reply {
 		}
 		return reactText(g, "Thought: I need to read it.\nAction: "+name+"\nAction Input: "+input)
 	}
-	return nil
+	words := strings.Fields(question)
+	words = words[:min(len(words), answerWords)]
+	return reactText(g, "Final Answer: Sandbox reply to: "+strings.Join(words, " "))
 }
+
+// answerWords is how much of the question a plain ReAct answer repeats.
+const answerWords = 12
 
 // reactText makes a reply of exactly text: its "words" are split at
 // spaces only, so newlines survive the space-joined unary and streamed

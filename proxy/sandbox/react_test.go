@@ -42,7 +42,7 @@ func TestReActConvention(t *testing.T) {
 		{"observation in the transcript", reactRequest(t, msg("user", "please use issue_reader on #1"),
 			msg("assistant", "Thought: t\nAction: issue_reader\nAction Input: #1\nObservation: Issue #1 is about the login page and more words here\n")),
 			"Final Answer: Sandbox answer using the observation: Issue #1 is about the login page and", "stop"},
-		{"unlisted tool", reactRequest(t, msg("user", "how do I use git rebase?")), "", ""},
+		{"unlisted tool: a short answer", reactRequest(t, msg("user", "how do I use git rebase?")), "Final Answer: Sandbox reply to: how do I use git rebase?", "stop"},
 		{"no ReAct prompt", &genRequest{Messages: []message{msg("system", "be brief"), msg("user", "use issue_reader on #1")}}, "", ""},
 	}
 	for _, tc := range tests {
@@ -69,7 +69,7 @@ func TestReActConvention(t *testing.T) {
 					t.Errorf("parsed %+v", s)
 				}
 			case prompts.FinalAnswer:
-				if !strings.HasPrefix(s.Text, "Sandbox answer") {
+				if "Final Answer: "+s.Text != tc.want {
 					t.Errorf("parsed %+v", s)
 				}
 			}
