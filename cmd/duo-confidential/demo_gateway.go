@@ -165,15 +165,25 @@ func checkDemoGateway(out io.Writer, base string, h http.Header) error {
 	return nil
 }
 
-// indent prefixes every line of b with two spaces.
+// maxShownLines bounds each answer --check prints: the sandbox pads its
+// replies to max_tokens, which is long for a terminal.
+const maxShownLines = 24
+
+// indent prefixes the first maxShownLines lines of b with two spaces.
 func indent(b []byte) string {
 	var out strings.Builder
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	n := 0
 	for sc.Scan() {
-		out.WriteString("  ")
-		out.Write(sc.Bytes())
-		out.WriteByte('\n')
+		if n++; n <= maxShownLines {
+			out.WriteString("  ")
+			out.Write(sc.Bytes())
+			out.WriteByte('\n')
+		}
+	}
+	if n > maxShownLines {
+		fmt.Fprintf(&out, "  … (%d more lines)\n", n-maxShownLines)
 	}
 	return strings.TrimRight(out.String(), "\n")
 }
