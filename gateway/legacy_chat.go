@@ -139,7 +139,7 @@ func (s *Server) handleLegacyChat(c *call) error {
 	creq := model.ChatRequest{Model: modelID, Messages: msgs, MaxTokens: st.MaxTokens, Temperature: &temp, Stop: st.Stop}
 	timeout := s.o.Timeouts.Prompts
 	if req.Stream {
-		h, err := s.holdStream(c, timeout, creq)
+		h, err := s.holdStream(c, timeout, s.chatStream(creq))
 		if err != nil {
 			return err
 		}

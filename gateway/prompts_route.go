@@ -126,7 +126,7 @@ func (s *Server) servePrompt(c *call, v2 bool) error {
 	}
 	creq := promptChatRequest(modelID, p)
 	if req.Stream {
-		h, err := s.holdStream(c, timeout, creq)
+		h, err := s.holdStream(c, timeout, s.chatStream(creq))
 		if err != nil {
 			return misdirected(err)
 		}

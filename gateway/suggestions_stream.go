@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
 )
 
@@ -91,49 +92,24 @@ func (s *Server) streamSuggestion(c *call, sg *suggestion) error {
 		f = sseFormat{metadata: md}
 	}
 
-	mctx, mcancel := c.modelContext(sg.timeout)
-	ctx, stop := context.WithCancelCause(mctx)
-	deltas := make(chan string)
-	exited := make(chan struct{})
-	var callErr error // set before exited is closed
-	go func() {
-		defer close(exited)
-		_, callErr = sg.callStream(ctx, s.o.Model, func(text string) error {
-			select {
-			case deltas <- text:
-				return nil
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
-		})
-	}()
-	// Deltas are handed over synchronously, so once exited is closed no
-	// delta is pending.
-	next := func() (string, bool) {
-		select {
-		case d := <-deltas:
-			return d, true
-		case <-exited:
-			return "", false
-		}
+	h, err := s.holdStream(c, sg.timeout, func(ctx context.Context, onDelta func(string) error) (model.Result, error) {
+		return sg.callStream(ctx, s.o.Model, onDelta)
+	})
+	if err != nil {
+		return err
 	}
-	first, ok := next()
-	if !ok && callErr != nil {
-		stop(nil)
-		mcancel()
-		return modelError(mctx, callErr)
-	}
-
 	if sg.shape == shapeV4 {
 		c.ctx.Response.Header.Set("X-Streaming-Format", "sse")
 	}
 	clean := sg.clean
 	c.stream(contentTypeEventStream, sg.timeout, func(_ context.Context, w *streamWriter) error {
-		stopped := false
+		complete := false
 		defer func() {
-			stop(errAnswerComplete)
-			<-exited
-			mcancel()
+			var cause error
+			if complete {
+				cause = errAnswerComplete
+			}
+			h.close(cause)
 		}()
 		cl := prompts.NewStreamCleaner(clean)
 		emit := func(text string) error {
@@ -145,12 +121,12 @@ func (s *Server) streamSuggestion(c *call, sg *suggestion) error {
 		if err := f.start(w); err != nil {
 			return err
 		}
-		for d := first; ok; d, ok = next() {
+		for d := range h.all {
 			if err := emit(cl.Write(d)); err != nil {
 				return err
 			}
 			if cl.Done() {
-				stopped = true
+				complete = true
 				break
 			}
 		}
@@ -160,11 +136,11 @@ func (s *Server) streamSuggestion(c *call, sg *suggestion) error {
 		if err := f.end(w); err != nil {
 			return err
 		}
-		if stopped {
+		if complete {
 			return nil
 		}
-		<-exited
-		return modelError(mctx, callErr)
+		_, err := h.result()
+		return err
 	})
 	return nil
 }
