@@ -28,6 +28,13 @@ type gatewayEnv struct {
 
 func startGatewayEnv(t *testing.T, gitlabDown bool) *gatewayEnv {
 	t.Helper()
+	return startGatewayEnvModels(t, gitlabDown, sandbox.ModelChat, sandbox.ModelCode)
+}
+
+// startGatewayEnvModels is startGatewayEnv with the default and
+// completion models given.
+func startGatewayEnvModels(t *testing.T, gitlabDown bool, defaultModel, codeModel string) *gatewayEnv {
+	t.Helper()
 	dir := startSandboxProc(t)
 	iss, err := gitlabtest.New(gitlabtest.Options{})
 	if err != nil {
@@ -54,7 +61,7 @@ gateway:
     default: %s
     code_completions: %s
   completion_format: suffix
-`, ca, gwAddr, gl.URL, sandbox.ModelChat, sandbox.ModelCode))
+`, ca, gwAddr, gl.URL, defaultModel, codeModel))
 	env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + t.TempDir()}
 	p := startProc(t, env, "--config", cfg, "serve", "--sandbox", dir, "--listen", freeAddr(t), "--drain", "20s")
 	e := &gatewayEnv{t: t, serve: p, gw: "http://" + gwAddr, gitlab: iss}
@@ -324,4 +331,22 @@ func finalAnswer(t *testing.T, body []byte) string {
 		}
 	}
 	return b.String()
+}
+
+// TestGatewayUnknownModel: a configured model the backend does not serve
+// keeps the gateway not ready, with a reason that names it and what is
+// served; nothing is answered with another model.
+func TestGatewayUnknownModel(t *testing.T) {
+	t.Parallel()
+	e := startGatewayEnvModels(t, false, "no-such-model", sandbox.ModelCode)
+	e.serve.waitUntil(t, "a readiness reason naming the unknown model", func() bool {
+		_, reason := e.ready()
+		return strings.Contains(reason, "no-such-model") && strings.Contains(reason, sandbox.ModelChat)
+	})
+	if s, _ := e.ready(); s != http.StatusServiceUnavailable {
+		t.Errorf("ready answered %d with an unknown model", s)
+	}
+	if !strings.Contains(e.serve.stderr.String(), "gateway model check failed") {
+		t.Errorf("the failed model check is not logged:\n%s", e.serve.stderr.String())
+	}
 }
