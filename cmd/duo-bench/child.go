@@ -219,7 +219,7 @@ func childResults(ctx context.Context, cfg Config, logf func(string, ...any)) (*
 	body := chatBody(cfg.ReplyTokens, false)
 	tr := newTransport(cpu.Concurrency)
 	url := base + "/v1/chat/completions"
-	if err := load(ctx, tr, url, body, cpu.Concurrency, max(50, cfg.Warmup), time.Minute, nil); err != nil {
+	if err := load(ctx, tr, target{url: url, body: body}, cpu.Concurrency, max(50, cfg.Warmup), time.Minute, nil); err != nil {
 		return nil, nil, fmt.Errorf("CPU warm-up: %w", err)
 	}
 	s0, err := cpuTicks(pid)
@@ -228,7 +228,7 @@ func childResults(ctx context.Context, cfg Config, logf func(string, ...any)) (*
 	}
 	b0, _ := cpuTicks(sb.cmd.Process.Pid)
 	t1 := time.Now()
-	if err := load(ctx, tr, url, body, cpu.Concurrency, cfg.CPURequests, 2*time.Minute, nil); err != nil {
+	if err := load(ctx, tr, target{url: url, body: body}, cpu.Concurrency, cfg.CPURequests, 2*time.Minute, nil); err != nil {
 		return nil, nil, fmt.Errorf("CPU batch: %w", err)
 	}
 	cpu.Seconds = time.Since(t1).Seconds()

@@ -44,30 +44,16 @@ func startRig(ctx context.Context, tokensPerSecond float64, logf func(string, ..
 			c()
 		}
 	}
-	serveSandbox := func(o sandbox.Options) (*sandbox.Server, string, error) {
+	serve := func(o sandbox.Options) (*sandbox.Server, string, error) {
 		o.Logger, o.RecordSize = quiet, -1
-		sb, err := sandbox.New(o)
-		if err != nil {
-			return nil, "", err
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, "", err
-		}
-		go func() { _ = sb.Serve(ln) }()
-		closers = append(closers, func() {
-			c, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			_ = sb.Shutdown(c)
-		})
-		return sb, "http://" + ln.Addr().String(), nil
+		return serveSandbox(o, &closers)
 	}
-	_, plainURL, err := serveSandbox(sandbox.Options{Plaintext: true, TokensPerSecond: tokensPerSecond})
+	_, plainURL, err := serve(sandbox.Options{Plaintext: true, TokensPerSecond: tokensPerSecond})
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("plaintext sandbox: %w", err)
 	}
-	encSB, encURL, err := serveSandbox(sandbox.Options{TokensPerSecond: tokensPerSecond})
+	encSB, encURL, err := serve(sandbox.Options{TokensPerSecond: tokensPerSecond})
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("encrypted sandbox: %w", err)
@@ -119,6 +105,26 @@ func startRig(ctx context.Context, tokensPerSecond float64, logf func(string, ..
 	}
 	logf("in-process proxy ready after %v (attestation and secret exchange)", time.Since(start).Round(time.Millisecond))
 	return &rig{direct: plainURL, proxied: "http://" + ln.Addr().String(), close: closeAll}, nil
+}
+
+// serveSandbox starts a sandbox on a loopback port and registers its
+// shutdown in closers.
+func serveSandbox(o sandbox.Options, closers *[]func()) (*sandbox.Server, string, error) {
+	sb, err := sandbox.New(o)
+	if err != nil {
+		return nil, "", err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	go func() { _ = sb.Serve(ln) }()
+	*closers = append(*closers, func() {
+		c, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = sb.Shutdown(c)
+	})
+	return sb, "http://" + ln.Addr().String(), nil
 }
 
 // chatBody is a realistic ~4 KB chat request: a system prompt and a short
@@ -176,12 +182,24 @@ func newTransport(conns int) *http.Transport {
 	}
 }
 
-// client sends the unary request and checks the answer.
-type client struct {
-	tr   *http.Transport
+// target is one endpoint under load: where, what, and how to tell a good
+// answer.
+type target struct {
 	url  string
 	body []byte
-	buf  []byte
+	// header, if set, returns the request's headers (it must not be
+	// modified: clients share it); nil sends Content-Type only.
+	header func() http.Header
+	// check, if set, reports what is wrong with a 200 answer; nil expects
+	// a chat or text completion.
+	check func(body []byte) error
+}
+
+// client sends the unary request and checks the answer.
+type client struct {
+	tr *http.Transport
+	target
+	buf []byte
 }
 
 func (c *client) do(ctx context.Context) error {
@@ -189,7 +207,11 @@ func (c *client) do(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if c.header != nil {
+		req.Header = c.header()
+	} else {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.tr.RoundTrip(req)
 	if err != nil {
 		return err
@@ -203,6 +225,9 @@ func (c *client) do(ctx context.Context) error {
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("HTTP %d: %.300s", resp.StatusCode, w.Bytes())
+	}
+	if c.check != nil {
+		return c.check(w.Bytes())
 	}
 	if !bytes.Contains(w.Bytes(), []byte(`"finish_reason"`)) {
 		return fmt.Errorf("unexpected answer: %.300s", w.Bytes())
@@ -232,42 +257,11 @@ func measureLatency(ctx context.Context, cfg Config, r *rig) (*Latency, error) {
 	body := chatBody(cfg.ReplyTokens, false)
 	tr := newTransport(2)
 	defer tr.CloseIdleConnections()
-	d := &client{tr: tr, url: r.direct + "/v1/chat/completions", body: body}
-	p := &client{tr: tr, url: r.proxied + "/v1/chat/completions", body: body}
-	for range cfg.Warmup {
-		if err := d.do(ctx); err != nil {
-			return nil, fmt.Errorf("direct warm-up: %w", err)
-		}
-		if err := p.do(ctx); err != nil {
-			return nil, fmt.Errorf("proxy warm-up: %w", err)
-		}
-	}
-	dt := make([]time.Duration, 0, cfg.Requests)
-	pt := make([]time.Duration, 0, cfg.Requests)
-	diff := make([]time.Duration, 0, cfg.Requests)
-	for i := range cfg.Requests {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		// Alternate which goes first, so neither always follows the other.
-		first, second := d, p
-		if i%2 == 1 {
-			first, second = p, d
-		}
-		t0 := time.Now()
-		if err := first.do(ctx); err != nil {
-			return nil, err
-		}
-		t1 := time.Now()
-		if err := second.do(ctx); err != nil {
-			return nil, err
-		}
-		t2 := time.Now()
-		a, b := t1.Sub(t0), t2.Sub(t1)
-		if first == p {
-			a, b = b, a
-		}
-		dt, pt, diff = append(dt, a), append(pt, b), append(diff, b-a)
+	d := &client{tr: tr, target: target{url: r.direct + "/v1/chat/completions", body: body}}
+	p := &client{tr: tr, target: target{url: r.proxied + "/v1/chat/completions", body: body}}
+	dt, pt, diff, err := interleave(ctx, cfg.Warmup, cfg.Requests, d, p, nil)
+	if err != nil {
+		return nil, err
 	}
 	l := &Latency{Requests: cfg.Requests, BodyBytes: len(body)}
 	l.DirectP50, l.DirectP90, l.DirectP99 = pct(dt, 50), pct(dt, 90), pct(dt, 99)
@@ -275,6 +269,59 @@ func measureLatency(ctx context.Context, cfg Config, r *rig) (*Latency, error) {
 	l.AddedP50, l.AddedP90, l.AddedP99 = l.ProxyP50-l.DirectP50, l.ProxyP90-l.DirectP90, l.ProxyP99-l.DirectP99
 	l.PairedMedian = pct(diff, 50)
 	return l, nil
+}
+
+// interleave sends warmup then n pairs of requests at concurrency 1, a
+// and b alternating which goes first, and returns both latencies and the
+// per-pair differences b − a. before, if set, runs before each pair,
+// outside the timed window (the gateway part mints a token there).
+func interleave(ctx context.Context, warmup, n int, a, b *client, before func() error) (at, bt, diff []time.Duration, err error) {
+	for range warmup {
+		if before != nil {
+			if err := before(); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		if err := a.do(ctx); err != nil {
+			return nil, nil, nil, fmt.Errorf("warm-up: %w", err)
+		}
+		if err := b.do(ctx); err != nil {
+			return nil, nil, nil, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	at = make([]time.Duration, 0, n)
+	bt = make([]time.Duration, 0, n)
+	diff = make([]time.Duration, 0, n)
+	for i := range n {
+		if ctx.Err() != nil {
+			return nil, nil, nil, ctx.Err()
+		}
+		if before != nil {
+			if err := before(); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		// Alternate which goes first, so neither always follows the other.
+		first, second := a, b
+		if i%2 == 1 {
+			first, second = b, a
+		}
+		t0 := time.Now()
+		if err := first.do(ctx); err != nil {
+			return nil, nil, nil, err
+		}
+		t1 := time.Now()
+		if err := second.do(ctx); err != nil {
+			return nil, nil, nil, err
+		}
+		t2 := time.Now()
+		x, y := t1.Sub(t0), t2.Sub(t1)
+		if first == b {
+			x, y = y, x
+		}
+		at, bt, diff = append(at, x), append(bt, y), append(diff, y-x)
+	}
+	return at, bt, diff, nil
 }
 
 // pct returns the p-th percentile of ds in milliseconds (nearest rank).
@@ -308,13 +355,13 @@ type Throughput struct {
 }
 
 // measureThroughput runs cfg.Concurrency clients for cfg.ThroughDur (or
-// cfg.ThroughMax requests) against url.
-func measureThroughput(ctx context.Context, cfg Config, url string, body []byte) (Rate, error) {
+// cfg.ThroughMax requests) against t.
+func measureThroughput(ctx context.Context, cfg Config, t target) (Rate, error) {
 	tr := newTransport(cfg.Concurrency)
 	defer tr.CloseIdleConnections()
 	// Warm up the connections.
 	warm := max(cfg.Concurrency, cfg.Warmup/4)
-	if err := load(ctx, tr, url, body, cfg.Concurrency, warm, 30*time.Second, nil); err != nil {
+	if err := load(ctx, tr, t, cfg.Concurrency, warm, 30*time.Second, nil); err != nil {
 		return Rate{}, fmt.Errorf("warm-up: %w", err)
 	}
 	var errs atomic.Int64
@@ -322,7 +369,7 @@ func measureThroughput(ctx context.Context, cfg Config, url string, body []byte)
 	t0 := time.Now()
 	n := 0
 	var mu sync.Mutex
-	err := load(ctx, tr, url, body, cfg.Concurrency, cfg.ThroughMax, cfg.ThroughDur, func(err error) {
+	err := load(ctx, tr, t, cfg.Concurrency, cfg.ThroughMax, cfg.ThroughDur, func(err error) {
 		if err != nil {
 			errs.Add(1)
 			return
@@ -347,7 +394,7 @@ func measureThroughput(ctx context.Context, cfg Config, url string, body []byte)
 
 // load sends up to total requests from conc clients for at most dur. With
 // done nil, the first error aborts; else done sees every result.
-func load(ctx context.Context, tr *http.Transport, url string, body []byte, conc, total int, dur time.Duration, done func(error)) error {
+func load(ctx context.Context, tr *http.Transport, t target, conc, total int, dur time.Duration, done func(error)) error {
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	var left atomic.Int64
@@ -357,7 +404,7 @@ func load(ctx context.Context, tr *http.Transport, url string, body []byte, conc
 	var once sync.Once
 	for range conc {
 		wg.Go(func() {
-			c := &client{tr: tr, url: url, body: body}
+			c := &client{tr: tr, target: t}
 			for left.Add(-1) >= 0 && ctx.Err() == nil {
 				err := c.do(ctx)
 				if ctx.Err() != nil {

@@ -1,13 +1,25 @@
 // Command duo-bench measures the attesting encryption proxy against the
 // sandbox backend's plaintext mode, on loopback, in one run (issue 3's
-// performance targets):
+// performance targets), and on request the GitLab AI Gateway in front of
+// it (issue 4). The parts (-parts, default "proxy,child"):
+//
+// proxy (in process):
 //
 //  1. added latency of a 4 KB chat request at concurrency 1;
 //  2. throughput of that request at concurrency 32, direct vs proxied;
 //  3. SSE chunks per second through the proxy and direct;
+//
+// child (child processes):
+//
 //  4. resident memory of a real `duo-confidential serve` child process,
 //     idle and with 1, 100 and 1,000 open streams;
 //  5. CPU time per request of that child.
+//
+// gateway (in process, gateway.go):
+//
+//  6. latency the gateway adds at concurrency 1 over calling the proxy
+//     directly with the request the gateway sends it, and throughput of
+//     both at -concurrency.
 //
 // Parts 1–3 run in this process: a plaintext sandbox (the baseline, which
 // the client calls directly) and an encrypted sandbox behind the real
@@ -15,8 +27,16 @@
 // Parts 4–5 build the command and run `sandbox` and `serve` as children,
 // so the proxy's memory and CPU are measured apart from the load generator.
 //
+// The gateway part starts an encrypted sandbox behind the real appliance
+// with the gateway enabled and a demo GitLab issuer over TLS, as the demo
+// command does, and compares POST /v2/code/completions with Rails' headers
+// and a GitLab token against the proxy's own route called with the body
+// the gateway sends (recorded once from a twin of the gateway; see
+// captureModelRequest).
+//
 // Allocations per request come from `go test -bench . ./proxy/` (see
-// proxy/bench_test.go), not from this command.
+// proxy/bench_test.go) and, for the gateway, from BenchmarkCompletion in
+// ./gateway/, not from this command.
 //
 // Everything listens on 127.0.0.1; every load loop is bounded in count and
 // time.
@@ -31,6 +51,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,6 +78,21 @@ type Config struct {
 	JSON         string        // also write the report as JSON here ("-": stdout only JSON)
 	Timeout      time.Duration // whole run
 	CPUProfile   string        // write a CPU profile of the in-process throughput phase through the proxy
+	Parts        []string      // parts to run: proxy, gateway, child
+	GatewayRoute string        // gateway: "auto", routeCompletions or routeCommitMessage
+	// CompletionFormat is the gateway's completion_format: "chat" makes
+	// code completions call /v1/chat/completions, like the proxy part.
+	CompletionFormat  string
+	TokenPool         int    // gateway throughput: pre-minted tokens
+	GatewayCPUProfile string // write a CPU profile of the gateway throughput phase
+}
+
+// part reports whether part p is selected.
+func (c Config) part(p string) bool {
+	if p == "child" && !c.Child {
+		return false
+	}
+	return slices.Contains(c.Parts, p)
 }
 
 func defaultConfig() Config {
@@ -66,6 +102,7 @@ func defaultConfig() Config {
 		Streams: 4, StreamTokens: 5000, StreamDur: 10 * time.Second, StreamMax: 100_000,
 		Child: true, OpenStreams: []int{1, 100, 1000}, CPURequests: 5000,
 		Settle: 3 * time.Second, Timeout: 6 * time.Minute,
+		Parts: []string{"proxy", "child"}, GatewayRoute: "auto", CompletionFormat: "chat", TokenPool: 1024,
 	}
 }
 
@@ -138,8 +175,43 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.JSON, "json", "", "also write the report as JSON to this file; '-' prints only JSON to stdout")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "abort the whole run after this long")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of this process during the proxied throughput phase to this file")
+	parts := strings.Join(c.Parts, ",")
+	fs.StringVar(&parts, "parts", parts, "comma-separated parts to run: proxy (latency, throughput, SSE), child (RSS and CPU of a serve child), gateway (issue 4)")
+	fs.StringVar(&c.GatewayRoute, "gateway-route", c.GatewayRoute, "gateway: route to measure: auto ("+routeCompletions+", or "+routeCommitMessage+" while the former answers 501), "+routeCompletions+" or "+routeCommitMessage)
+	fs.StringVar(&c.CompletionFormat, "completion-format", c.CompletionFormat, "gateway: gateway.completion_format; chat calls /v1/chat/completions, suffix /v1/completions")
+	fs.IntVar(&c.TokenPool, "token-pool", c.TokenPool, "gateway throughput: distinct pre-minted GitLab tokens used round-robin")
+	fs.StringVar(&c.GatewayCPUProfile, "gateway-cpuprofile", "", "write a CPU profile of this process during the gateway throughput phase to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	c.Parts = nil
+	for f := range strings.SplitSeq(parts, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if f != "proxy" && f != "child" && f != "gateway" {
+			fmt.Fprintf(stderr, "duo-bench: --parts: unknown part %q (want proxy, child, gateway)\n", f)
+			return c, errors.New("usage")
+		}
+		if !slices.Contains(c.Parts, f) {
+			c.Parts = append(c.Parts, f)
+		}
+	}
+	if len(c.Parts) == 0 {
+		fmt.Fprintln(stderr, "duo-bench: --parts: no part selected")
+		return c, errors.New("usage")
+	}
+	switch c.GatewayRoute {
+	case "auto", routeCompletions, routeCommitMessage:
+	default:
+		fmt.Fprintf(stderr, "duo-bench: --gateway-route: %q is not auto, %s or %s\n", c.GatewayRoute, routeCompletions, routeCommitMessage)
+		return c, errors.New("usage")
+	}
+	switch c.CompletionFormat {
+	case "chat", "suffix":
+	default:
+		fmt.Fprintf(stderr, "duo-bench: --completion-format: %q is not chat or suffix (the sandbox's models)\n", c.CompletionFormat)
+		return c, errors.New("usage")
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "duo-bench: unexpected arguments: %v\n", fs.Args())
@@ -158,7 +230,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		c.OpenStreams = append(c.OpenStreams, n)
 	}
 	if c.Requests < 1 || c.Concurrency < 1 || c.Streams < 1 || c.StreamTokens < 1 || c.ThroughMax < 1 ||
-		c.StreamMax < 1 || c.CPURequests < 1 || c.Warmup < 0 || c.ReplyTokens < 1 {
+		c.StreamMax < 1 || c.CPURequests < 1 || c.Warmup < 0 || c.ReplyTokens < 1 || c.TokenPool < 1 {
 		fmt.Fprintln(stderr, "duo-bench: counts must be positive")
 		return c, errors.New("usage")
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Targets from issue 3.
+// Targets from issue 3 (issue 4's are in gateway.go).
 const (
 	targetAddedP50    = 0.2   // ms
 	targetAddedP99    = 1.0   // ms
@@ -30,15 +30,19 @@ type Report struct {
 	Cores      int         `json:"cores"`
 	GoVersion  string      `json:"go_version"`
 	LoadBefore string      `json:"load_average_before"`
+	LoadAfter  string      `json:"load_average_after"`
+	Parts      []string    `json:"parts"`
 	Latency    *Latency    `json:"latency"`
 	Throughput *Throughput `json:"throughput"`
 	SSE        *SSE        `json:"sse"`
 	Memory     *Memory     `json:"memory,omitempty"`
 	CPU        *CPU        `json:"cpu,omitempty"`
-	Notes      []string    `json:"notes,omitempty"`
+	// Gateway is issue 4's part (-parts gateway).
+	Gateway *GatewayResult `json:"gateway,omitempty"`
+	Notes   []string       `json:"notes,omitempty"`
 }
 
-// bench runs every part in order.
+// bench runs the selected parts in order: proxy, child, gateway.
 func bench(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report, error) {
 	rep := &Report{
 		Date:       time.Now().UTC().Format("2006-01-02 15:04 UTC"),
@@ -46,43 +50,70 @@ func bench(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report,
 		Cores:      runtime.NumCPU(),
 		GoVersion:  runtime.Version(),
 		LoadBefore: loadAvg(),
+		Parts:      cfg.Parts,
 	}
+	if cfg.part("proxy") {
+		if err := benchProxy(ctx, cfg, rep, logf); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.part("child") {
+		var err error
+		logf("4-5/5 RSS and CPU of a `serve` child process")
+		if rep.Memory, rep.CPU, err = childResults(ctx, cfg, logf); err != nil {
+			return nil, fmt.Errorf("child processes: %w", err)
+		}
+	}
+	if cfg.part("gateway") {
+		var err error
+		logf("gateway (issue 4)")
+		if rep.Gateway, err = measureGateway(ctx, cfg, logf); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	rep.LoadAfter = loadAvg()
+	rep.notes()
+	return rep, nil
+}
+
+// benchProxy runs parts 1–3 against the in-process proxy.
+func benchProxy(ctx context.Context, cfg Config, rep *Report, logf func(string, ...any)) error {
 	r, err := startRig(ctx, 0, logf)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer r.close()
 
 	logf("1/5 latency: %d warm-up + %d measured requests per path, concurrency 1", cfg.Warmup, cfg.Requests)
 	if rep.Latency, err = measureLatency(ctx, cfg, r); err != nil {
-		return nil, fmt.Errorf("latency: %w", err)
+		return fmt.Errorf("latency: %w", err)
 	}
 
 	logf("2/5 throughput: concurrency %d, %v per path", cfg.Concurrency, cfg.ThroughDur)
 	body := chatBody(cfg.ReplyTokens, false)
 	tp := &Throughput{Concurrency: cfg.Concurrency}
-	if tp.Direct, err = measureThroughput(ctx, cfg, r.direct+"/v1/chat/completions", body); err != nil {
-		return nil, fmt.Errorf("throughput direct: %w", err)
+	if tp.Direct, err = measureThroughput(ctx, cfg, target{url: r.direct + "/v1/chat/completions", body: body}); err != nil {
+		return fmt.Errorf("throughput direct: %w", err)
 	}
 	stopProfile, err := startProfile(cfg.CPUProfile)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	tp.Proxy, err = measureThroughput(ctx, cfg, r.proxied+"/v1/chat/completions", body)
+	tp.Proxy, err = measureThroughput(ctx, cfg, target{url: r.proxied + "/v1/chat/completions", body: body})
 	stopProfile()
 	if err != nil {
-		return nil, fmt.Errorf("throughput proxy: %w", err)
+		return fmt.Errorf("throughput proxy: %w", err)
 	}
 	nullURL, stopNull, err := nullServer()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cc := cfg
 	cc.ThroughDur = max(cfg.ThroughDur/2, 100*time.Millisecond)
-	tp.Ceiling, err = measureThroughput(ctx, cc, nullURL+"/v1/chat/completions", body)
+	tp.Ceiling, err = measureThroughput(ctx, cc, target{url: nullURL + "/v1/chat/completions", body: body})
 	stopNull()
 	if err != nil {
-		return nil, fmt.Errorf("throughput ceiling: %w", err)
+		return fmt.Errorf("throughput ceiling: %w", err)
 	}
 	if tp.Direct.PerSecond > 0 {
 		tp.Ratio = tp.Proxy.PerSecond / tp.Direct.PerSecond
@@ -93,11 +124,11 @@ func bench(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report,
 	s := &SSE{Streams: cfg.Streams, TokensEach: cfg.StreamTokens}
 	var bad int
 	if s.DirectChunks, s.DirectSeconds, s.DirectCPU, bad, err = measureSSE(ctx, cfg, r.direct+"/v1/chat/completions"); err != nil {
-		return nil, fmt.Errorf("SSE direct: %w", err)
+		return fmt.Errorf("SSE direct: %w", err)
 	}
 	s.Incomplete += bad
 	if s.ProxyChunks, s.ProxySeconds, s.ProxyCPU, bad, err = measureSSE(ctx, cfg, r.proxied+"/v1/chat/completions"); err != nil {
-		return nil, fmt.Errorf("SSE proxy: %w", err)
+		return fmt.Errorf("SSE proxy: %w", err)
 	}
 	s.Incomplete += bad
 	s.DirectRate = float64(s.DirectChunks) / s.DirectSeconds
@@ -105,17 +136,7 @@ func bench(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report,
 	s.DirectCPUPerChunk = 1e6 * s.DirectCPU / 100 * s.DirectSeconds / float64(max(s.DirectChunks, 1))
 	s.ProxyCPUPerChunk = 1e6 * s.ProxyCPU / 100 * s.ProxySeconds / float64(max(s.ProxyChunks, 1))
 	rep.SSE = s
-	r.close()
-	r.close = func() {}
-
-	if cfg.Child {
-		logf("4-5/5 RSS and CPU of a `serve` child process")
-		if rep.Memory, rep.CPU, err = childResults(ctx, cfg, logf); err != nil {
-			return nil, fmt.Errorf("child processes: %w", err)
-		}
-	}
-	rep.notes()
-	return rep, nil
+	return nil
 }
 
 // notes records caveats the numbers themselves show.
@@ -127,9 +148,19 @@ func (r *Report) notes() {
 	if r.SSE != nil && r.SSE.Incomplete > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d streams ended without [DONE]", r.SSE.Incomplete))
 	}
-	for _, x := range []*Rate{&tp.Direct, &tp.Proxy} {
+	var rates []*Rate
+	if tp != nil {
+		rates = append(rates, &tp.Direct, &tp.Proxy)
+	}
+	if g := r.Gateway; g != nil {
+		rates = append(rates, &g.Throughput.Direct, &g.Throughput.Gateway)
+		if g.RouteNote != "" {
+			r.Notes = append(r.Notes, g.RouteNote)
+		}
+	}
+	for _, x := range rates {
 		if x.Errors > 0 {
-			r.Notes = append(r.Notes, fmt.Sprintf("%d requests failed during the throughput run", x.Errors))
+			r.Notes = append(r.Notes, fmt.Sprintf("%d requests failed during a throughput run", x.Errors))
 		}
 	}
 }
@@ -145,6 +176,26 @@ func passMiss(ok bool) string {
 func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "Machine: %s, %d cores, %s; load average before the run: %s\n\n", r.CPUModel, r.Cores, r.GoVersion, r.LoadBefore)
 	fmt.Fprintf(w, "Date: %s\n\nCommand: `%s`\n\n", r.Date, r.Command)
+	if r.Latency != nil || r.Throughput != nil || r.SSE != nil || r.Memory != nil || r.CPU != nil {
+		r.proxyTable(w)
+	}
+	if r.Gateway != nil {
+		if r.Latency != nil || r.Memory != nil {
+			fmt.Fprintln(w)
+		}
+		r.Gateway.Markdown(w)
+	}
+	fmt.Fprintf(w, "\nLoad average after the run: %s\n", r.LoadAfter)
+	if len(r.Notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "- %s\n", n)
+		}
+	}
+}
+
+// proxyTable writes parts 1–5.
+func (r *Report) proxyTable(w io.Writer) {
 	fmt.Fprintln(w, "| measurement | direct (plaintext sandbox) | through the proxy (encrypted sandbox) | result | target | |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	if l := r.Latency; l != nil {
@@ -182,12 +233,6 @@ func (r *Report) Markdown(w io.Writer) {
 			c.Requests, c.Concurrency, c.MicrosPerReq, 1e6*c.SandboxCPUSecs/float64(c.Requests))
 	}
 	fmt.Fprintln(w, "| allocations per request | | see `go test -bench . -benchmem ./proxy/` | | reported | |")
-	if len(r.Notes) > 0 {
-		fmt.Fprintln(w)
-		for _, n := range r.Notes {
-			fmt.Fprintf(w, "- %s\n", n)
-		}
-	}
 }
 
 func cpuModel() string {

@@ -2,6 +2,11 @@ package auth
 
 import (
 	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
 	"testing"
 )
 
@@ -49,4 +54,29 @@ func BenchmarkRejectJunk(b *testing.B) {
 			b.Fatal("accepted")
 		}
 	}
+}
+
+// BenchmarkRSAVerifyFloor is the floor under BenchmarkValidate: SHA-256 of
+// a GitLab-sized signing input and rsa.VerifyPKCS1v15 with the same
+// 2048-bit key, nothing else. Validate cannot be faster than this; the
+// difference between the two is the validator's own cost.
+func BenchmarkRSAVerifyFloor(b *testing.B) {
+	e := newEnv(b, nil)
+	token := mintGitLab(b, e.k, tok{})
+	dot := strings.LastIndexByte(token, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(token[dot+1:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub := &e.k.gitlab.PublicKey
+	signingInput := []byte(token[:dot])
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		sum := sha256.Sum256(signingInput)
+		if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifications/s")
 }

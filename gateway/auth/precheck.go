@@ -2,7 +2,7 @@ package auth
 
 import (
 	"encoding/base64"
-	"encoding/json"
+	gojson "github.com/goccy/go-json"
 	"strings"
 )
 
@@ -48,6 +48,8 @@ var kidAlphabet = func() (t [256]bool) {
 type joseHeader struct {
 	kid    string
 	hasKid bool
+	// dot1 and dot2 are the offsets of the two dots in the token.
+	dot1, dot2 int
 }
 
 // precheck validates the token's shape and JOSE header without touching any
@@ -84,6 +86,7 @@ func precheck(token string, maxBytes int) (joseHeader, *Error) {
 	if dot2 < 0 {
 		return h, forbiddenToken("token has fewer than three segments", nil)
 	}
+	h.dot1, h.dot2 = dot1, dot2
 	hdr, payload, sig := token[:dot1], token[dot1+1:dot2], token[dot2+1:]
 	if hdr == "" || payload == "" || sig == "" {
 		return h, forbiddenToken("token has an empty segment", nil)
@@ -98,10 +101,10 @@ func precheck(token string, maxBytes int) (joseHeader, *Error) {
 	if err != nil {
 		return h, forbiddenToken("token header is not base64url", err)
 	}
-	// Decode into a map, as golang-jwt does, so both see the same values
-	// (exact key names, last duplicate wins).
-	var fields map[string]any
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+	// Decode into a map, as golang-jwt did before Validate decoded tokens
+	// itself: exact key names, last duplicate wins.
+	fields, err := decodeObject(raw)
+	if err != nil || fields == nil {
 		return h, forbiddenToken("token header is not a JSON object", err)
 	}
 	alg, ok := fields["alg"].(string)
@@ -146,4 +149,13 @@ func validKid(kid string) bool {
 		}
 	}
 	return true
+}
+
+// decodeObject decodes a JWT header or payload into a map, as golang-jwt's
+// MapClaims: exact key names, last duplicate wins, numbers as float64. A
+// nil map means the input was JSON null, not an object.
+func decodeObject(b []byte) (map[string]any, error) {
+	var m map[string]any
+	err := gojson.Unmarshal(b, &m)
+	return m, err
 }

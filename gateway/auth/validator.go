@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rsa"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -74,7 +75,10 @@ type Validator struct {
 	issuers  map[string]KeySource
 	maxBytes int
 	notReady []error
-	parser   *jwt.Parser
+	// claims checks exp, nbf, iat and aud: golang-jwt's own validator,
+	// with the options its parser was given before Validate decoded and
+	// verified tokens itself (see Validate).
+	claims *jwt.Validator
 }
 
 // NewValidator checks c and returns a Validator.
@@ -113,30 +117,35 @@ func NewValidator(c Config) (*Validator, error) {
 	if now == nil {
 		now = time.Now
 	}
-	v.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{algRS256}),
+	v.claims = jwt.NewValidator(
 		jwt.WithAudience(c.Audience),
 		jwt.WithLeeway(leeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithTimeFunc(now),
-		jwt.WithStrictDecoding(),
 	)
 	return v, nil
 }
 
-// keyLookup carries the key-selection outcome out of the golang-jwt keyfunc.
-type keyLookup struct {
-	issuer string
-	err    *Error
-}
+// b64 decodes token segments: unpadded base64url, strict (no non-zero
+// trailing bits), as golang-jwt's parser with WithStrictDecoding.
+var b64 = base64.RawURLEncoding.Strict()
 
 // Validate authenticates r. Order (cheapest first, GitLab's order where it
 // is observable): Authorization present and Bearer; authentication type
-// oidc; token size, shape and JOSE header; issuer from the unverified
-// payload; key from that issuer's source; signature; exp/nbf/iat/aud;
-// claim types; header cross-checks. Errors are *Error: 401 for anything the
-// client got wrong, 503 when the issuer's keys are not loaded yet.
+// oidc; token size, shape and JOSE header; payload; issuer from the
+// unverified payload; key from that issuer's source; signature;
+// exp/nbf/iat/aud; claim types; header cross-checks. Errors are *Error: 401
+// for anything the client got wrong, 503 when the issuer's keys are not
+// loaded yet.
+//
+// Validate does what golang-jwt's Parser.ParseWithClaims did for it
+// (strict base64url, header and payload JSON, RS256 only, key lookup,
+// signature, then jwt.Validator for the registered claims), but decodes
+// each segment once: the parser decoded the header a second time after
+// precheck and wrapped everything in a jwt.Token. The same payload map is
+// used to select the key and, once the signature over it has verified, as
+// the claims, so the issuer that chose the key is the signed issuer.
 func (v *Validator) Validate(ctx context.Context, r Request) (*Claims, error) {
 	token, e := bearerToken(r.Authorization)
 	if e != nil {
@@ -149,30 +158,39 @@ func (v *Validator) Validate(ctx context.Context, r Request) (*Claims, error) {
 	if e != nil {
 		return nil, e
 	}
-
-	var kl keyLookup
-	mc := jwt.MapClaims{}
-	tok, err := v.parser.ParseWithClaims(token, mc, func(t *jwt.Token) (any, error) {
-		key, e := v.selectKey(ctx, hdr, t, &kl)
-		if e != nil {
-			kl.err = e
-			return nil, e
+	signed, sigSeg := token[:hdr.dot2], token[hdr.dot2+1:]
+	payload, err := b64.DecodeString(token[hdr.dot1+1 : hdr.dot2])
+	if err != nil {
+		return nil, forbiddenToken("token payload is not base64url", err)
+	}
+	// A map, as golang-jwt's MapClaims: exact claim names, last duplicate
+	// wins, numbers as float64.
+	obj, err := decodeObject(payload)
+	if err != nil || obj == nil {
+		return nil, forbiddenToken("token payload is not a JSON object", err)
+	}
+	mc := jwt.MapClaims(obj)
+	sig, err := b64.DecodeString(sigSeg)
+	if err != nil {
+		return nil, forbiddenToken("token signature is not base64url", err)
+	}
+	keys, e := v.selectKey(ctx, hdr, mc)
+	if e != nil {
+		return nil, e
+	}
+	// RS256 with golang-jwt's signing method; without kid, any of the
+	// issuer's keys may have signed.
+	err = errors.New("no key")
+	for _, k := range keys {
+		if err = jwt.SigningMethodRS256.Verify(signed, sig, k); err == nil {
+			break
 		}
-		return key, nil
-	})
-	if kl.err != nil {
-		return nil, kl.err
 	}
 	if err != nil {
-		return nil, forbiddenToken("token rejected", err)
+		return nil, forbiddenToken("token rejected: signature invalid", err)
 	}
-	if tok == nil || !tok.Valid || kl.issuer == "" {
-		return nil, forbiddenToken("token not valid", nil)
-	}
-	// Re-check after verification that the signed iss is the issuer whose
-	// key verified it.
-	if iss, _ := mc["iss"].(string); iss != kl.issuer {
-		return nil, forbiddenToken("iss changed between key selection and verification", nil)
+	if err := v.claims.Validate(mc); err != nil {
+		return nil, forbiddenToken("token rejected: invalid claims", err)
 	}
 	c, e := v.claimsFrom(mc, r)
 	if e != nil {
@@ -184,13 +202,10 @@ func (v *Validator) Validate(ctx context.Context, r Request) (*Claims, error) {
 	return c, nil
 }
 
-// selectKey picks the verification key(s) for t from the KeySource of the
-// issuer named in the (not yet verified) payload.
-func (v *Validator) selectKey(ctx context.Context, hdr joseHeader, t *jwt.Token, kl *keyLookup) (any, *Error) {
-	mc, ok := t.Claims.(jwt.MapClaims)
-	if !ok {
-		return nil, forbiddenToken("unexpected claims type", nil)
-	}
+// selectKey picks the verification key(s) from the KeySource of the issuer
+// named in the (not yet verified) payload mc: the kid's key, or without
+// kid up to MaxKeysWithoutKid usable keys.
+func (v *Validator) selectKey(ctx context.Context, hdr joseHeader, mc jwt.MapClaims) ([]*rsa.PublicKey, *Error) {
 	iss, ok := mc["iss"].(string)
 	if !ok || iss == "" {
 		return nil, forbiddenToken("iss missing or not a string", nil)
@@ -199,7 +214,6 @@ func (v *Validator) selectKey(ctx context.Context, hdr joseHeader, t *jwt.Token,
 	if !ok {
 		return nil, forbiddenToken("iss is not a configured issuer", nil)
 	}
-	kl.issuer = iss
 	if hdr.hasKid {
 		k, err := src.Key(ctx, hdr.kid)
 		if err != nil {
@@ -212,18 +226,18 @@ func (v *Validator) selectKey(ctx context.Context, hdr joseHeader, t *jwt.Token,
 		if !ok {
 			return nil, forbiddenToken("key for kid is not an RSA key of at least 2048 bits", nil)
 		}
-		return rk, nil
+		return []*rsa.PublicKey{rk}, nil
 	}
-	set := jwt.VerificationKeySet{}
+	var set []*rsa.PublicKey
 	for _, k := range src.All() {
 		if rk, ok := usableKey(k); ok {
-			set.Keys = append(set.Keys, rk)
-			if len(set.Keys) == MaxKeysWithoutKid {
+			set = append(set, rk)
+			if len(set) == MaxKeysWithoutKid {
 				break
 			}
 		}
 	}
-	if len(set.Keys) == 0 {
+	if len(set) == 0 {
 		if rr, ok := src.(ReadyReporter); ok && !rr.Ready() {
 			return nil, notReady("keys of issuer "+iss+" not loaded", nil)
 		}

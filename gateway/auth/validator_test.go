@@ -79,6 +79,21 @@ func TestValidateAccepts(t *testing.T) {
 		{name: "leeway: iat just inside leeway (GitLab clock ahead)", token: func() string {
 			return mintGitLab(t, k, tok{claims: map[string]any{"iat": now + lw - sec, "nbf": now + lw - sec - 5}})
 		}},
+		// Non-ASCII text, escapes and nesting in the payload:
+		// kept as claims exactly.
+		{name: "payload with non-ASCII text and nesting", token: func() string {
+			return mintGitLab(t, k, tok{claims: map[string]any{"note": "Zoë <&>", "extra": map[string]any{"a": []any{1.0}}}})
+		}, check: func(t *testing.T, c *Claims) {
+			if v, _ := c.Claim("note"); v != "Zoë <&>" {
+				t.Errorf("note = %#v", v)
+			}
+			if v, _ := c.Claim("extra"); fmt.Sprint(v) != "map[a:[1]]" {
+				t.Errorf("extra = %#v", v)
+			}
+			if c.Issuer != testGitLab || !slices.Equal(c.Scopes, testScopes) {
+				t.Errorf("claims = %+v", c)
+			}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
