@@ -101,17 +101,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 	if err != nil {
 		return nil, err
 	}
-	models := &gateway.Models{
-		Default: g.Models.Default,
-		ByFeature: map[prompts.Feature]string{
-			prompts.CodeCompletions: g.Models.CodeCompletions,
-			prompts.CodeGenerations: g.Models.CodeGenerations,
-			prompts.DuoChat:         g.Models.DuoChat,
-		},
-		Allowed:          g.AllowedModels,
-		CompletionFormat: prompts.FIMFormat(g.CompletionFormat),
-		Logger:           log,
-	}
+	models := g.ModelChoice(log)
 	f := &front{jwks: set, keys: store, model: mc, memLn: memLn, models: models.All()}
 	f.check.Store(&modelCheck{reason: "checking the configured models against the backend's /v1/models"})
 	gw, err := gateway.New(gateway.Options{
@@ -135,6 +125,22 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 	}
 	f.gw = gw
 	return f, nil
+}
+
+// ModelChoice returns the gateway's per-feature model choice for this
+// configuration; log receives its once-per-value warnings.
+func (g GatewayConfig) ModelChoice(log *slog.Logger) *gateway.Models {
+	return &gateway.Models{
+		Default: g.Models.Default,
+		ByFeature: map[prompts.Feature]string{
+			prompts.CodeCompletions: g.Models.CodeCompletions,
+			prompts.CodeGenerations: g.Models.CodeGenerations,
+			prompts.DuoChat:         g.Models.DuoChat,
+		},
+		Allowed:          g.AllowedModels,
+		CompletionFormat: prompts.FIMFormat(g.CompletionFormat),
+		Logger:           log,
+	}
 }
 
 // env is the process environment, or the test's.

@@ -27,7 +27,6 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
-	"github.com/duo-confidential/duo-confidential/gateway/prompts"
 	"github.com/duo-confidential/duo-confidential/jwks"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 	"github.com/valyala/fasthttp"
@@ -399,17 +398,8 @@ func captureModelRequest(ctx context.Context, r *gwRig, gr gatewayRequest) (*cap
 		return nil, err
 	}
 	defer mc.Close()
-	// The same mapping as appliance's newFront.
-	models := &gateway.Models{
-		Default: g.Models.Default,
-		ByFeature: map[prompts.Feature]string{
-			prompts.CodeCompletions: g.Models.CodeCompletions,
-			prompts.CodeGenerations: g.Models.CodeGenerations,
-			prompts.DuoChat:         g.Models.DuoChat,
-		},
-		Allowed:          g.AllowedModels,
-		CompletionFormat: prompts.FIMFormat(g.CompletionFormat),
-	}
+	// The same mapping as the appliance's gateway.
+	models := g.ModelChoice(nil)
 	twin, err := gateway.New(gateway.Options{Validator: v, Model: mc, Models: models})
 	if err != nil {
 		return nil, err
