@@ -158,7 +158,7 @@ func (s *Server) handleLegacyChat(c *call) error {
 	if name == "" {
 		name = modelID
 	}
-	return c.writeJSON(legacyChatResponse{Response: res.Text, Metadata: legacyChatMetadata{
+	return c.writeJSON(legacyChatResponse{Response: prompts.StripReasoning(res.Text), Metadata: legacyChatMetadata{
 		Provider: legacyProvider, Model: name, Timestamp: s.o.Now().Unix(),
 	}})
 }

@@ -147,10 +147,13 @@ func (s *Server) servePrompt(c *call, v2 bool) error {
 	if err != nil {
 		return misdirected(modelError(ctx, err))
 	}
+	// Reasoning models (gpt-oss, Qwen3) may leave <think> blocks in the
+	// text; a commit message or summary must not carry them.
+	text := prompts.StripReasoning(res.Text)
 	if v2 {
-		return c.writeJSON(promptV2Response{Content: res.Text, Usage: promptUsage(modelID, res)})
+		return c.writeJSON(promptV2Response{Content: text, Usage: promptUsage(modelID, res)})
 	}
-	return c.writeJSON(res.Text)
+	return c.writeJSON(text)
 }
 
 // promptChatRequest turns a rendered prompt into the model call.

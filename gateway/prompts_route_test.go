@@ -452,3 +452,21 @@ func TestTruncateDetail(t *testing.T) {
 		t.Errorf("%q", got)
 	}
 }
+
+// TestPromptStripsReasoning: a reasoning model's <think> block never
+// reaches a commit message or the legacy chat answer.
+func TestPromptStripsReasoning(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.model.Reply = func(any) (string, error) {
+		return "<think>the diff renames a field</think>\n\nrefactor: rename Foo to Bar", nil
+	}
+	hdr := h.headers(gitlabtest.TokenOptions{Scopes: []string{"generate_commit_message", "duo_chat"}})
+	r := h.do(http.MethodPost, "/v1/prompts/generate_commit_message", `{"inputs":{"diff":"-Foo\n+Bar"}}`, hdr)
+	if r.status != 200 || string(r.body) != `"refactor: rename Foo to Bar"` {
+		t.Errorf("prompt: %d %s", r.status, r.body)
+	}
+	r = h.do(http.MethodPost, "/v1/chat/agent", `{"prompt_components":[{"type":"prompt","payload":{"content":"hi","provider":"litellm","model":"general"}}]}`, hdr)
+	if r.status != 200 || !strings.Contains(string(r.body), `"response":"refactor: rename Foo to Bar"`) {
+		t.Errorf("legacy chat: %d %s", r.status, r.body)
+	}
+}

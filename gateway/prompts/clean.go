@@ -70,6 +70,19 @@ var (
 	markRe      = regexp.MustCompile(`<\|fim_(?:prefix|suffix|middle)\|>|<fim_(?:prefix|suffix|middle)>|` + regexp.QuoteMeta(cursorMark))
 )
 
+// StripReasoning removes reasoning blocks (<think>…</think> and the like)
+// from an answer shown as prose (commit messages, summaries, reviews); an
+// answer without any is returned unchanged, one that is only reasoning
+// becomes "".
+func StripReasoning(s string) string {
+	for _, tag := range []string{"</think>", "</thinking>", "</reasoning>", "<think>", "<thinking>", "<reasoning>"} {
+		if strings.Contains(s, tag) {
+			return strings.TrimSpace(stripReasoning(s))
+		}
+	}
+	return s
+}
+
 // stripReasoning removes closed reasoning blocks; an unclosed one at the
 // start means the model never got to the answer.
 func stripReasoning(s string) string {

@@ -68,3 +68,19 @@ func FuzzClean(f *testing.F) {
 		}
 	})
 }
+
+func TestStripReasoning(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"fix: handle nil config", "fix: handle nil config"},
+		{"  keep my spacing\n", "  keep my spacing\n"},
+		{"<think>the diff renames a field</think>\n\nrefactor: rename Foo to Bar", "refactor: rename Foo to Bar"},
+		{"the server dropped the opening tag</think>\nSummary: ok", "Summary: ok"},
+		{"<think>never finished", ""},
+		{"<reasoning>a</reasoning>A<thinking>b</thinking>B", "AB"},
+	}
+	for _, tc := range tests {
+		if got := StripReasoning(tc.in); got != tc.want {
+			t.Errorf("StripReasoning(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
