@@ -181,31 +181,11 @@ func startGatewayRig(ctx context.Context, o gwRigOptions, logf func(string, ...a
 		pln.Close()
 		return fail(err)
 	}
-	actx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.RunListeners(actx, appliance.Listeners{Proxy: pln, Gateway: gln}, 3*time.Second) }()
-	closers = append(closers, func() {
-		stop()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
-	})
 	start := time.Now()
-	for {
-		ok, reason := a.GatewayReady()
-		if ok {
-			break
-		}
-		select {
-		case err := <-done:
-			return fail(fmt.Errorf("the appliance stopped: %v", err))
-		default:
-		}
-		if time.Since(start) > 30*time.Second || ctx.Err() != nil {
-			return fail(fmt.Errorf("the gateway did not become ready: %s", reason))
-		}
-		time.Sleep(20 * time.Millisecond)
+	stop, err := runUntilReady(ctx, a, appliance.Listeners{Proxy: pln, Gateway: gln}, a.GatewayReady)
+	closers = append(closers, stop)
+	if err != nil {
+		return fail(fmt.Errorf("the gateway did not become ready: %w", err))
 	}
 	logf("in-process gateway ready after %v (attestation, secret exchange, GitLab keys, model check)", time.Since(start).Round(time.Millisecond))
 	return &gwRig{

@@ -81,30 +81,47 @@ func startRig(ctx context.Context, tokensPerSecond float64, logf func(string, ..
 		closeAll()
 		return nil, err
 	}
-	actx, stop := context.WithCancel(context.Background())
+	start := time.Now()
+	stop, err := runUntilReady(ctx, a, appliance.Listeners{Proxy: ln}, a.Ready)
+	closers = append(closers, stop)
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("the proxy did not become ready: %w", err)
+	}
+	logf("in-process proxy ready after %v (attestation and secret exchange)", time.Since(start).Round(time.Millisecond))
+	return &rig{direct: plainURL, proxied: "http://" + ln.Addr().String(), close: closeAll}, nil
+}
+
+// runUntilReady runs a with ls in the background and waits, at most 30 s,
+// until ready reports true. stop ends the appliance (waiting up to 5 s);
+// call it whatever the error.
+func runUntilReady(ctx context.Context, a *appliance.Appliance, ls appliance.Listeners, ready func() (bool, string)) (stop func(), err error) {
+	actx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Run(actx, ln, 3*time.Second) }()
-	closers = append(closers, func() {
-		stop()
+	go func() { done <- a.RunListeners(actx, ls, 3*time.Second) }()
+	stop = func() {
+		cancel()
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
 		}
-	})
+	}
 	start := time.Now()
 	for {
-		ok, reason := a.Ready()
+		ok, reason := ready()
 		if ok {
-			break
+			return stop, nil
+		}
+		select {
+		case err := <-done:
+			return stop, fmt.Errorf("the appliance stopped: %v", err)
+		default:
 		}
 		if time.Since(start) > 30*time.Second || ctx.Err() != nil {
-			closeAll()
-			return nil, fmt.Errorf("the proxy did not become ready: %s", reason)
+			return stop, errors.New(reason)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	logf("in-process proxy ready after %v (attestation and secret exchange)", time.Since(start).Round(time.Millisecond))
-	return &rig{direct: plainURL, proxied: "http://" + ln.Addr().String(), close: closeAll}, nil
 }
 
 // serveSandbox starts a sandbox on a loopback port and registers its
