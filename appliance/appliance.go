@@ -15,6 +15,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
+	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
 // Sandbox runs the appliance against a local sandbox backend. Its test
@@ -55,6 +56,7 @@ type Appliance struct {
 	secrets proxy.Secrets
 	proxy   *proxy.Server
 	front   *front // nil when gateway.gitlab_url is not set
+	certs   *apptls.Manager
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -152,6 +154,9 @@ func New(o Options) (*Appliance, error) {
 	if a.proxy, err = proxy.New(po); err != nil {
 		return nil, err
 	}
+	if a.certs, err = a.newCerts(); err != nil {
+		return nil, err
+	}
 	if cfg.Gateway.Enabled() {
 		if a.front, err = a.newFront(internal, po.Notice); err != nil {
 			return nil, err
@@ -240,6 +245,11 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	errc := make(chan error, 6)
 	mctx, stopManager := context.WithCancel(context.Background())
 	defer stopManager()
+	if err := a.certs.Start(mctx); err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	defer a.certs.Stop()
+	ls = a.secureListeners(ls)
 	if a.manager != nil {
 		go func() {
 			if err := a.manager.Run(mctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -248,7 +258,7 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 		}()
 	}
 	go func() { errc <- a.proxy.Serve(ls.Proxy) }()
-	a.log.Info("proxy listening", "addr", ls.Proxy.Addr().String())
+	a.log.Info("proxy listening", "url", a.URL(ls.Proxy))
 	if a.front != nil {
 		a.runFront(mctx, ls.Gateway, errc)
 	}

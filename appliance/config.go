@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
 // ExampleConfig is the fully commented example configuration. It sets every
@@ -78,6 +80,7 @@ type Config struct {
 	Attestation AttestationConfig `yaml:"attestation"`
 	Proxy       ProxyConfig       `yaml:"proxy"`
 	Gateway     GatewayConfig     `yaml:"gateway"`
+	TLS         TLSConfig         `yaml:"tls"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
 	// value came from ("config.yaml:12" or "env DUO_CONFIDENTIAL_..."), so
@@ -249,6 +252,12 @@ func baseDefaults() *Config {
 				Prompts:     DefaultGatewayPrompts,
 				Check:       DefaultGatewayCheck,
 			},
+		},
+		TLS: TLSConfig{
+			Source:  DefaultTLSSource,
+			ACME:    ACMEConfig{Directory: DefaultACMEDirectory},
+			LocalCA: LocalCAConfig{LeafLifetime: apptls.DefaultLeafLifetime},
+			Files:   TLSFiles{PollInterval: DefaultTLSPollInterval},
 		},
 	}
 }

@@ -66,6 +66,7 @@ func (c *Config) Validate() error {
 	v.collateral()
 	v.proxy()
 	v.gateway()
+	v.tls()
 	return errors.Join(v.errs...)
 }
 
@@ -172,16 +173,22 @@ func (v *validator) privatemode() {
 	if p.APIKeyFile == "" || !v.absPath("privatemode.api_key_file", p.APIKeyFile) {
 		return
 	}
-	fi, err := os.Stat(p.APIKeyFile)
+	v.secretFile("privatemode.api_key_file", p.APIKeyFile, "the Privatemode API key")
+}
+
+// secretFile checks that a file holding a secret exists, is a regular file
+// and is not readable by every user.
+func (v *validator) secretFile(path, file, what string) {
+	fi, err := os.Stat(file)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		v.fail("privatemode.api_key_file", "%s does not exist; write the Privatemode API key into it (owner the service user, mode 0600) or remove the key", p.APIKeyFile)
+		v.fail(path, "%s does not exist; write %s into it (owner the service user, mode 0600) or remove the key", file, what)
 	case err != nil:
-		v.fail("privatemode.api_key_file", "cannot check %s: %v", p.APIKeyFile, err)
+		v.fail(path, "cannot check %s: %v", file, err)
 	case !fi.Mode().IsRegular():
-		v.fail("privatemode.api_key_file", "%s is not a regular file; it must be the file holding the API key", p.APIKeyFile)
+		v.fail(path, "%s is not a regular file; it must be the file holding %s", file, what)
 	case fi.Mode().Perm()&0o007 != 0:
-		v.fail("privatemode.api_key_file", "%s is accessible to every user on this machine (mode %#o); run: chmod 600 %s", p.APIKeyFile, uint32(fi.Mode().Perm()), p.APIKeyFile)
+		v.fail(path, "%s is accessible to every user on this machine (mode %#o); run: chmod 600 %s", file, uint32(fi.Mode().Perm()), file)
 	}
 }
 
