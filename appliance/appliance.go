@@ -258,7 +258,7 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 		}()
 	}
 	go func() { errc <- a.proxy.Serve(ls.Proxy) }()
-	a.log.Info("proxy listening", "url", a.URL(ls.Proxy))
+	a.log.Info("proxy listening", "addr", ls.Proxy.Addr().String(), "url", a.URL(ls.Proxy))
 	if a.front != nil {
 		a.runFront(mctx, ls.Gateway, errc)
 	}

@@ -444,6 +444,12 @@ func sameValues(a, b *Config) bool {
 		if len(c.Gateway.AllowedModels) == 0 {
 			c.Gateway.AllowedModels = nil
 		}
+		if len(c.TLS.Names) == 0 {
+			c.TLS.Names = nil
+		}
+		if len(c.TLS.ACME.Challenges) == 0 {
+			c.TLS.ACME.Challenges = nil
+		}
 	}
 	norm(&x)
 	norm(&y)

@@ -40,7 +40,7 @@ type ACMEConfig struct {
 	Directory      string   `yaml:"directory"`
 	Email          string   `yaml:"email"`
 	AgreeTerms     bool     `yaml:"agree_terms"`
-	CARoots        string   `yaml:"ca_roots"`
+	CABundle       string   `yaml:"ca_bundle"`
 	EABKeyID       string   `yaml:"eab_key_id"`
 	EABMACKeyFile  string   `yaml:"eab_mac_key_file"`
 	Challenges     []string `yaml:"challenges"`
@@ -100,9 +100,9 @@ func (v *validator) acme() {
 	if !a.AgreeTerms {
 		v.fail("tls.acme.agree_terms", "must be true: read the CA's terms of service (linked from its directory) and agree to them here; the appliance never asks interactively")
 	}
-	if a.CARoots != "" && v.absPath("tls.acme.ca_roots", a.CARoots) {
-		if _, err := readCABundle(a.CARoots); err != nil {
-			v.fail("tls.acme.ca_roots", "%v", err)
+	if a.CABundle != "" && v.absPath("tls.acme.ca_bundle", a.CABundle) {
+		if _, err := readCABundle(a.CABundle); err != nil {
+			v.fail("tls.acme.ca_bundle", "%v", err)
 		}
 	}
 	switch {
@@ -161,7 +161,7 @@ func (c *Config) TLSNames() []string {
 }
 
 // TLSOptions turns the tls section into the certificate manager's options;
-// roots are the outbound roots, to which tls.acme.ca_roots is added for
+// roots are the outbound roots, to which tls.acme.ca_bundle is added for
 // the ACME server's own certificate.
 func (c *Config) TLSOptions(roots *x509.CertPool) (apptls.Options, error) {
 	t := c.TLS
@@ -185,10 +185,10 @@ func (c *Config) TLSOptions(roots *x509.CertPool) (apptls.Options, error) {
 		AltHTTPPort:    a.AltHTTPPort,
 		AltTLSALPNPort: a.AltTLSALPNPort,
 	}
-	if a.CARoots != "" {
-		extra, err := readCABundle(a.CARoots)
+	if a.CABundle != "" {
+		extra, err := readCABundle(a.CABundle)
 		if err != nil {
-			return o, fmt.Errorf("tls.acme.ca_roots: %w", err)
+			return o, fmt.Errorf("tls.acme.ca_bundle: %w", err)
 		}
 		pool := roots.Clone()
 		for _, cert := range extra {

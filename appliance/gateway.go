@@ -263,5 +263,5 @@ func (a *Appliance) runFront(ctx context.Context, ln net.Listener, errc chan<- e
 			errc <- fmt.Errorf("gateway: %w", err)
 		}
 	}()
-	a.log.Info("gateway listening", "url", a.URL(ln), "gitlab", a.o.Config.Gateway.GitLabURL)
+	a.log.Info("gateway listening", "addr", ln.Addr().String(), "url", a.URL(ln), "gitlab", a.o.Config.Gateway.GitLabURL)
 }

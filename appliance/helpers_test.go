@@ -20,6 +20,7 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/appliance"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
+	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
 // waitLimit bounds every wait in these tests: readiness, requests, drains.
@@ -108,6 +109,8 @@ func startEnv(t *testing.T, o envOptions) *env {
 	}
 	cfg := appliance.Default()
 	cfg.StateDir = t.TempDir()
+	// These tests speak plain HTTP; tls_test.go covers the listeners' TLS.
+	cfg.TLS.Source = apptls.SourceOff
 	if o.StreamIdleTimeout > 0 {
 		cfg.Proxy.StreamIdleTimeout = o.StreamIdleTimeout
 	}

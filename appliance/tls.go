@@ -73,6 +73,15 @@ func (a *Appliance) CACertificatePEM() []byte {
 	return nil
 }
 
+// CACertificateFile is the path of the local CA's certificate file, or ""
+// when the local CA is not the certificate source.
+func (a *Appliance) CACertificateFile() string {
+	if ca := a.certs.LocalCA(); ca != nil {
+		return ca.CertificateFile()
+	}
+	return ""
+}
+
 // Reload applies what can change without a restart: operator certificate
 // files are re-read (a bad new pair keeps the old one serving and returns
 // the error), managed certificates are checked for renewal. It is what

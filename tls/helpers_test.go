@@ -2,7 +2,6 @@ package tls
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -56,9 +55,9 @@ func startManager(t *testing.T, o Options) (*Manager, *syncBuffer) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := m.Start(ctx); err != nil {
+	// Start's context is the manager's lifetime (ACME runs on in the
+	// background), so it must outlive Start.
+	if err := m.Start(t.Context()); err != nil {
 		m.Stop()
 		t.Fatalf("Start: %v", err)
 	}
@@ -74,7 +73,7 @@ func serveManager(t *testing.T, m *Manager) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }, Logger: discardLogger{}}
 	go func() { _ = srv.Serve(m.Listener(ln)) }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
@@ -141,7 +140,6 @@ func newTestCA(t *testing.T) *testCA {
 	return &testCA{key: key, cert: cert, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-
 // pair issues a leaf for names valid from nb to na and returns its
 // certificate and key PEMs.
 func (ca *testCA) pair(t *testing.T, names []string, nb, na time.Time) (certPEM, keyPEM []byte) {
@@ -195,4 +193,13 @@ func writePair(t *testing.T, dir string, certPEM, keyPEM []byte) (certPath, keyP
 		}
 	}
 	return certPath, keyPath
+}
+
+// decodeFirstPEM returns the bytes of the first PEM block, or nil.
+func decodeFirstPEM(b []byte) []byte {
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil
+	}
+	return blk.Bytes
 }

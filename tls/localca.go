@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/duo-confidential/duo-confidential/appliance/statedir"
 )
 
 // DefaultLeafLifetime is the validity of a leaf when LocalCAOptions.LeafLifetime is zero;
@@ -65,6 +67,7 @@ type LocalCA struct {
 	rootPEM  []byte
 	lifetime time.Duration
 	now      func() time.Time
+	certPath string
 }
 
 // OpenLocalCA loads the CA kept in dir, creating it on first use: dir 0700,
@@ -77,7 +80,7 @@ type LocalCA struct {
 // It refuses a ca.key readable or writable by group/other, a key not matching
 // ca.crt, a ca.crt without ca.key, and an expired or non-CA root.
 func OpenLocalCA(dir string, o LocalCAOptions) (*LocalCA, error) {
-	ca := &LocalCA{lifetime: o.LeafLifetime, now: o.Now}
+	ca := &LocalCA{lifetime: o.LeafLifetime, now: o.Now, certPath: filepath.Join(dir, caCertFile)}
 	if ca.lifetime == 0 {
 		ca.lifetime = DefaultLeafLifetime
 	}
@@ -91,7 +94,7 @@ func OpenLocalCA(dir string, o LocalCAOptions) (*LocalCA, error) {
 	if name == "" {
 		name = defaultLocalCAName
 	}
-	if err := ensureCADir(dir); err != nil {
+	if err := statedir.EnsureDir(dir); err != nil {
 		return nil, err
 	}
 	keyPath, certPath := filepath.Join(dir, caKeyFile), filepath.Join(dir, caCertFile)
@@ -146,6 +149,10 @@ func (ca *LocalCA) IssuerKey() string { return LocalCAIssuerKey }
 
 // Certificate returns the root certificate; callers must not modify it.
 func (ca *LocalCA) Certificate() *x509.Certificate { return ca.root }
+
+// CertificateFile is the path of the root certificate's PEM file, for
+// clients on this machine (curl --cacert).
+func (ca *LocalCA) CertificateFile() string { return ca.certPath }
 
 // CertificatePEM returns a copy of the root certificate in PEM, for clients to trust.
 func (ca *LocalCA) CertificatePEM() []byte { return append([]byte(nil), ca.rootPEM...) }
@@ -302,29 +309,6 @@ func randomSerial() (*big.Int, error) {
 		if n.Sign() > 0 {
 			return n, nil
 		}
-	}
-}
-
-// ensureCADir creates dir as 0700 if missing; an existing dir is left as the operator set it.
-func ensureCADir(dir string) error {
-	err := os.Mkdir(dir, 0o700)
-	switch {
-	case err == nil:
-		if err := os.Chmod(dir, 0o700); err != nil { // Mkdir applies the umask; make the mode exact
-			return fmt.Errorf("local CA: chmod %s: %w", dir, err)
-		}
-		return nil
-	case errors.Is(err, fs.ErrExist):
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return fmt.Errorf("local CA: %w", err)
-		}
-		if !fi.IsDir() {
-			return fmt.Errorf("local CA: %s is not a directory", dir)
-		}
-		return nil
-	default:
-		return fmt.Errorf("local CA: create dir: %w", err)
 	}
 }
 

@@ -35,9 +35,10 @@ type Manager struct {
 	ca    *LocalCA          // SourceLocalCA only
 	files *fileSource       // SourceFiles only
 
-	mu     sync.Mutex
-	events map[string]*nameEvents // by identifier, from certmagic's events
-	stop   context.CancelFunc
+	mu       sync.Mutex
+	events   map[string]*nameEvents // by identifier, from certmagic's events
+	stop     context.CancelFunc
+	stopOnce sync.Once
 }
 
 // nameEvents is what certmagic last told us about one identifier.
@@ -108,7 +109,7 @@ func New(o Options) (*Manager, error) {
 		ca, err := OpenLocalCA(filepath.Join(o.StateDir, LocalCADir), lo)
 		if err != nil {
 			m.cache.Stop()
-			return nil, fmt.Errorf("local CA: %w", err)
+			return nil, err
 		}
 		m.ca = ca
 		m.cfg.Issuers = []certmagic.Issuer{ca}
@@ -193,15 +194,17 @@ func (m *Manager) Start(ctx context.Context) error {
 // Stop ends renewals and file watching; certificates already handed to
 // connections stay valid for those connections.
 func (m *Manager) Stop() {
-	m.mu.Lock()
-	stop := m.stop
-	m.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
-	if m.cache != nil {
-		m.cache.Stop()
-	}
+	m.stopOnce.Do(func() {
+		m.mu.Lock()
+		stop := m.stop
+		m.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+		if m.cache != nil {
+			m.cache.Stop()
+		}
+	})
 }
 
 // Reload re-reads operator certificate files (keeping the current
@@ -286,6 +289,8 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 	case "cert_obtained":
 		ev.obtainedAt, ev.err, ev.errAt = m.now(), "", time.Time{}
 		ev.renewal, _ = data["renewal"].(bool)
+		issuer, _ := data["issuer"].(string)
+		m.log.Info("certificate obtained", "name", id, "renewal", ev.renewal, "issuer", issuer)
 	case "cert_failed":
 		if err, ok := data["error"].(error); ok {
 			ev.err = err.Error()

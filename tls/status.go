@@ -76,7 +76,7 @@ func (m *Manager) Status() Status {
 		seen[c.Hash()] = true
 		cs := m.certStatus(c)
 		st.Certificates = append(st.Certificates, cs)
-		if left := cs.NotAfter.Sub(now); left < m.o.ExpiryWarning {
+		if left := cs.NotAfter.Sub(now); left < m.warnWindow(cs) {
 			st.Warnings = append(st.Warnings, m.expiryWarning(cs, left))
 		}
 	}
@@ -144,6 +144,17 @@ func (m *Manager) certStatus(c certmagic.Certificate) CertificateStatus {
 	return cs
 }
 
+// warnWindow is how long before expiry a certificate is worth a warning:
+// ExpiryWarning for operator certificates; for managed ones only once
+// certmagic should long have renewed it (it renews with a third left), so
+// short-lived local leaves do not warn all their life.
+func (m *Manager) warnWindow(cs CertificateStatus) time.Duration {
+	if !cs.Managed {
+		return m.o.ExpiryWarning
+	}
+	return min(m.o.ExpiryWarning, cs.NotAfter.Sub(cs.NotBefore)/4)
+}
+
 func (m *Manager) expiryWarning(cs CertificateStatus, left time.Duration) string {
 	when := fmt.Sprintf("expires on %s (in %d days)", cs.NotAfter.Format(time.DateOnly), int(left.Hours()/24))
 	switch {
@@ -152,7 +163,7 @@ func (m *Manager) expiryWarning(cs CertificateStatus, left time.Duration) string
 	case cs.LastError != "":
 		return fmt.Sprintf("certificate for %s %s and renewal is failing: %s", strings.Join(cs.Names, ", "), when, cs.LastError)
 	default:
-		return fmt.Sprintf("certificate for %s %s; renewal is due", strings.Join(cs.Names, ", "), when)
+		return fmt.Sprintf("certificate for %s %s and has not been renewed in time; check the logs of part=tls", strings.Join(cs.Names, ", "), when)
 	}
 }
 

@@ -17,8 +17,10 @@ type zapToSlog struct {
 	attrs []slog.Attr // from With, already encoded
 }
 
-// newZapLogger returns a zap logger writing to log; Debug entries pass
-// only when log enables them.
+// newZapLogger returns a zap logger writing to log. certmagic narrates
+// every step at Info (locks, storage checks); those become Debug, and the
+// Manager logs the outcomes at Info itself. Warnings and errors keep
+// their level.
 func newZapLogger(log *slog.Logger) *zap.Logger {
 	return zap.New(&zapToSlog{h: log.Handler()})
 }
@@ -30,7 +32,7 @@ func slogLevel(l zapcore.Level) slog.Level {
 	case l <= zapcore.DebugLevel:
 		return slog.LevelDebug
 	case l == zapcore.InfoLevel:
-		return slog.LevelInfo
+		return slog.LevelDebug
 	case l == zapcore.WarnLevel:
 		return slog.LevelWarn
 	default:

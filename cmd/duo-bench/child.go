@@ -176,7 +176,7 @@ func childResults(ctx context.Context, cfg Config, logf func(string, ...any)) (*
 	}
 	state := filepath.Join(tmp, "state")
 	conf := filepath.Join(tmp, "config.yaml")
-	if err := os.WriteFile(conf, []byte("state_dir: "+state+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("state_dir: "+state+"\ntls:\n  source: off\n"), 0o600); err != nil {
 		return nil, nil, err
 	}
 	var addr atomic.Value

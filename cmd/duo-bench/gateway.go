@@ -29,6 +29,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/duo-confidential/duo-confidential/jwks"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
+	apptls "github.com/duo-confidential/duo-confidential/tls"
 	"github.com/valyala/fasthttp"
 )
 
@@ -164,6 +165,8 @@ func startGatewayRig(ctx context.Context, o gwRigOptions, logf func(string, ...a
 	closers = append(closers, func() { _ = os.RemoveAll(state) })
 	cfg := appliance.Default()
 	cfg.StateDir = state
+	// Plain HTTP, like the baseline it is compared with.
+	cfg.TLS.Source = apptls.SourceOff
 	cfg.Gateway.GitLabURL = gitlab.URL
 	cfg.Gateway.Models = appliance.GatewayModels{Default: sandbox.ModelChat, CodeCompletions: sandbox.ModelCode, CodeGenerations: sandbox.ModelCode}
 	cfg.Gateway.CompletionFormat = o.format

@@ -20,6 +20,7 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/appliance"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
+	apptls "github.com/duo-confidential/duo-confidential/tls"
 	"github.com/valyala/fasthttp"
 )
 
@@ -71,6 +72,8 @@ func startRig(ctx context.Context, tokensPerSecond float64, logf func(string, ..
 	closers = append(closers, func() { _ = os.RemoveAll(state) })
 	cfg := appliance.Default()
 	cfg.StateDir = state
+	// Plain HTTP, like the baseline it is compared with.
+	cfg.TLS.Source = apptls.SourceOff
 	a, err := appliance.New(appliance.Options{Config: cfg, Logger: quiet, Version: "duo-bench", Sandbox: trust, APIKey: sandboxAPIKey})
 	if err != nil {
 		closeAll()

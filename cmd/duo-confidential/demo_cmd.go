@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -112,8 +114,11 @@ func (c *DemoCmd) Run(g *Globals) error {
 		return err
 	}
 	go refreshDemoHeaders(ctx, state, iss)
-	gwBase := "http://" + gln.Addr().String()
-	base := "http://" + ln.Addr().String()
+	gwBase, base := a.URL(gln), a.URL(ln)
+	client, curl, err := demoClient(a)
+	if err != nil {
+		return err
+	}
 	fmt.Fprint(out, demoBanner)
 	if st := a.Status(); st != nil && st.Attestation != nil {
 		fmt.Fprintf(out, "\nThe proxy attested the sandbox backend (%s) before accepting requests:\n\n", c.Platform)
@@ -122,10 +127,10 @@ func (c *DemoCmd) Run(g *Globals) error {
 		}
 	}
 	if c.Check {
-		reply, err := demoRequest(base)
+		reply, err := demoRequest(client, base)
 		if err == nil {
 			fmt.Fprintf(out, "\nA chat request went through the proxy, encrypted to the sandbox:\n%s\n", reply)
-			err = checkDemoGateway(out, gwBase, rails)
+			err = checkDemoGateway(out, client, gwBase, rails)
 		} else {
 			err = fmt.Errorf("demo request through the proxy: %w", err)
 		}
@@ -136,20 +141,25 @@ func (c *DemoCmd) Run(g *Globals) error {
 		return err
 	}
 	fmt.Fprintf(out, `
+Both listeners serve TLS with a certificate from the appliance's local CA
+(tls.source: local-ca), as a production install does by default. Its
+certificate, which clients must trust, is
+  %[5]s
+
 The proxy listens on %[1]s (OpenAI-compatible). Try, in another terminal:
 
-  curl -s %[1]s/v1/models
-  curl -s %[1]s/v1/chat/completions -H 'Content-Type: application/json' \
+  curl %[6]s %[1]s/v1/models
+  curl %[6]s %[1]s/v1/chat/completions -H 'Content-Type: application/json' \
     -d '{"model":"%[2]s","messages":[{"role":"user","content":"Hello from GitLab"}]}'
-  curl -sN %[1]s/v1/chat/completions -H 'Content-Type: application/json' \
+  curl %[6]sN %[1]s/v1/chat/completions -H 'Content-Type: application/json' \
     -d '{"model":"%[2]s","stream":true,"messages":[{"role":"user","content":"Stream please"}],"max_tokens":12}'
-  curl -s %[1]s/v1/completions -H 'Content-Type: application/json' \
+  curl %[6]s %[1]s/v1/completions -H 'Content-Type: application/json' \
     -d '{"model":"%[3]s","prompt":"func add(a, b int) int {","suffix":"}","max_tokens":8}'
-  curl -s %[1]s/v1/embeddings -H 'Content-Type: application/json' \
+  curl %[6]s %[1]s/v1/embeddings -H 'Content-Type: application/json' \
     -d '{"model":"%[4]s","input":"confidential code"}'
-  curl -s %[1]s/readyz
-`, base, sandbox.ModelChat, sandbox.ModelCode, sandbox.ModelEmbed)
-	printDemoGateway(out, gwBase, headers)
+  curl %[6]s %[1]s/readyz
+`, base, sandbox.ModelChat, sandbox.ModelCode, sandbox.ModelEmbed, a.CACertificateFile(), curl)
+	printDemoGateway(out, gwBase, headers, curl)
 	fmt.Fprint(out, "\nEverything above is a sandbox: NOT CONFIDENTIAL. Press Ctrl-C to stop.\n")
 	return <-done
 }
@@ -174,10 +184,26 @@ func waitReady(ctx context.Context, ready func() (bool, string), limit time.Dura
 	}
 }
 
+// demoClient returns an HTTPS client that trusts the appliance's local CA,
+// and the curl flags that do the same.
+func demoClient(a *appliance.Appliance) (*http.Client, string, error) {
+	pem := a.CACertificatePEM()
+	if pem == nil {
+		return &http.Client{Timeout: 30 * time.Second}, "-s", nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, "", fmt.Errorf("the local CA certificate does not parse")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Timeout: 30 * time.Second, Transport: tr}, "--cacert " + a.CACertificateFile() + " -s", nil
+}
+
 // demoRequest sends one chat completion through the proxy.
-func demoRequest(base string) (string, error) {
+func demoRequest(client *http.Client, base string) (string, error) {
 	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"Hello from the duo-confidential demo"}],"max_tokens":8}`, sandbox.ModelChat)
-	resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	resp, err := client.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(body))
 	if err != nil {
 		return "", err
 	}

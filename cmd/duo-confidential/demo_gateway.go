@@ -120,22 +120,21 @@ func refreshDemoHeaders(ctx context.Context, dir string, iss *gitlabtest.Issuer)
 }
 
 // printDemoGateway prints the curl commands of demoCalls.
-func printDemoGateway(out io.Writer, base, headers string) {
+func printDemoGateway(out io.Writer, base, headers, curl string) {
 	fmt.Fprintf(out, "\nThe GitLab AI Gateway listens on %s. Its GitLab is a DEMO issuer in this process;\n", base)
 	fmt.Fprintf(out, "%s holds a token it minted (valid 1 h, renewed while the demo runs) and Rails' headers.\n", headers)
 	for _, c := range demoCalls() {
-		fmt.Fprintf(out, "\n  # %s\n  curl -sN %s%s -H @%s", c.what, base, c.path, headers)
+		fmt.Fprintf(out, "\n  # %s\n  curl %sN %s%s -H @%s", c.what, curl, base, c.path, headers)
 		for k, v := range c.extra {
 			fmt.Fprintf(out, " -H '%s: %s'", k, v)
 		}
 		fmt.Fprintf(out, " \\\n    -d '%s'\n", strings.ReplaceAll(c.body, "'", `'\''`))
 	}
-	fmt.Fprintf(out, "\n  # GitLab's own liveness probe\n  curl -s %s/monitoring/healthz\n", base)
+	fmt.Fprintf(out, "\n  # GitLab's own liveness probe\n  curl %s %s/monitoring/healthz\n", curl, base)
 }
 
 // checkDemoGateway sends every demoCall and reports the first failure.
-func checkDemoGateway(out io.Writer, base string, h http.Header) error {
-	hc := &http.Client{Timeout: 30 * time.Second}
+func checkDemoGateway(out io.Writer, hc *http.Client, base string, h http.Header) error {
 	for _, c := range demoCalls() {
 		req, err := http.NewRequest(http.MethodPost, base+c.path, strings.NewReader(c.body))
 		if err != nil {

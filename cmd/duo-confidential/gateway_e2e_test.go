@@ -22,7 +22,8 @@ import (
 type gatewayEnv struct {
 	t      *testing.T
 	serve  *proc
-	gw     string // gateway base URL
+	gw     string       // gateway base URL (https, the local CA's certificate)
+	client *http.Client // trusts only the appliance's local CA
 	gitlab *gitlabtest.Issuer
 }
 
@@ -62,9 +63,12 @@ gateway:
     code_completions: %s
   completion_format: suffix
 `, ca, gwAddr, gl.URL, defaultModel, codeModel))
-	env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + t.TempDir()}
+	// The default certificate source, the local CA, serves both listeners.
+	state := t.TempDir()
+	env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + state}
 	p := startProc(t, env, "--config", cfg, "serve", "--sandbox", dir, "--listen", freeAddr(t), "--drain", "20s")
-	e := &gatewayEnv{t: t, serve: p, gw: "http://" + gwAddr, gitlab: iss}
+	_, port, _ := net.SplitHostPort(gwAddr)
+	e := &gatewayEnv{t: t, serve: p, gw: "https://localhost:" + port, gitlab: iss}
 	p.waitUntil(t, "the gateway to listen", func() bool {
 		c, err := net.DialTimeout("tcp", gwAddr, time.Second)
 		if err == nil {
@@ -72,12 +76,13 @@ gateway:
 		}
 		return err == nil
 	})
+	e.client = localCAClient(t, state)
 	return e
 }
 
 // ready returns /monitoring/ready's status and reason.
 func (e *gatewayEnv) ready() (int, string) {
-	resp, err := http.Get(e.gw + "/monitoring/ready")
+	resp, err := e.client.Get(e.gw + "/monitoring/ready")
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -114,7 +119,7 @@ func (e *gatewayEnv) postWith(h http.Header, path, body string, extra ...string)
 	for i := 0; i+1 < len(extra); i += 2 {
 		req.Header.Set(extra[i], extra[i+1])
 	}
-	resp, err := (&http.Client{Timeout: procLimit}).Do(req)
+	resp, err := e.client.Do(req)
 	if err != nil {
 		e.t.Fatalf("POST %s: %v", path, err)
 	}
@@ -134,7 +139,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	e.waitReady()
 
 	t.Run("GitLab's health checks", func(t *testing.T) {
-		resp, err := http.Get(e.gw + "/monitoring/healthz")
+		resp, err := e.client.Get(e.gw + "/monitoring/healthz")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +149,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 			t.Errorf("healthz %d %s", resp.StatusCode, b)
 		}
 		req, _ := http.NewRequest(http.MethodHead, e.gw+"/", nil)
-		if resp, err := http.DefaultClient.Do(req); err != nil {
+		if resp, err := e.client.Do(req); err != nil {
 			t.Errorf("HEAD /: %v (GitLab's host probe needs any HTTP answer)", err)
 		} else {
 			resp.Body.Close()

@@ -51,6 +51,7 @@ type CLI struct {
 	Sandbox    SandboxCmd    `cmd:"" help:"Run the sandbox backend alone (NOT confidential), for interoperability tests and benchmarks."`
 	Proxy      ProxyCmd      `cmd:"" help:"Proxy helpers (inbound tokens)."`
 	Keys       KeysCmd       `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
+	TLS        TLSCmd        `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
 }
 
 func main() {

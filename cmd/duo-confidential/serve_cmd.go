@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
@@ -70,7 +74,38 @@ func (c *ServeCmd) Run(g *Globals) error {
 			return fmt.Errorf("listen on %s (gateway.listen): %w", cfg.Gateway.Listen, err)
 		}
 	}
+	stopReload := reloadOnHangup(g.Context(), a, g.Logger())
+	defer stopReload()
 	return a.RunListeners(g.Context(), ls, c.Drain)
+}
+
+// reloadOnHangup applies SIGHUP (systemctl reload) until ctx ends or the
+// returned stop is called: certificate files are re-read, and a reload
+// that fails keeps what is running.
+func reloadOnHangup(ctx context.Context, a *appliance.Appliance, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-hup:
+				if err := a.Reload(ctx); err != nil {
+					log.Error("reload (SIGHUP) failed; still serving with what was loaded before", "err", err)
+					continue
+				}
+				log.Info("reloaded (SIGHUP)")
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
 
 // Files a sandbox writes for a separately started appliance.

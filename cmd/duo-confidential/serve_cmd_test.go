@@ -158,7 +158,9 @@ func startServeProc(t *testing.T, dir string, extra ...string) (*proc, string) {
 	t.Helper()
 	addr := freeAddr(t)
 	cfg := writeTemp(t, "config.yaml", "")
-	env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + t.TempDir()}
+	// Plain HTTP: these tests are about serving and draining; TLS is
+	// covered by the gateway and tls tests.
+	env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + t.TempDir(), "DUO_CONFIDENTIAL_TLS_SOURCE=off"}
 	args := append([]string{"--config", cfg, "serve", "--sandbox", dir, "--listen", addr, "--drain", "20s"}, extra...)
 	p := startProc(t, env, args...)
 	base := "http://" + addr
