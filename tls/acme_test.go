@@ -4,6 +4,7 @@ import (
 	"context"
 	stdtls "crypto/tls"
 	"fmt"
+	"github.com/duo-confidential/duo-confidential/tls/pebbletest"
 	"net"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ import (
 // acmeManager starts a Manager against p, for localhost, whose listener
 // holds p's TLS-ALPN port so it answers the challenge itself (certmagic's
 // solver finds the port taken). It returns the manager and that port.
-func acmeManager(t *testing.T, p *pebbleCA, tune func(*Options)) (*Manager, string) {
+func acmeManager(t *testing.T, p *pebbletest.CA, tune func(*Options)) (*Manager, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", p.ChallengeAddr(p.TLSALPNPort))
 	if err != nil {
@@ -66,7 +67,7 @@ func waitReady(t *testing.T, m *Manager) {
 // forced renewal, and a failing CA whose error surfaces in Status while
 // the old certificate keeps serving.
 func TestACMEIssueRenewAndFailingCA(t *testing.T) {
-	p := startPebble(t, pebbleOptions{})
+	p := pebbletest.Start(t, pebbletest.Options{})
 	m, port := acmeManager(t, p, nil)
 	url := "https://localhost:" + port + "/"
 	tc := &stdtls.Config{RootCAs: p.IssuedRoots}
@@ -118,15 +119,15 @@ func TestACMEIssueRenewAndFailingCA(t *testing.T) {
 // TestACMEExternalAccountBinding: a private CA that requires EAB issues
 // with the right key and reports the wrong one in Ready's reason.
 func TestACMEExternalAccountBinding(t *testing.T) {
-	mac := newMACKey(t)
-	p := startPebble(t, pebbleOptions{RequireEAB: true, EAB: map[string]string{"duo-appliance": mac}})
+	mac := pebbletest.NewMACKey(t)
+	p := pebbletest.Start(t, pebbletest.Options{RequireEAB: true, EAB: map[string]string{"duo-appliance": mac}})
 	acmeManager(t, p, func(o *Options) { o.ACME.EAB = &EAB{KeyID: "duo-appliance", MACKey: mac} })
 
-	bad := startPebble(t, pebbleOptions{RequireEAB: true, EAB: map[string]string{"duo-appliance": mac}})
+	bad := pebbletest.Start(t, pebbletest.Options{RequireEAB: true, EAB: map[string]string{"duo-appliance": mac}})
 	o := Options{Source: SourceACME, Names: []string{"localhost"}, ACME: ACMEOptions{
 		Directory: bad.Directory, Email: "ops@example.internal", AgreeTerms: true, Roots: bad.Roots,
 		Challenges: []string{ChallengeTLSALPN01}, ListenHost: bad.ChallengeIP, AltTLSALPNPort: bad.TLSALPNPort,
-		EAB: &EAB{KeyID: "duo-appliance", MACKey: newMACKey(t)},
+		EAB: &EAB{KeyID: "duo-appliance", MACKey: pebbletest.NewMACKey(t)},
 	}}
 	m, _ := startManager(t, o)
 	deadline := time.Now().Add(acmeDeadline)
@@ -147,7 +148,7 @@ func TestACMEExternalAccountBinding(t *testing.T) {
 
 // TestACMEHTTP01 issues through certmagic's own HTTP-01 solver.
 func TestACMEHTTP01(t *testing.T) {
-	p := startPebble(t, pebbleOptions{})
+	p := pebbletest.Start(t, pebbletest.Options{})
 	m, _ := startManager(t, Options{Source: SourceACME, Names: []string{"localhost"}, ACME: ACMEOptions{
 		Directory: p.Directory, Email: "ops@example.internal", AgreeTerms: true, Roots: p.Roots,
 		Challenges: []string{ChallengeHTTP01}, ListenHost: p.ChallengeIP, AltHTTPPort: p.HTTPPort,

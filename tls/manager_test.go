@@ -61,8 +61,12 @@ func TestListenerProtocols(t *testing.T) {
 		{"http/1.1 only", func() *stdtls.Config { return &stdtls.Config{NextProtos: []string{"http/1.1"}} }, "", "http/1.1"},
 		{"h2 then http/1.1", func() *stdtls.Config { return &stdtls.Config{NextProtos: []string{"h2", "http/1.1"}} }, "", "http/1.1"},
 		{"h2 only", func() *stdtls.Config { return &stdtls.Config{NextProtos: []string{"h2"}} }, "no application protocol", ""},
-		{"TLS 1.1", func() *stdtls.Config { return &stdtls.Config{MinVersion: stdtls.VersionTLS10, MaxVersion: stdtls.VersionTLS11} }, "protocol version", ""},
-		{"TLS 1.2 CBC only", func() *stdtls.Config { return &stdtls.Config{MaxVersion: stdtls.VersionTLS12, CipherSuites: []uint16{stdtls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}} }, "handshake failure", ""},
+		{"TLS 1.1", func() *stdtls.Config {
+			return &stdtls.Config{MinVersion: stdtls.VersionTLS10, MaxVersion: stdtls.VersionTLS11}
+		}, "protocol version", ""},
+		{"TLS 1.2 CBC only", func() *stdtls.Config {
+			return &stdtls.Config{MaxVersion: stdtls.VersionTLS12, CipherSuites: []uint16{stdtls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}
+		}, "handshake failure", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	stdtls "crypto/tls"
 	"crypto/x509"
 	"errors"
+	"github.com/duo-confidential/duo-confidential/tls/pebbletest"
 	"net"
 	"net/http"
 	"strconv"
@@ -27,7 +28,7 @@ const acmeDeadline = 60 * time.Second
 
 // newPebbleConfig returns a certmagic config whose only issuer is p,
 // with tmpl's challenge settings; CA, trust, account and logging are filled in.
-func newPebbleConfig(t *testing.T, p *pebbleCA, tmpl certmagic.ACMEIssuer) (*certmagic.Config, *certmagic.Cache) {
+func newPebbleConfig(t *testing.T, p *pebbletest.CA, tmpl certmagic.ACMEIssuer) (*certmagic.Config, *certmagic.Cache) {
 	t.Helper()
 	// Made before the cache so its removal runs after cache.Stop (cleanups are LIFO).
 	storage := &certmagic.FileStorage{Path: t.TempDir()}
@@ -54,18 +55,18 @@ func newPebbleConfig(t *testing.T, p *pebbleCA, tmpl certmagic.ACMEIssuer) (*cer
 // tlsALPNTemplate makes certmagic solve only tls-alpn-01, on p's port, where
 // serveManaged's listener already sits: the solver's bind then fails with
 // "address in use" and certmagic relies on that listener's GetCertificate.
-func tlsALPNTemplate(p *pebbleCA) certmagic.ACMEIssuer {
+func tlsALPNTemplate(p *pebbletest.CA) certmagic.ACMEIssuer {
 	return certmagic.ACMEIssuer{DisableHTTPChallenge: true, AltTLSALPNPort: p.TLSALPNPort}
 }
 
 // httpTemplate makes certmagic solve only http-01 with its own solver listener.
-func httpTemplate(p *pebbleCA) certmagic.ACMEIssuer {
+func httpTemplate(p *pebbletest.CA) certmagic.ACMEIssuer {
 	return certmagic.ACMEIssuer{DisableTLSALPNChallenge: true, AltHTTPPort: p.HTTPPort}
 }
 
 // serveManaged serves cfg's certificates with fasthttp on p's TLS-ALPN port,
 // the way the appliance's listeners will.
-func serveManaged(t *testing.T, p *pebbleCA, cfg *certmagic.Config) {
+func serveManaged(t *testing.T, p *pebbletest.CA, cfg *certmagic.Config) {
 	t.Helper()
 	ln, err := net.Listen("tcp", p.ChallengeAddr(p.TLSALPNPort))
 	if err != nil {
@@ -94,7 +95,7 @@ func (discardLogger) Printf(string, ...any) {}
 // fetchLeaf GETs https://localhost:<port>/ trusting only pebble's issued root,
 // on a fresh connection, and returns the served leaf after checking the
 // chain ends in that root.
-func fetchLeaf(t *testing.T, p *pebbleCA, port int) *x509.Certificate {
+func fetchLeaf(t *testing.T, p *pebbletest.CA, port int) *x509.Certificate {
 	t.Helper()
 	client := &http.Client{
 		Timeout: acmeDeadline,
@@ -129,7 +130,7 @@ func manage(t *testing.T, cfg *certmagic.Config) error {
 }
 
 func TestPebbleTLSALPN01(t *testing.T) {
-	p := startPebble(t, pebbleOptions{})
+	p := pebbletest.Start(t, pebbletest.Options{})
 	cfg, _ := newPebbleConfig(t, p, tlsALPNTemplate(p))
 	serveManaged(t, p, cfg)
 	if err := manage(t, cfg); err != nil {
@@ -143,7 +144,7 @@ func TestPebbleTLSALPN01(t *testing.T) {
 
 // cachedLeaf returns the one certificate cache holds for localhost,
 // verified against pebble's issued root through the chain it came with.
-func cachedLeaf(t *testing.T, p *pebbleCA, cache *certmagic.Cache) *x509.Certificate {
+func cachedLeaf(t *testing.T, p *pebbletest.CA, cache *certmagic.Cache) *x509.Certificate {
 	t.Helper()
 	certs := cache.AllMatchingCertificates("localhost")
 	if len(certs) != 1 {
@@ -166,7 +167,7 @@ func cachedLeaf(t *testing.T, p *pebbleCA, cache *certmagic.Cache) *x509.Certifi
 
 func TestPebbleHTTP01(t *testing.T) {
 	const validity = 24 * time.Hour
-	p := startPebble(t, pebbleOptions{ValidityPeriod: validity})
+	p := pebbletest.Start(t, pebbletest.Options{ValidityPeriod: validity})
 	cfg, cache := newPebbleConfig(t, p, httpTemplate(p))
 	if err := manage(t, cfg); err != nil {
 		t.Fatalf("ManageSync via http-01: %v", err)
@@ -179,8 +180,8 @@ func TestPebbleHTTP01(t *testing.T) {
 }
 
 func TestPebbleExternalAccountBinding(t *testing.T) {
-	good := newMACKey(t)
-	p := startPebble(t, pebbleOptions{RequireEAB: true, EAB: map[string]string{"kid-1": good}})
+	good := pebbletest.NewMACKey(t)
+	p := pebbletest.Start(t, pebbletest.Options{RequireEAB: true, EAB: map[string]string{"kid-1": good}})
 	tests := []struct {
 		name string
 		eab  *acme.EAB
@@ -189,7 +190,7 @@ func TestPebbleExternalAccountBinding(t *testing.T) {
 	}{
 		{name: "registered key", eab: &acme.EAB{KeyID: "kid-1", MACKey: good}},
 		{
-			name: "wrong MAC key", eab: &acme.EAB{KeyID: "kid-1", MACKey: newMACKey(t)},
+			name: "wrong MAC key", eab: &acme.EAB{KeyID: "kid-1", MACKey: pebbletest.NewMACKey(t)},
 			wantType: acme.ProblemTypeUnauthorized, wantDetail: "external account binding",
 		},
 		{
@@ -226,7 +227,7 @@ func TestPebbleExternalAccountBinding(t *testing.T) {
 }
 
 func TestPebbleFailingCA(t *testing.T) {
-	p := startPebble(t, pebbleOptions{})
+	p := pebbletest.Start(t, pebbletest.Options{})
 	cfg, cache := newPebbleConfig(t, p, tlsALPNTemplate(p))
 	serveManaged(t, p, cfg)
 	if err := manage(t, cfg); err != nil {

@@ -1,14 +1,14 @@
-package tls
-
-// An in-process pebble ACME CA for tests: the WFE serves HTTPS on a
-// 127.0.0.1 httptest server, and the VA validates challenges for real
+// Package pebbletest runs an in-process pebble ACME CA for tests. Only
+// tests import it, so pebble never reaches the appliance binary.
+//
+// The WFE serves HTTPS on a 127.0.0.1 httptest server, and the VA validates challenges for real
 // (unless AlwaysValid) by dialing the identifier's host on loopback.
 //
 // Name resolution: the VA resolves identifiers with net.DefaultResolver
 // and dials only the FIRST address returned. For "localhost" that is
 // whatever /etc/hosts lists first (Go's resolver reads the hosts file
 // in order; a cgo getaddrinfo resolver may sort ::1 first instead).
-// startPebble resolves "localhost" the same way and records the result
+// Start resolves "localhost" the same way and records the result
 // in ChallengeIP; anything that must answer a challenge (our listener,
 // or certmagic's own solver via ACMEIssuer.ListenHost) must bind
 // ChallengeIP, not a hard-coded 127.0.0.1, or validation fails with a
@@ -23,15 +23,17 @@ package tls
 //   - the VA sleeps 0-5 s before each validation (PEBBLE_VA_NOSLEEP=1).
 //
 // These are read from the environment once, in va.New/wfe.New, so they are
-// set with t.Setenv; a test calling startPebble cannot use t.Parallel.
+// set with t.Setenv; a test calling Start cannot use t.Parallel.
 // va.New starts a task goroutine that pebble never stops: one idle
-// goroutine leaks per startPebble.
+// goroutine leaks per Start.
+package pebbletest
 
 import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"io"
 	"log"
 	"net"
@@ -49,8 +51,8 @@ import (
 	pebblewfe "github.com/letsencrypt/pebble/v2/wfe"
 )
 
-// pebbleOptions configures one startPebble instance.
-type pebbleOptions struct {
+// Options configures one Start instance.
+type Options struct {
 	// HTTPPort and TLSALPNPort are the ports the VA connects to on the
 	// identifier's host for http-01 / tls-alpn-01; 0 picks a free port.
 	HTTPPort, TLSALPNPort int
@@ -65,12 +67,14 @@ type pebbleOptions struct {
 	AlwaysValid bool
 }
 
-// pebbleCA is a running pebble instance; its fields are read-only.
-type pebbleCA struct {
+// CA is a running pebble instance; its fields are read-only.
+type CA struct {
 	// Directory is the https URL of the ACME directory (ends in /dir).
 	Directory string
 	// Roots trusts the ACME server's own TLS certificate (ACMEIssuer.TrustedRoots).
 	Roots *x509.CertPool
+	// ServerCertPEM is that certificate, for a CA bundle file.
+	ServerCertPEM []byte
 	// IssuedRoots trusts the certificates pebble issues.
 	IssuedRoots *x509.CertPool
 	// Root is the root that IssuedRoots holds.
@@ -89,8 +93,8 @@ type pebbleCA struct {
 const pebbleFailBody = `{"type":"urn:ietf:params:acme:error:serverInternal",` +
 	`"detail":"test CA is failing on purpose","status":503}`
 
-// startPebble runs pebble on loopback until the test ends.
-func startPebble(t *testing.T, o pebbleOptions) *pebbleCA {
+// Start runs pebble on loopback until the test ends.
+func Start(t testing.TB, o Options) *CA {
 	t.Helper()
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
@@ -102,16 +106,16 @@ func startPebble(t *testing.T, o pebbleOptions) *pebbleCA {
 	}
 	t.Setenv("PEBBLE_VA_ALWAYS_VALID", alwaysValid)
 
-	p := &pebbleCA{
+	p := &CA{
 		HTTPPort:    o.HTTPPort,
 		TLSALPNPort: o.TLSALPNPort,
 		ChallengeIP: localhostChallengeIP(t),
 	}
 	if p.HTTPPort == 0 {
-		p.HTTPPort = freePort(t)
+		p.HTTPPort = FreePort(t)
 	}
 	if p.TLSALPNPort == 0 {
-		p.TLSALPNPort = freePort(t)
+		p.TLSALPNPort = FreePort(t)
 	}
 
 	lg := pebbleLogger(t)
@@ -149,19 +153,20 @@ func startPebble(t *testing.T, o pebbleOptions) *pebbleCA {
 
 	p.Roots = x509.NewCertPool()
 	p.Roots.AddCert(srv.Certificate())
+	p.ServerCertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 	p.Directory = srv.URL + pebblewfe.DirectoryPath
 	return p
 }
 
 // Fail makes every ACME request get HTTP 503 while on; off restores service.
-func (p *pebbleCA) Fail(on bool) { p.failing.Store(on) }
+func (p *CA) Fail(on bool) { p.failing.Store(on) }
 
 // ChallengeAddr is host:port on ChallengeIP, where a challenge responder must listen.
-func (p *pebbleCA) ChallengeAddr(port int) string {
+func (p *CA) ChallengeAddr(port int) string {
 	return net.JoinHostPort(p.ChallengeIP, strconv.Itoa(port))
 }
 
-func (p *pebbleCA) failable(next http.Handler) http.Handler {
+func (p *CA) failable(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.failing.Load() {
 			// A HEAD (acmez's newNonce) cannot carry the problem body, and
@@ -180,8 +185,8 @@ func (p *pebbleCA) failable(next http.Handler) http.Handler {
 	})
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -191,8 +196,8 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// newMACKey returns a random EAB MAC key in the encoding pebble and acmez expect.
-func newMACKey(t *testing.T) string {
+// NewMACKey returns a random EAB MAC key in the encoding pebble and acmez expect.
+func NewMACKey(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -203,7 +208,7 @@ func newMACKey(t *testing.T) string {
 
 // localhostChallengeIP resolves "localhost" exactly as pebble's VA does
 // (system resolver, first answer), so listeners bind where the VA dials.
-func localhostChallengeIP(t *testing.T) string {
+func localhostChallengeIP(t testing.TB) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -219,7 +224,7 @@ func localhostChallengeIP(t *testing.T) string {
 }
 
 // pebbleLogger discards pebble's chatter unless -v, then routes it to t.Log.
-func pebbleLogger(t *testing.T) *log.Logger {
+func pebbleLogger(t testing.TB) *log.Logger {
 	if !testing.Verbose() {
 		return log.New(io.Discard, "", 0)
 	}
@@ -233,7 +238,7 @@ func pebbleLogger(t *testing.T) *log.Logger {
 // testLogWriter forwards to t.Log until the test's cleanup closes it.
 type testLogWriter struct {
 	mu     sync.Mutex
-	t      *testing.T
+	t      testing.TB
 	closed bool
 }
 
