@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"net/url"
 	"os"
+
+	"golang.org/x/net/http/httpproxy"
 )
 
 // maxCABundleSize bounds the CA bundle; a full public root store is under
@@ -33,6 +37,16 @@ func (o OutboundConfig) RootCAs() (*x509.CertPool, error) {
 		pool.AddCert(c)
 	}
 	return pool, nil
+}
+
+// ProxyFunc chooses the HTTP proxy of every outbound request from
+// HTTPS_PROXY, HTTP_PROXY and NO_PROXY (and their lower-case forms) as they
+// are when it is called. Unlike http.ProxyFromEnvironment, which reads them
+// once per process, each client built picks up the environment it is
+// built in. Requests to loopback addresses are never proxied.
+func (o OutboundConfig) ProxyFunc() func(*http.Request) (*url.URL, error) {
+	choose := httpproxy.FromEnvironment().ProxyFunc()
+	return func(r *http.Request) (*url.URL, error) { return choose(r.URL) }
 }
 
 // readCABundle reads a PEM file that must hold one or more certificates and

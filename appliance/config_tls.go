@@ -181,6 +181,7 @@ func (c *Config) TLSOptions(roots *x509.CertPool) (apptls.Options, error) {
 		Email:          a.Email,
 		AgreeTerms:     a.AgreeTerms,
 		Roots:          roots,
+		Proxy:          c.Outbound.ProxyFunc(),
 		Challenges:     a.Challenges,
 		AltHTTPPort:    a.AltHTTPPort,
 		AltTLSALPNPort: a.AltTLSALPNPort,

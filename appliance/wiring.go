@@ -29,7 +29,8 @@ func (c *Config) BundlePath() string {
 }
 
 // OutboundClient is the HTTP client for every call to the outside world:
-// system roots plus the configured CA bundle, HTTPS_PROXY/NO_PROXY, TLS 1.2
+// system roots plus the configured CA bundle, HTTPS_PROXY/NO_PROXY
+// (ProxyFunc), TLS 1.2
 // or newer, and the configured timeout (timeout 0 leaves streams unbounded,
 // for callers that bound them by progress instead).
 func (c *Config) OutboundClient(withTimeout bool) (*http.Client, error) {
@@ -38,7 +39,7 @@ func (c *Config) OutboundClient(withTimeout bool) (*http.Client, error) {
 		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = http.ProxyFromEnvironment
+	tr.Proxy = c.Outbound.ProxyFunc()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	client := &http.Client{Transport: tr}
 	if withTimeout {
@@ -103,9 +104,14 @@ func (c *Config) CollateralSource(bundle string, offline bool) (attest.Collatera
 		}
 		return b, nil
 	}
+	roots, err := c.Outbound.RootCAs()
+	if err != nil {
+		return nil, err
+	}
 	online, err := collateral.NewOnline(collateral.OnlineOptions{
-		CABundle: c.Outbound.CABundle,
-		Timeout:  c.Outbound.Timeout,
+		RootCAs: roots,
+		Proxy:   c.Outbound.ProxyFunc(),
+		Timeout: c.Outbound.Timeout,
 	})
 	if err != nil {
 		return nil, err

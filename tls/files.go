@@ -205,6 +205,11 @@ func fileNames(path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return chainNames(b, path)
+}
+
+// chainNames returns the names of the first certificate in a PEM chain.
+func chainNames(b []byte, path string) ([]string, error) {
 	for {
 		var block *pem.Block
 		if block, b = pem.Decode(b); block == nil {

@@ -117,7 +117,7 @@ type testCA struct {
 	pem  []byte
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -142,7 +142,7 @@ func newTestCA(t *testing.T) *testCA {
 
 // pair issues a leaf for names valid from nb to na and returns its
 // certificate and key PEMs.
-func (ca *testCA) pair(t *testing.T, names []string, nb, na time.Time) (certPEM, keyPEM []byte) {
+func (ca *testCA) pair(t testing.TB, names []string, nb, na time.Time) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -203,3 +203,9 @@ func decodeFirstPEM(b []byte) []byte {
 	}
 	return blk.Bytes
 }
+
+// discardLogger silences fasthttp's log of refused handshakes, which the
+// protocol tests cause on purpose.
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}

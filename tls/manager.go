@@ -39,6 +39,8 @@ type Manager struct {
 	events   map[string]*nameEvents // by identifier, from certmagic's events
 	stop     context.CancelFunc
 	stopOnce sync.Once
+	// warnedNames are the unknown server names already logged.
+	warnedNames map[string]bool
 }
 
 // nameEvents is what certmagic last told us about one identifier.
@@ -323,6 +325,14 @@ func (m *Manager) ServerConfig() *stdtls.Config {
 		return nil
 	}
 	tc := m.cfg.TLSConfig()
+	get := tc.GetCertificate
+	tc.GetCertificate = func(hello *stdtls.ClientHelloInfo) (*stdtls.Certificate, error) {
+		cert, err := get(hello)
+		if err != nil {
+			m.warnUnknownName(hello.ServerName, err)
+		}
+		return cert, err
+	}
 	tc.NextProtos = []string{"http/1.1"}
 	if m.o.Source == SourceACME {
 		tc.NextProtos = append(tc.NextProtos, "acme-tls/1")
@@ -340,6 +350,33 @@ func (m *Manager) Listener(ln net.Listener) net.Listener {
 		return ln
 	}
 	return stdtls.NewListener(ln, tc)
+}
+
+// maxWarnedNames bounds the set of unknown names already warned about, so
+// clients sending random names cannot grow it.
+const maxWarnedNames = 64
+
+// warnUnknownName logs, once per name, a handshake that found no
+// certificate: usually GitLab reaching the appliance by a name missing
+// from tls.names, the most common TLS misconfiguration.
+func (m *Manager) warnUnknownName(name string, err error) {
+	m.mu.Lock()
+	if m.warnedNames == nil {
+		m.warnedNames = make(map[string]bool)
+	}
+	seen := m.warnedNames[name]
+	if !seen && len(m.warnedNames) < maxWarnedNames {
+		m.warnedNames[name] = true
+	}
+	m.mu.Unlock()
+	if seen {
+		return
+	}
+	if name == "" {
+		m.log.Warn("a client connected without a server name and no certificate matched; set tls.names so the first name covers clients that connect by IP", "err", err)
+		return
+	}
+	m.log.Warn("a client asked for a name no certificate covers; if that is how GitLab or IDEs reach the appliance, add it to tls.names", "name", name, "names", m.o.Names, "err", err)
 }
 
 // LocalCA returns the local CA, or nil when it is not the source.

@@ -165,3 +165,20 @@ func TestStatusIgnoresExpired(t *testing.T) {
 		t.Errorf("status with every certificate expired = %+v", st)
 	}
 }
+
+// TestUnknownNameWarned: a client asking for a name outside tls.names
+// fails the handshake, and the log says which name to add, once.
+func TestUnknownNameWarned(t *testing.T) {
+	m, logs := startManager(t, Options{Source: SourceLocalCA, Names: []string{"localhost"}})
+	port := serveManager(t, m)
+	for range 3 {
+		conn, err := stdtls.Dial("tcp", "127.0.0.1:"+port, &stdtls.Config{ServerName: "duo.corp.example", InsecureSkipVerify: true})
+		if err == nil {
+			conn.Close()
+			t.Fatal("a certificate was served for a name outside tls.names")
+		}
+	}
+	if n := strings.Count(logs.String(), "add it to tls.names"); n != 1 || !strings.Contains(logs.String(), "name=duo.corp.example") {
+		t.Errorf("warned %d times (want 1):\n%s", n, logs)
+	}
+}

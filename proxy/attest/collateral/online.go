@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -30,6 +31,11 @@ type OnlineOptions struct {
 	// Timeout bounds each HTTP attempt (connect to end of body); zero means
 	// DefaultTimeout.
 	Timeout time.Duration
+	// RootCAs, when set, is the complete trust store (the appliance's one
+	// outbound store); CABundle is then ignored.
+	RootCAs *x509.CertPool
+	// Proxy chooses the HTTP proxy; nil is http.ProxyFromEnvironment.
+	Proxy func(*http.Request) (*url.URL, error)
 	// CABundle is a PEM file whose certificates are trusted in addition to
 	// the system roots, for sites whose egress proxy re-signs TLS.
 	CABundle string
@@ -67,13 +73,16 @@ type Online struct {
 // no certificate, since silently falling back to the system roots would
 // turn a configuration mistake into a confusing TLS error later.
 func NewOnline(opts OnlineOptions) (*Online, error) {
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		// Minimal containers may have no system pool; the CA bundle can
-		// still make the fetcher usable.
-		roots = x509.NewCertPool()
+	roots := opts.RootCAs
+	if roots == nil {
+		var err error
+		if roots, err = x509.SystemCertPool(); err != nil || roots == nil {
+			// Minimal containers may have no system pool; the CA bundle
+			// can still make the fetcher usable.
+			roots = x509.NewCertPool()
+		}
 	}
-	if opts.CABundle != "" {
+	if opts.CABundle != "" && opts.RootCAs == nil {
 		pem, err := os.ReadFile(opts.CABundle)
 		if err != nil {
 			return nil, fmt.Errorf("read outbound CA bundle: %w", err)
@@ -86,8 +95,12 @@ func NewOnline(opts OnlineOptions) (*Online, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	proxy := opts.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
+	}
 	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
+		Proxy:                 proxy,
 		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   timeout,

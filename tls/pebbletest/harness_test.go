@@ -1,4 +1,4 @@
-package tls
+package pebbletest_test
 
 // Tests of the pebble harness itself, driving raw certmagic with real
 // challenge validation (AlwaysValid false), so that a later failure in
@@ -6,10 +6,9 @@ package tls
 
 import (
 	"context"
-	stdtls "crypto/tls"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"github.com/duo-confidential/duo-confidential/tls/pebbletest"
 	"net"
 	"net/http"
 	"strconv"
@@ -21,6 +20,8 @@ import (
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+
+	"github.com/duo-confidential/duo-confidential/tls/pebbletest"
 )
 
 // acmeDeadline bounds each ACME operation so a broken rig fails, not hangs.
@@ -79,7 +80,7 @@ func serveManaged(t *testing.T, p *pebbletest.CA, cfg *certmagic.Config) {
 		Logger:  discardLogger{},
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(stdtls.NewListener(ln, tc)) }()
+	go func() { done <- srv.Serve(tls.NewListener(ln, tc)) }()
 	t.Cleanup(func() {
 		if err := srv.Shutdown(); err != nil {
 			t.Errorf("shut down managed TLS server: %v", err)
@@ -100,7 +101,7 @@ func fetchLeaf(t *testing.T, p *pebbletest.CA, port int) *x509.Certificate {
 	client := &http.Client{
 		Timeout: acmeDeadline,
 		Transport: &http.Transport{
-			TLSClientConfig:   &stdtls.Config{RootCAs: p.IssuedRoots},
+			TLSClientConfig:   &tls.Config{RootCAs: p.IssuedRoots},
 			DisableKeepAlives: true,
 		},
 	}

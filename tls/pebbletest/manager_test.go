@@ -1,36 +1,44 @@
-package tls
+package pebbletest_test
 
 import (
+	"bytes"
 	"context"
-	stdtls "crypto/tls"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
-	"github.com/duo-confidential/duo-confidential/tls/pebbletest"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	apptls "github.com/duo-confidential/duo-confidential/tls"
+	"github.com/duo-confidential/duo-confidential/tls/pebbletest"
 )
 
-// acmeManager starts a Manager against p, for localhost, whose listener
+// acmeManager starts a apptls.Manager against p, for localhost, whose listener
 // holds p's TLS-ALPN port so it answers the challenge itself (certmagic's
 // solver finds the port taken). It returns the manager and that port.
-func acmeManager(t *testing.T, p *pebbletest.CA, tune func(*Options)) (*Manager, string) {
+func acmeManager(t *testing.T, p *pebbletest.CA, tune func(*apptls.Options)) (*apptls.Manager, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", p.ChallengeAddr(p.TLSALPNPort))
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{
-		Source: SourceACME,
+	o := apptls.Options{
+		Source: apptls.SourceACME,
 		Names:  []string{"localhost"},
-		ACME: ACMEOptions{
+		ACME: apptls.ACMEOptions{
 			Directory:      p.Directory,
 			Email:          "ops@example.internal",
 			AgreeTerms:     true,
 			Roots:          p.Roots,
-			Challenges:     []string{ChallengeTLSALPN01},
+			Challenges:     []string{apptls.ChallengeTLSALPN01},
 			ListenHost:     p.ChallengeIP,
 			AltTLSALPNPort: p.TLSALPNPort,
 		},
@@ -47,7 +55,7 @@ func acmeManager(t *testing.T, p *pebbletest.CA, tune func(*Options)) (*Manager,
 }
 
 // waitReady waits (bounded) for the background ACME issuance.
-func waitReady(t *testing.T, m *Manager) {
+func waitReady(t *testing.T, m *apptls.Manager) {
 	t.Helper()
 	deadline := time.Now().Add(acmeDeadline)
 	for {
@@ -62,7 +70,7 @@ func waitReady(t *testing.T, m *Manager) {
 	}
 }
 
-// TestACMEIssueRenewAndFailingCA drives the Manager against pebble with
+// TestACMEIssueRenewAndFailingCA drives the apptls.Manager against pebble with
 // real TLS-ALPN-01 validation answered by our own listener: issuance,
 // forced renewal, and a failing CA whose error surfaces in Status while
 // the old certificate keeps serving.
@@ -70,7 +78,7 @@ func TestACMEIssueRenewAndFailingCA(t *testing.T) {
 	p := pebbletest.Start(t, pebbletest.Options{})
 	m, port := acmeManager(t, p, nil)
 	url := "https://localhost:" + port + "/"
-	tc := &stdtls.Config{RootCAs: p.IssuedRoots}
+	tc := &tls.Config{RootCAs: p.IssuedRoots}
 	first, err := getVia(tc, url)
 	if err != nil {
 		t.Fatalf("GET after issuance: %v", err)
@@ -121,13 +129,13 @@ func TestACMEIssueRenewAndFailingCA(t *testing.T) {
 func TestACMEExternalAccountBinding(t *testing.T) {
 	mac := pebbletest.NewMACKey(t)
 	p := pebbletest.Start(t, pebbletest.Options{RequireEAB: true, EAB: map[string]string{"duo-appliance": mac}})
-	acmeManager(t, p, func(o *Options) { o.ACME.EAB = &EAB{KeyID: "duo-appliance", MACKey: mac} })
+	acmeManager(t, p, func(o *apptls.Options) { o.ACME.EAB = &apptls.EAB{KeyID: "duo-appliance", MACKey: mac} })
 
 	bad := pebbletest.Start(t, pebbletest.Options{RequireEAB: true, EAB: map[string]string{"duo-appliance": mac}})
-	o := Options{Source: SourceACME, Names: []string{"localhost"}, ACME: ACMEOptions{
+	o := apptls.Options{Source: apptls.SourceACME, Names: []string{"localhost"}, ACME: apptls.ACMEOptions{
 		Directory: bad.Directory, Email: "ops@example.internal", AgreeTerms: true, Roots: bad.Roots,
-		Challenges: []string{ChallengeTLSALPN01}, ListenHost: bad.ChallengeIP, AltTLSALPNPort: bad.TLSALPNPort,
-		EAB: &EAB{KeyID: "duo-appliance", MACKey: pebbletest.NewMACKey(t)},
+		Challenges: []string{apptls.ChallengeTLSALPN01}, ListenHost: bad.ChallengeIP, AltTLSALPNPort: bad.TLSALPNPort,
+		EAB: &apptls.EAB{KeyID: "duo-appliance", MACKey: pebbletest.NewMACKey(t)},
 	}}
 	m, _ := startManager(t, o)
 	deadline := time.Now().Add(acmeDeadline)
@@ -140,7 +148,7 @@ func TestACMEExternalAccountBinding(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("reason = %q, want the EAB failure", reason)
+			t.Fatalf("reason = %q, want the apptls.EAB failure", reason)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -149,12 +157,68 @@ func TestACMEExternalAccountBinding(t *testing.T) {
 // TestACMEHTTP01 issues through certmagic's own HTTP-01 solver.
 func TestACMEHTTP01(t *testing.T) {
 	p := pebbletest.Start(t, pebbletest.Options{})
-	m, _ := startManager(t, Options{Source: SourceACME, Names: []string{"localhost"}, ACME: ACMEOptions{
+	m, _ := startManager(t, apptls.Options{Source: apptls.SourceACME, Names: []string{"localhost"}, ACME: apptls.ACMEOptions{
 		Directory: p.Directory, Email: "ops@example.internal", AgreeTerms: true, Roots: p.Roots,
-		Challenges: []string{ChallengeHTTP01}, ListenHost: p.ChallengeIP, AltHTTPPort: p.HTTPPort,
+		Challenges: []string{apptls.ChallengeHTTP01}, ListenHost: p.ChallengeIP, AltHTTPPort: p.HTTPPort,
 	}})
 	waitReady(t, m)
 	if st := m.Status(); len(st.Certificates) != 1 || !strings.Contains(st.Certificates[0].Issuer, "Pebble") {
 		t.Errorf("status = %+v", st)
 	}
+}
+
+// startManager builds and starts a Manager for the test's lifetime; the
+// buffer collects its logs.
+func startManager(t *testing.T, o apptls.Options) (*apptls.Manager, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.StateDir == "" {
+		o.StateDir = t.TempDir()
+	}
+	m, err := apptls.New(o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		m.Stop()
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(m.Stop)
+	return m, logs
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// getVia fetches url over a fresh connection with tc and returns the
+// leaf the server presented.
+func getVia(tc *tls.Config, url string) (*x509.Certificate, error) {
+	tr := &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 20 * time.Second}).Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+		return nil, fmt.Errorf("HTTP %d %q", resp.StatusCode, body)
+	}
+	return resp.TLS.PeerCertificates[0], nil
 }
