@@ -78,6 +78,7 @@ type Config struct {
 	Attestation AttestationConfig `yaml:"attestation"`
 	Proxy       ProxyConfig       `yaml:"proxy"`
 	Gateway     GatewayConfig     `yaml:"gateway"`
+	Admin       AdminConfig       `yaml:"admin"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
 	// value came from ("config.yaml:12" or "env DUO_CONFIDENTIAL_..."), so
@@ -249,6 +250,11 @@ func baseDefaults() *Config {
 				Prompts:     DefaultGatewayPrompts,
 				Check:       DefaultGatewayCheck,
 			},
+		},
+		Admin: AdminConfig{
+			Listen:         DefaultAdminListen,
+			MetricsAuth:    DefaultAdminMetricsAuth,
+			SessionTimeout: DefaultAdminSessionTimeout,
 		},
 	}
 }

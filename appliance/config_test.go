@@ -444,6 +444,12 @@ func sameValues(a, b *Config) bool {
 		if len(c.Gateway.AllowedModels) == 0 {
 			c.Gateway.AllowedModels = nil
 		}
+		if len(c.Admin.TokenSHA256) == 0 {
+			c.Admin.TokenSHA256 = nil
+		}
+		if len(c.Admin.AllowedNetworks) == 0 {
+			c.Admin.AllowedNetworks = nil
+		}
 	}
 	norm(&x)
 	norm(&y)
