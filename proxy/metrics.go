@@ -60,9 +60,9 @@ func (tm *timing) wait(t time.Time) {
 	}
 }
 
-// overhead is the time so far not spent waiting for the backend.
-func (tm *timing) overhead() time.Duration {
-	return max(time.Since(tm.start)-tm.upstream, 0)
+// overhead is the time until now not spent waiting for the backend.
+func (tm *timing) overhead(now time.Time) time.Duration {
+	return max(now.Sub(tm.start)-tm.upstream, 0)
 }
 
 // observe records a request whose answer is complete when the handler
@@ -71,7 +71,8 @@ func (s *Server) observe(ctx *fasthttp.RequestCtx, tm *timing) {
 	if s.o.Metrics == nil || tm.streamed {
 		return
 	}
-	s.o.Metrics.ObserveRequest(tm.route, ctx.Response.StatusCode(), time.Since(tm.start), tm.overhead())
+	now := time.Now()
+	s.o.Metrics.ObserveRequest(tm.route, ctx.Response.StatusCode(), now.Sub(tm.start), tm.overhead(now))
 }
 
 // streamMetrics marks tm as a stream and returns what the stream writer
@@ -83,7 +84,7 @@ func (s *Server) streamMetrics(tm *timing, status int) func() {
 	if m == nil {
 		return func() {}
 	}
-	overhead, start, route := tm.overhead(), tm.start, tm.route
+	overhead, start, route := tm.overhead(time.Now()), tm.start, tm.route
 	m.StreamStarted(route)
 	return func() {
 		m.StreamEnded(route)
