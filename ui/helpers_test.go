@@ -142,8 +142,10 @@ func fixtureSources(store *keys.Store) Sources {
 			return &jwks.Status{Ready: true, KeyCount: 2, JWKSURI: "https://gitlab.example.com/oauth/discovery/keys",
 				LastFetch: t0.Add(-time.Minute), LastSuccess: t0.Add(-time.Minute), NextFetch: t0.Add(time.Hour), Fetches: 3, Failures: 1}
 		},
-		Keys:     func() *keys.Store { return store },
-		TrustLog: func() (string, []attest.TrustEntry, error) { return "/var/lib/duo-confidential/trust-log.jsonl", entries, nil },
+		Keys: func() *keys.Store { return store },
+		TrustLog: func() (string, []attest.TrustEntry, error) {
+			return "/var/lib/duo-confidential/trust-log.jsonl", entries, nil
+		},
 		TLS: func() TLSState {
 			return TLSState{Source: "internal", Ready: true, Certificates: []CertState{{Names: []string{"duo.example.com", "10.0.0.5"}, Source: "internal", Issuer: "duo-confidential internal CA",
 				NotBefore: t0.Add(-24 * time.Hour), NotAfter: t0.Add(6 * 24 * time.Hour), LastRenewalAt: t0.Add(-24 * time.Hour)}}}
@@ -266,4 +268,13 @@ func diffLines(want, got string) string {
 
 func mustDigest(tok string) string {
 	return proxy.TokenDigest(tok)
+}
+
+func readme(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
