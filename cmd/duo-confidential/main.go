@@ -51,6 +51,7 @@ type CLI struct {
 	Sandbox    SandboxCmd    `cmd:"" help:"Run the sandbox backend alone (NOT confidential), for interoperability tests and benchmarks."`
 	Proxy      ProxyCmd      `cmd:"" help:"Proxy helpers (inbound tokens)."`
 	Keys       KeysCmd       `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
+	Admin      AdminCmd      `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
 }
 
 func main() {
