@@ -110,7 +110,9 @@ func (c *DemoCmd) Run(g *Globals) error {
 	ctx, stop := context.WithCancel(g.Context())
 	defer stop()
 	done := make(chan error, 1)
-	go func() { done <- a.RunListeners(ctx, appliance.Listeners{Proxy: ln, Gateway: gln, Admin: aln}, 5*time.Second) }()
+	go func() {
+		done <- a.RunListeners(ctx, appliance.Listeners{Proxy: ln, Gateway: gln, Admin: aln}, 5*time.Second)
+	}()
 	if err := waitReady(ctx, a.GatewayReady, 30*time.Second); err != nil {
 		return err
 	}
