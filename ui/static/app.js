@@ -61,6 +61,7 @@
     var n = h.counts.length, peak = Math.max.apply(null, h.counts.concat([0]));
     var svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", "0 0 " + n * 10 + " 100");
+    svg.setAttribute("preserveAspectRatio", "none");
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", kind + " histogram of " + route + ": p50 " + seconds(h.p50_seconds) + ", p95 " + seconds(h.p95_seconds));
     h.counts.forEach(function (c, i) {
