@@ -72,14 +72,6 @@ func (a *Appliance) adminSources() ui.Sources {
 		Trust:   a.Status,
 		TLS:     a.tlsState,
 		Setup:   a.adminSetup,
-		InFlight: func() (int64, int64) {
-			_, p := a.proxy.InFlight()
-			var g int64
-			if gw := a.Gateway(); gw != nil {
-				_, g = gw.InFlight()
-			}
-			return p, g
-		},
 	}
 	if a.o.Sandbox != nil {
 		s.Notice = "SANDBOX MODE: local sandbox backend with test-signed evidence, NOT CONFIDENTIAL"

@@ -40,9 +40,6 @@ type Sources struct {
 	// TestConnection runs GitLab's Test connection check in-process: the
 	// model called, how long it took, and the failure.
 	TestConnection func(ctx context.Context) (model string, took time.Duration, err error)
-	// InFlight reports streams currently relayed by the proxy and the
-	// gateway.
-	InFlight func() (proxyStreams, gatewayStreams int64)
 }
 
 // TLSState is the TLS section of the status document, filled by the
