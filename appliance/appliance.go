@@ -57,6 +57,7 @@ type Appliance struct {
 	proxy   *proxy.Server
 	front   *front // nil when gateway.gitlab_url is not set
 	certs   *apptls.Manager
+	admin   *adminPart
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -67,6 +68,10 @@ func New(o Options) (*Appliance, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Appliance{o: o, log: log}
+	var err error
+	if a.admin, err = newAdminPart(); err != nil {
+		return nil, err
+	}
 	apiKey := o.APIKey
 	if apiKey == "" && cfg.Privatemode.APIKeyFile != "" {
 		b, err := os.ReadFile(cfg.Privatemode.APIKeyFile)
@@ -140,6 +145,7 @@ func New(o Options) (*Appliance, error) {
 		StrictOCSP:            cfg.Proxy.StrictOCSP,
 		PlatformHeaders:       cfg.Proxy.PlatformHeaders,
 		Ready:                 a.Ready,
+		Metrics:               a.admin.in.Proxy(),
 	}
 	if sb != nil {
 		po.Notice = "SANDBOX MODE: local sandbox backend with test-signed evidence, NOT CONFIDENTIAL"
@@ -163,6 +169,9 @@ func New(o Options) (*Appliance, error) {
 		}
 	} else {
 		log.Info("gateway off: set gateway.gitlab_url to serve GitLab Duo")
+	}
+	if err := a.buildAdmin(); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -227,6 +236,9 @@ func (a *Appliance) Status() *secret.Status {
 type Listeners struct {
 	Proxy   net.Listener
 	Gateway net.Listener
+	// Admin serves the admin UI, /api/status and /metrics (admin.listen);
+	// nil serves none.
+	Admin net.Listener
 }
 
 // Run serves the proxy on ln (and no gateway); see RunListeners.
@@ -242,7 +254,7 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	if a.front != nil && ls.Gateway == nil {
 		return errors.New("the gateway is configured (gateway.gitlab_url) but has no listener")
 	}
-	errc := make(chan error, 6)
+	errc := make(chan error, 8)
 	mctx, stopManager := context.WithCancel(context.Background())
 	defer stopManager()
 	if err := a.certs.Start(mctx); err != nil {
@@ -262,6 +274,7 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	if a.front != nil {
 		a.runFront(mctx, ls.Gateway, errc)
 	}
+	a.serveAdmin(ls, errc)
 	select {
 	case err := <-errc:
 		return err
@@ -270,7 +283,7 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	a.log.Info("shutting down: draining in-flight requests", "timeout", drain.String())
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	var errs []error
+	errs := []error{a.shutdownAdmin(dctx)}
 	if a.front != nil {
 		if err := a.front.gw.Shutdown(dctx); err != nil {
 			errs = append(errs, fmt.Errorf("drain gateway: %w", err))

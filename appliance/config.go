@@ -81,6 +81,7 @@ type Config struct {
 	Proxy       ProxyConfig       `yaml:"proxy"`
 	Gateway     GatewayConfig     `yaml:"gateway"`
 	TLS         TLSConfig         `yaml:"tls"`
+	Admin       AdminConfig       `yaml:"admin"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
 	// value came from ("config.yaml:12" or "env DUO_CONFIDENTIAL_..."), so
@@ -258,6 +259,11 @@ func baseDefaults() *Config {
 			ACME:    ACMEConfig{Directory: DefaultACMEDirectory},
 			LocalCA: LocalCAConfig{LeafLifetime: apptls.DefaultLeafLifetime},
 			Files:   TLSFiles{PollInterval: DefaultTLSPollInterval},
+		},
+		Admin: AdminConfig{
+			Listen:         DefaultAdminListen,
+			MetricsAuth:    DefaultAdminMetricsAuth,
+			SessionTimeout: DefaultAdminSessionTimeout,
 		},
 	}
 }

@@ -450,6 +450,12 @@ func sameValues(a, b *Config) bool {
 		if len(c.TLS.ACME.Challenges) == 0 {
 			c.TLS.ACME.Challenges = nil
 		}
+		if len(c.Admin.TokenSHA256) == 0 {
+			c.Admin.TokenSHA256 = nil
+		}
+		if len(c.Admin.AllowedNetworks) == 0 {
+			c.Admin.AllowedNetworks = nil
+		}
 	}
 	norm(&x)
 	norm(&y)

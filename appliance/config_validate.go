@@ -49,6 +49,7 @@ func (c *Config) normalize() {
 	for i, s := range c.Proxy.InboundTokenSHA256 {
 		c.Proxy.InboundTokenSHA256[i] = strings.ToLower(strings.TrimSpace(s))
 	}
+	c.normalizeAdmin()
 }
 
 // Validate checks every key and returns all problems together (errors.Join
@@ -67,6 +68,7 @@ func (c *Config) Validate() error {
 	v.proxy()
 	v.gateway()
 	v.tls()
+	v.admin()
 	return errors.Join(v.errs...)
 }
 

@@ -119,6 +119,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 		MaxRequestBody: g.MaxRequestBytes,
 		ReadTimeout:    cfg.Proxy.ReadTimeout,
 		Logger:         log,
+		Metrics:        a.admin.in.Gateway(),
 	})
 	if err != nil {
 		return nil, err

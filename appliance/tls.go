@@ -35,6 +35,9 @@ func (a *Appliance) secureListeners(ls Listeners) Listeners {
 	if ls.Gateway != nil {
 		ls.Gateway = a.certs.Listener(ls.Gateway)
 	}
+	if ls.Admin != nil {
+		ls.Admin = a.certs.Listener(ls.Admin)
+	}
 	return ls
 }
 

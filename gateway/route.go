@@ -133,6 +133,8 @@ type call struct {
 	started time.Time
 	// suffix is the part of the path after a prefix route (the prompt id).
 	suffix string
+	// streamed: the answer is a stream, observed when it ends.
+	streamed bool
 }
 
 // header returns a request header as a string ("" when absent).

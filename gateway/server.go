@@ -75,6 +75,8 @@ type Options struct {
 	IdleTimeout    time.Duration // keep-alive (default 120s)
 	Logger         *slog.Logger
 	Now            func() time.Time
+	// Metrics receives per-request observations; nil records none.
+	Metrics Metrics
 }
 
 // headerBufferSize bounds the request line and headers: twice the largest
@@ -187,6 +189,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.logError(c, rt, err)
 		writeError(ctx, err)
 	}
+	s.observe(c, rt)
 }
 
 // serve authenticates (unless the route is public), checks the method and

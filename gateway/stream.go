@@ -70,8 +70,10 @@ func (c *call) stream(contentType string, timeout time.Duration, body func(ctx c
 		}()
 	}
 	s.streams.Add(1)
+	observed := c.streamObserver()
 	c.ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer s.streams.Add(-1)
+		defer observed()
 		defer cancel()
 		sw := &streamWriter{w: w}
 		if err := body(ctx, sw); err != nil {

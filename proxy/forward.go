@@ -25,7 +25,7 @@ const maxErrorBody = 64 << 10
 
 // handleInference encrypts one request, sends it, and relays the decrypted
 // answer, unary or streamed.
-func (s *Server) handleInference(ctx *fasthttp.RequestCtx, rt *route, path string) error {
+func (s *Server) handleInference(ctx *fasthttp.RequestCtx, rt *route, path string, tm *timing) error {
 	body := ctx.PostBody()
 	var (
 		meta        requestMeta
@@ -51,7 +51,7 @@ func (s *Server) handleInference(ctx *fasthttp.RequestCtx, rt *route, path strin
 		}
 	}
 	uctx, cancel := context.WithCancel(context.Background())
-	resp, sess, err := s.forward(uctx, rt, path, body, boundary, contentType, meta, shardKey)
+	resp, sess, err := s.forward(uctx, rt, path, body, boundary, contentType, meta, shardKey, tm)
 	if err != nil {
 		cancel()
 		return err
@@ -63,12 +63,12 @@ func (s *Server) handleInference(ctx *fasthttp.RequestCtx, rt *route, path strin
 	}
 	isStream := strings.Contains(resp.Header.Get("Content-Type"), "event-stream")
 	if isStream && resp.StatusCode/100 == 2 {
-		s.relayStream(ctx, rt, resp, sess, cancel)
+		s.relayStream(ctx, rt, resp, sess, cancel, tm)
 		return nil
 	}
 	defer cancel()
 	defer resp.Body.Close()
-	return s.unaryResponse(ctx, rt, resp, sess)
+	return s.unaryResponse(ctx, rt, resp, sess, tm)
 }
 
 // cacheSalt injects the salt the backend requires and computes the shard
@@ -107,7 +107,7 @@ func (s *Server) cacheSalt(body []byte, meta requestMeta) ([]byte, string, error
 // forward sends the encrypted request, retrying once with a fresh secret
 // when the backend has forgotten ours, and once with a fresh nonce when the
 // connection was reset before any answer.
-func (s *Server) forward(ctx context.Context, rt *route, path string, body []byte, boundary, contentType string, meta requestMeta, shardKey string) (*http.Response, *envelope.Session, error) {
+func (s *Server) forward(ctx context.Context, rt *route, path string, body []byte, boundary, contentType string, meta requestMeta, shardKey string, tm *timing) (*http.Response, *envelope.Session, error) {
 	sec, err := s.o.Secrets.Current()
 	if err != nil {
 		return nil, nil, newAPIError(fasthttp.StatusServiceUnavailable, errUnavailable,
@@ -145,7 +145,9 @@ func (s *Server) forward(ctx context.Context, rt *route, path string, body []byt
 		} else {
 			req.Header.Set("Accept", "application/json")
 		}
+		sent := time.Now()
 		resp, err := s.client.Do(req)
+		tm.wait(sent)
 		if err != nil {
 			if !retriedReset && errors.Is(err, syscall.ECONNRESET) {
 				retriedReset = true
@@ -268,8 +270,10 @@ func upstreamMessage(b []byte) string {
 }
 
 // unaryResponse decrypts a whole (success or model-error) response body.
-func (s *Server) unaryResponse(ctx *fasthttp.RequestCtx, rt *route, resp *http.Response, sess *envelope.Session) error {
+func (s *Server) unaryResponse(ctx *fasthttp.RequestCtx, rt *route, resp *http.Response, sess *envelope.Session, tm *timing) error {
+	read := time.Now()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(s.o.MaxResponseBody)+1))
+	tm.wait(read)
 	if err != nil {
 		return newAPIError(fasthttp.StatusBadGateway, errUpstream, "the backend's answer was interrupted", err)
 	}
@@ -288,7 +292,7 @@ func (s *Server) unaryResponse(ctx *fasthttp.RequestCtx, rt *route, resp *http.R
 
 // handleModels relays the model list. It is plaintext upstream (not
 // attested): it names models, and carries no user data.
-func (s *Server) handleModels(ctx *fasthttp.RequestCtx, path string) error {
+func (s *Server) handleModels(ctx *fasthttp.RequestCtx, path string, tm *timing) error {
 	upath := "/v1/models"
 	if id := strings.TrimPrefix(path, "/v1/models/"); id != path {
 		if id == "" {
@@ -304,12 +308,15 @@ func (s *Server) handleModels(ctx *fasthttp.RequestCtx, path string) error {
 	}
 	s.setHeaders(req, envelope.Secret{}, "proxy_"+uuid.Must(uuid.NewV7()).String())
 	req.Header.Set("Accept", "application/json")
+	sent := time.Now()
 	resp, err := s.client.Do(req)
 	if err != nil {
+		tm.wait(sent)
 		return newAPIError(fasthttp.StatusBadGateway, errUpstream, "the Privatemode API could not be reached", err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	tm.wait(sent)
 	if err != nil {
 		return newAPIError(fasthttp.StatusBadGateway, errUpstream, "the model list was interrupted", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"strings"
+	"time"
 
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 	"github.com/valyala/fasthttp"
@@ -38,6 +39,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	path := string(ctx.Path())
+	tm := &timing{start: time.Now(), route: routeLabel(path)}
+	defer s.observe(ctx, tm)
 	switch path {
 	case "/healthz":
 		ctx.SetContentType("application/json")
@@ -61,13 +64,13 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 			err = methodNotAllowed(ctx, "POST")
 			break
 		}
-		err = s.handleInference(ctx, rt, path)
+		err = s.handleInference(ctx, rt, path, tm)
 	case path == "/v1/models" || strings.HasPrefix(path, "/v1/models/"):
 		if !ctx.IsGet() {
 			err = methodNotAllowed(ctx, "GET")
 			break
 		}
-		err = s.handleModels(ctx, path)
+		err = s.handleModels(ctx, path, tm)
 	default:
 		err = newAPIError(fasthttp.StatusNotFound, errNotFound,
 			fmt.Sprintf("unknown request URL: %s %s", ctx.Method(), path), nil)

@@ -80,6 +80,8 @@ type Options struct {
 	// Notice, when set, is shown in /readyz (sandbox mode says NOT
 	// CONFIDENTIAL there, so no status page can miss it).
 	Notice string
+	// Metrics receives per-request observations; nil records none.
+	Metrics Metrics
 }
 
 // Server is the attesting encryption proxy's HTTP front.

@@ -26,17 +26,19 @@ var (
 // stream ends with an explicit error event, never silently, when upstream
 // stalls for StreamIdleTimeout, breaks, sends something that does not
 // decrypt, or ends before completing.
-func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Response, sess *envelope.Session, cancel context.CancelFunc) {
+func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Response, sess *envelope.Session, cancel context.CancelFunc, tm *timing) {
 	ctx.SetStatusCode(resp.StatusCode)
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	s.streams.Add(1)
+	done := s.streamMetrics(tm, resp.StatusCode)
 	idle := s.o.StreamIdleTimeout
 	maxEvent := s.o.MaxEventSize
 	log := s.log
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer s.streams.Add(-1)
+		defer done()
 		defer cancel()
 		defer resp.Body.Close()
 		var stalled atomic.Bool

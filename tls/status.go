@@ -32,6 +32,9 @@ type CertificateStatus struct {
 	Serial    string    `json:"serial"`
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
+	// ExpiresSoon: an operator certificate within the expiry warning, or
+	// a managed one that should long have been renewed.
+	ExpiresSoon bool `json:"expires_soon"`
 	// Managed certificates are renewed automatically (ACME, local CA);
 	// operator certificates are replaced by the operator.
 	Managed bool `json:"managed"`
@@ -75,10 +78,11 @@ func (m *Manager) Status() Status {
 		}
 		seen[c.Hash()] = true
 		cs := m.certStatus(c)
-		st.Certificates = append(st.Certificates, cs)
 		if left := cs.NotAfter.Sub(now); left < m.warnWindow(cs) {
+			cs.ExpiresSoon = true
 			st.Warnings = append(st.Warnings, m.expiryWarning(cs, left))
 		}
+		st.Certificates = append(st.Certificates, cs)
 	}
 	if m.files != nil {
 		m.files.mu.Lock()

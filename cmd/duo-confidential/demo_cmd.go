@@ -26,6 +26,8 @@ type DemoCmd struct {
 	Gateway  string `name:"gateway-listen" help:"Address of the demo GitLab AI Gateway." default:"127.0.0.1:5052"`
 	Platform string `help:"Evidence the sandbox presents: tdx or sev-snp." enum:"tdx,sev-snp" default:"tdx"`
 	Check    bool   `help:"Send a chat request through the proxy and the printed gateway requests, print the answers and exit (a smoke test)."`
+	// AdminListen is empty by default: 127.0.0.1:5053, or a free port with --check.
+	AdminListen string `name:"admin-listen" help:"Address of the demo admin UI (default 127.0.0.1:5053; a free port with --check)."`
 }
 
 const demoBanner = `================================================================
@@ -88,6 +90,11 @@ func (c *DemoCmd) Run(g *Globals) error {
 	cfg.Gateway.Models = appliance.GatewayModels{Default: sandbox.ModelChat, CodeCompletions: sandbox.ModelCode, CodeGenerations: sandbox.ModelCode}
 	// The sandbox code model fills the middle from prompt + suffix.
 	cfg.Gateway.CompletionFormat = "suffix"
+	aln, adminPassword, err := c.demoAdmin(cfg)
+	if err != nil {
+		return err
+	}
+	defer aln.Close()
 	a, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: version, Sandbox: trust,
 		APIKey: sandboxAPIKey, GitLabClient: gitlab.Client})
 	if err != nil {
@@ -105,7 +112,9 @@ func (c *DemoCmd) Run(g *Globals) error {
 	ctx, stop := context.WithCancel(g.Context())
 	defer stop()
 	done := make(chan error, 1)
-	go func() { done <- a.RunListeners(ctx, appliance.Listeners{Proxy: ln, Gateway: gln}, 5*time.Second) }()
+	go func() {
+		done <- a.RunListeners(ctx, appliance.Listeners{Proxy: ln, Gateway: gln, Admin: aln}, 5*time.Second)
+	}()
 	if err := waitReady(ctx, a.GatewayReady, 30*time.Second); err != nil {
 		return err
 	}
@@ -114,7 +123,7 @@ func (c *DemoCmd) Run(g *Globals) error {
 		return err
 	}
 	go refreshDemoHeaders(ctx, state, iss)
-	gwBase, base := a.URL(gln), a.URL(ln)
+	gwBase, base, adminBase := a.URL(gln), a.URL(ln), a.URL(aln)
 	client, curl, err := demoClient(a)
 	if err != nil {
 		return err
@@ -130,7 +139,9 @@ func (c *DemoCmd) Run(g *Globals) error {
 		reply, err := demoRequest(client, base)
 		if err == nil {
 			fmt.Fprintf(out, "\nA chat request went through the proxy, encrypted to the sandbox:\n%s\n", reply)
-			err = checkDemoGateway(out, client, gwBase, rails)
+			if err = checkDemoGateway(out, client, gwBase, rails); err == nil {
+				err = checkDemoAdmin(out, client, adminBase, adminPassword)
+			}
 		} else {
 			err = fmt.Errorf("demo request through the proxy: %w", err)
 		}
@@ -160,6 +171,7 @@ The proxy listens on %[1]s (OpenAI-compatible). Try, in another terminal:
   curl %[6]s %[1]s/readyz
 `, base, sandbox.ModelChat, sandbox.ModelCode, sandbox.ModelEmbed, a.CACertificateFile(), curl)
 	printDemoGateway(out, gwBase, headers, curl)
+	printDemoAdmin(out, adminBase, adminPassword)
 	fmt.Fprint(out, "\nEverything above is a sandbox: NOT CONFIDENTIAL. Press Ctrl-C to stop.\n")
 	return <-done
 }

@@ -52,6 +52,7 @@ type CLI struct {
 	Proxy      ProxyCmd      `cmd:"" help:"Proxy helpers (inbound tokens)."`
 	Keys       KeysCmd       `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
 	TLS        TLSCmd        `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
+	Admin      AdminCmd      `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
 }
 
 func main() {

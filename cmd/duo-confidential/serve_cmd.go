@@ -76,6 +76,10 @@ func (c *ServeCmd) Run(g *Globals) error {
 	}
 	stopReload := reloadOnHangup(g.Context(), a, g.Logger())
 	defer stopReload()
+	if ls.Admin, err = listenAdmin(cfg); err != nil {
+		closeListeners(ls)
+		return err
+	}
 	return a.RunListeners(g.Context(), ls, c.Drain)
 }
 
@@ -169,4 +173,25 @@ func loadFixedSecret(path string) (*envelope.Secret, error) {
 		return nil, fmt.Errorf("fixed secret %s: want {\"id\":\"<id without ':'>\",\"key\":\"<64 hex characters>\"}", path)
 	}
 	return &envelope.Secret{ID: f.ID, Key: [32]byte(k)}, nil
+}
+
+// listenAdmin opens admin.listen, or returns nil when it is empty.
+func listenAdmin(cfg *appliance.Config) (net.Listener, error) {
+	if !cfg.Admin.Enabled() {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (admin.listen): %w", cfg.Admin.Listen, err)
+	}
+	return ln, nil
+}
+
+// closeListeners closes the listeners opened so far.
+func closeListeners(ls appliance.Listeners) {
+	for _, ln := range []net.Listener{ls.Proxy, ls.Gateway, ls.Admin} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
 }

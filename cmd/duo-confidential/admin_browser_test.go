@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
+)
+
+// chromiumPath finds Debian's Chromium; the browser tests skip only when
+// it is not installed (.ci/run installs it).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	t.Skip("chromium is not installed (apt-get install -y chromium); skipping the admin UI browser tests")
+	return ""
+}
+
+// artifactsDir is where screenshots go: $DUO_ARTIFACTS, else a temp dir.
+func artifactsDir(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("DUO_ARTIFACTS"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.TempDir()
+}
+
+// demoProc is `duo-confidential demo` running, with what it printed.
+type demoProc struct {
+	admin, proxy, gateway, headers, password string
+	client                                   *http.Client // trusts the demo's local CA
+	spki                                     string       // base64 SHA-256 of the admin leaf's public key
+}
+
+var (
+	reAdmin    = regexp.MustCompile(`(https://localhost:\d+)/admin/`)
+	rePassword = regexp.MustCompile(`DEMO admin password \(printed once[^)]*\): (\S+)`)
+	reProxy    = regexp.MustCompile(`The proxy listens on (https://[^\s:]+:\d+) `)
+	reGateway  = regexp.MustCompile(`The GitLab AI Gateway listens on (https://[^\s:]+:\d+)`)
+	reHeaders  = regexp.MustCompile(`\n(\S+gitlab-headers\.txt) holds a token`)
+	reCA       = regexp.MustCompile(`clients must trust, is\n\s+(\S+)`)
+)
+
+func startDemo(t *testing.T) *demoProc {
+	t.Helper()
+	p := startProc(t, nil, "demo", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	p.waitUntil(t, "the demo to print its admin URL", func() bool { return strings.Contains(p.stdout.String(), "Press Ctrl-C") })
+	out := p.stdout.String()
+	find := func(re *regexp.Regexp) string {
+		m := re.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("the demo did not print %s:\n%s", re, out)
+		}
+		return m[1]
+	}
+	d := &demoProc{admin: find(reAdmin), password: find(rePassword), proxy: find(reProxy), gateway: find(reGateway), headers: find(reHeaders)}
+	d.client = localCAClient(t, filepath.Dir(filepath.Dir(find(reCA))))
+	// Chromium gets no trust store of ours: it is told to accept exactly
+	// the admin listener's certificate, which Go verified against the CA.
+	resp, err := d.client.Get(d.admin + "/monitoring/none")
+	if err != nil {
+		t.Fatalf("the admin listener's certificate does not verify against the demo CA: %v", err)
+	}
+	resp.Body.Close()
+	sum := sha256.Sum256(resp.TLS.PeerCertificates[0].RawSubjectPublicKeyInfo)
+	d.spki = base64.StdEncoding.EncodeToString(sum[:])
+	return d
+}
+
+// gitlabRequest sends the demo's code completion with Rails' headers.
+func (d *demoProc) gitlabRequest(t *testing.T) {
+	t.Helper()
+	f, err := os.Open(d.headers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := http.Header{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ": "); ok {
+			h.Set(k, v)
+		}
+	}
+	c := demoCalls()[0]
+	req, _ := http.NewRequest(http.MethodPost, d.gateway+c.path, strings.NewReader(c.body))
+	req.Header = h
+	resp, err := d.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("code completion through the demo gateway: HTTP %d", resp.StatusCode)
+	}
+	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":4}`, sandbox.ModelChat)
+	resp, err = d.client.Post(d.proxy+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+// browser starts headless Chromium; page errors (exceptions, CSP
+// violations reported as exceptions) are collected.
+func browser(t *testing.T, spki string) (context.Context, func() []string) {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.Flag("ignore-certificate-errors-spki-list", spki),
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
+	var mu sync.Mutex
+	var errs []string
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			mu.Lock()
+			errs = append(errs, fmt.Sprintf("%s at %s:%d", e.ExceptionDetails.Text, e.ExceptionDetails.URL, e.ExceptionDetails.LineNumber))
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), errs...) }
+}
+
+func shot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "admin-"+name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAdminUIInBrowser drives the real demo's admin UI with Chromium:
+// sign-in required, every page shows the running appliance's data, the key
+// rotation works, and the traffic view updates without a reload.
+func TestAdminUIInBrowser(t *testing.T) {
+	chromiumPath(t)
+	dir := artifactsDir(t)
+	d := startDemo(t)
+	ctx, pageErrors := browser(t, d.spki)
+
+	// Signing in is required, and brings the admin back where they were.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(d.admin+"/admin/attestation"),
+		chromedp.WaitVisible(chromedp.ID("password")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(loc, "/login?next=%2Fadmin%2Fattestation") {
+		t.Fatalf("an unauthenticated page went to %s, not the sign-in", loc)
+	}
+	shot(t, ctx, dir, "login")
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("password"), "wrong password!!"),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.ID("login-error")),
+		chromedp.SendKeys(chromedp.ID("password"), d.password),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.Search(`//h1[text()="Attestation"]`)),
+	); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+
+	pages := []struct {
+		name, path string
+		want       []string
+	}{
+		{"overview", "/admin/", []string{"ready", "Attestation", "tdx evidence accepted", "GitLab's signing keys", "NOT CONFIDENTIAL"}},
+		{"attestation", "/admin/attestation", []string{"MRTD", "Measurements against policy", "TCB status", "hash chain verified", "Trust log"}},
+		{"gitlab", "/admin/gitlab", []string{"Local AI Gateway URL", "custom_openai/" + sandbox.ModelCode, "custom_openai/" + sandbox.ModelChat, "Indirect connections", "answered in"}},
+		{"keys", "/admin/keys", []string{"Rotate signing key", "signing", "3072 bits", "GitLab's signing keys"}},
+		{"tls", "/admin/tls", []string{"local-ca", "Local CA to trust", "localhost", "duo-confidential local CA"}},
+		{"traffic", "/admin/traffic", []string{"GitLab AI gateway", "Attesting proxy"}},
+	}
+	for _, p := range pages {
+		if err := chromedp.Do(ctx, chromedp.Navigate(d.admin+p.path), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		for _, w := range p.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s page lacks %q:\n%s", p.name, w, text)
+			}
+		}
+		if p.name == "gitlab" {
+			n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("button.copy:not([hidden])").length`))
+			if err != nil || n == 0 {
+				t.Errorf("no copy buttons shown (%d, %v)", n, err)
+			}
+		}
+		shot(t, ctx, dir, p.name)
+	}
+
+	// The rotate button really rotates (through the CSRF-protected form).
+	kid := chromedp.Text(chromedp.CSS("tbody tr:first-child th code"))
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.admin+"/admin/keys")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := chromedp.Run(ctx, kid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("button.danger")), chromedp.WaitVisible(chromedp.CSS("p.callout.ok"))); err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	after, err := chromedp.Run(ctx, kid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before == "" || before == after {
+		t.Errorf("rotation did not change the signing key: %q → %q", before, after)
+	}
+
+	// The traffic view updates live: requests made now appear without a
+	// reload (the marker set on the page survives).
+	count := func(sel string) int {
+		s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(function(){var e=document.querySelector(`+strconv.Quote(sel)+`);return e?e.textContent:"0"})()`))
+		n, _ := strconv.Atoi(strings.TrimSpace(s))
+		return n
+	}
+	gwSel := `#routes-gateway tr[data-route="code_completions"] td[data-k="requests"]`
+	pxSel := `#routes-proxy tr[data-route="/v1/chat/completions"] td[data-k="requests"]`
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.admin+"/admin/traffic"), chromedp.WaitVisible(chromedp.ID("routes-gateway"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__noReload = true`)); err != nil {
+		t.Fatal(err)
+	}
+	gw0, px0 := count(gwSel), count(pxSel)
+	for range 3 {
+		d.gitlabRequest(t)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for count(gwSel) < gw0+3 || count(pxSel) < px0+3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the traffic view did not update: gateway %d → %d, proxy %d → %d", gw0, count(gwSel), px0, count(pxSel))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	marker, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__noReload === true`))
+	if err != nil || !marker {
+		t.Fatalf("the traffic page reloaded instead of updating live (%v)", err)
+	}
+	bars, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#hists-gateway figure rect").length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bars == 0 {
+		t.Error("no latency histogram bars drawn")
+	}
+	shot(t, ctx, dir, "traffic-live")
+
+	// Signing out ends the session.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("form.logout button")),
+		chromedp.WaitVisible(chromedp.ID("password")),
+		chromedp.Navigate(d.admin+"/admin/"),
+		chromedp.WaitVisible(chromedp.ID("password")),
+	); err != nil {
+		t.Fatalf("sign out: %v", err)
+	}
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Errorf("page errors: %v", errs)
+	}
+	t.Logf("screenshots in %s", dir)
+}
