@@ -46,6 +46,8 @@ var metricHelp = []struct {
 	{"duo_gateway_signing_key_age_seconds", "Age of the gateway's self-signed JWT signing key (generated keys only).", nil},
 	{"duo_tls_ready", "1 when every listener that needs a certificate has a valid one.", nil},
 	{"duo_tls_certificate_expiry_seconds", "Seconds until each certificate expires, by its first name.", []string{"name", "issuer"}},
+	{"duo_tls_certificate_renewal_failing", "1 when the last attempt to obtain, renew or reload the certificate failed (it keeps serving until it expires).", []string{"name"}},
+	{"duo_tls_plaintext", "1 when the listeners serve plain HTTP (tls.source: off).", nil},
 }
 
 func newStateCollector(status func() *Status) *stateCollector {
@@ -146,7 +148,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		seen[name] = true
 		g("duo_tls_certificate_expiry_seconds", cert.NotAfter.Sub(now).Seconds(), name, cert.Issuer)
+		g("duo_tls_certificate_renewal_failing", b2f(cert.LastError != ""), name)
 	}
+	g("duo_tls_plaintext", b2f(st.TLS.Plaintext))
 }
 
 func b2f(b bool) float64 {
