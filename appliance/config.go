@@ -256,7 +256,7 @@ func baseDefaults() *Config {
 		},
 		TLS: TLSConfig{
 			Source:  DefaultTLSSource,
-			ACME:    ACMEConfig{Directory: DefaultACMEDirectory},
+			ACME:    ACMEConfig{Directory: DefaultACMEDirectory, RenewalInfo: true},
 			LocalCA: LocalCAConfig{LeafLifetime: apptls.DefaultLeafLifetime},
 			Files:   TLSFiles{PollInterval: DefaultTLSPollInterval},
 		},

@@ -46,6 +46,9 @@ type ACMEConfig struct {
 	Challenges     []string `yaml:"challenges"`
 	AltHTTPPort    int      `yaml:"alt_http_port"`
 	AltTLSALPNPort int      `yaml:"alt_tls_alpn_port"`
+	// RenewalInfo uses ACME Renewal Information (RFC 9773); false for
+	// CAs that mishandle it.
+	RenewalInfo bool `yaml:"renewal_info"`
 }
 
 // LocalCAConfig tunes the local CA: how long its leaf certificates live
@@ -185,6 +188,8 @@ func (c *Config) TLSOptions(roots *x509.CertPool) (apptls.Options, error) {
 		Challenges:     a.Challenges,
 		AltHTTPPort:    a.AltHTTPPort,
 		AltTLSALPNPort: a.AltTLSALPNPort,
+
+		DisableRenewalInfo: !a.RenewalInfo,
 	}
 	if a.CABundle != "" {
 		extra, err := readCABundle(a.CABundle)

@@ -97,7 +97,8 @@ func New(o Options) (*Manager, error) {
 		// Stapling fetches from the responder the certificate names:
 		// outbound traffic an air-gapped site did not configure, and
 		// neither the local CA nor most site PKIs run one.
-		OCSP: certmagic.OCSPConfig{DisableStapling: o.Source != SourceACME},
+		OCSP:       certmagic.OCSPConfig{DisableStapling: o.Source != SourceACME},
+		DisableARI: o.ACME.DisableRenewalInfo,
 	}
 	m.cfg = certmagic.New(m.cache, tmpl)
 	switch o.Source {

@@ -81,6 +81,11 @@ type ACMEOptions struct {
 	// Proxy chooses the HTTP proxy of requests to the CA; nil is
 	// http.ProxyFromEnvironment.
 	Proxy func(*http.Request) (*url.URL, error)
+	// DisableRenewalInfo stops using ACME Renewal Information (RFC 9773):
+	// renewal orders then do not name the certificate they replace, which
+	// CAs with a broken ARI implementation reject ("could not find an
+	// order for the given certificate"; pebble does so intermittently).
+	DisableRenewalInfo bool
 }
 
 // EAB is an ACME external account binding: the key id and the base64url

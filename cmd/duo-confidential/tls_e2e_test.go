@@ -199,6 +199,7 @@ func TestServeACME(t *testing.T) {
     ca_bundle: %s
     challenges: [tls-alpn-01]
     alt_tls_alpn_port: %d
+    renewal_info: false
 `, p.Directory, bundle, p.TLSALPNPort))
 	addr := p.ChallengeAddr(p.TLSALPNPort)
 	proc := startProc(t, []string{"DUO_CONFIDENTIAL_STATE_DIR=" + t.TempDir()}, "--config", cfg, "serve", "--sandbox", sb, "--listen", addr)

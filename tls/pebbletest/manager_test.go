@@ -41,6 +41,8 @@ func acmeManager(t *testing.T, p *pebbletest.CA, tune func(*apptls.Options)) (*a
 			Challenges:     []string{apptls.ChallengeTLSALPN01},
 			ListenHost:     p.ChallengeIP,
 			AltTLSALPNPort: p.TLSALPNPort,
+			// See pebbletest's doc: pebble's ARI is unreliable.
+			DisableRenewalInfo: true,
 		},
 	}
 	if tune != nil {

@@ -22,6 +22,11 @@
 //     may not revalidate (PEBBLE_AUTHZREUSE=0: every order validates);
 //   - the VA sleeps 0-5 s before each validation (PEBBLE_VA_NOSLEEP=1).
 //
+// Not neutralised here: pebble intermittently refuses a renewal order
+// whose "replaces" field (ACME Renewal Information) names the old
+// certificate ("could not find an order for the given certificate serial
+// number"). Renewal tests disable ARI on the client side.
+//
 // These are read from the environment once, in va.New/wfe.New, so they are
 // set with t.Setenv; a test calling Start cannot use t.Parallel.
 // va.New starts a task goroutine that pebble never stops: one idle
