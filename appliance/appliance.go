@@ -57,6 +57,7 @@ type Appliance struct {
 	proxy   *proxy.Server
 	front   *front // nil when gateway.gitlab_url is not set
 	certs   *apptls.Manager
+	serving chan struct{} // closed once every listener serves
 	admin   *adminPart
 }
 
@@ -67,7 +68,7 @@ func New(o Options) (*Appliance, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Appliance{o: o, log: log}
+	a := &Appliance{o: o, log: log, serving: make(chan struct{})}
 	var err error
 	if a.admin, err = newAdminPart(); err != nil {
 		return nil, err
@@ -275,6 +276,7 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 		a.runFront(mctx, ls.Gateway, errc)
 	}
 	a.serveAdmin(ls, errc)
+	close(a.serving)
 	select {
 	case err := <-errc:
 		return err

@@ -15,10 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/duo-confidential/duo-confidential/appliance"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
+	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
 // ServeCmd runs the appliance until SIGINT/SIGTERM, then drains.
@@ -76,6 +79,7 @@ func (c *ServeCmd) Run(g *Globals) error {
 	}
 	stopReload := reloadOnHangup(g.Context(), a, g.Logger())
 	defer stopReload()
+	go superviseSystemd(g.Context(), a, ls.Proxy.Addr().String(), cfg.TLS.Source != apptls.SourceOff, g.Logger())
 	if ls.Admin, err = listenAdmin(cfg); err != nil {
 		closeListeners(ls)
 		return err
@@ -98,7 +102,10 @@ func reloadOnHangup(ctx context.Context, a *appliance.Appliance, log *slog.Logge
 			case <-done:
 				return
 			case <-hup:
-				if err := a.Reload(ctx); err != nil {
+				sdNotify(log, daemon.SdNotifyReloading)
+				err := a.Reload(ctx)
+				sdNotify(log, daemon.SdNotifyReady)
+				if err != nil {
 					log.Error("reload (SIGHUP) failed; still serving with what was loaded before", "err", err)
 					continue
 				}
