@@ -1,7 +1,6 @@
 package pebbletest_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,12 +10,12 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/duo-confidential/duo-confidential/internal/logbuf"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 	"github.com/duo-confidential/duo-confidential/tls/pebbletest"
 )
@@ -171,9 +170,9 @@ func TestACMEHTTP01(t *testing.T) {
 
 // startManager builds and starts a Manager for the test's lifetime; the
 // buffer collects its logs.
-func startManager(t *testing.T, o apptls.Options) (*apptls.Manager, *syncBuffer) {
+func startManager(t *testing.T, o apptls.Options) (*apptls.Manager, *logbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if o.StateDir == "" {
 		o.StateDir = t.TempDir()
@@ -188,24 +187,6 @@ func startManager(t *testing.T, o apptls.Options) (*apptls.Manager, *syncBuffer)
 	}
 	t.Cleanup(m.Stop)
 	return m, logs
-}
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // getVia fetches url over a fresh connection with tc and returns the
