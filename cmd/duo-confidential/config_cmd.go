@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
+	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
 // ConfigCmd groups the configuration commands.
@@ -88,12 +89,32 @@ func writeConfigSummary(w io.Writer, path string, found bool, cfg *appliance.Con
 	}
 	row("collateral", fmt.Sprintf("%s, %s, max age %s", col.Bundle, online, shortDuration(col.MaxAge)))
 	row("reattest", "every "+shortDuration(cfg.Attestation.ReattestInterval))
+	row("tls", tlsSummary(cfg))
 
 	if envs := overriddenByEnv(cfg); len(envs) > 0 {
 		row("overrides", strings.Join(envs, ", "))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// tlsSummary says where the listeners' certificates come from.
+func tlsSummary(cfg *appliance.Config) string {
+	t := cfg.TLS
+	names := strings.Join(cfg.TLSNames(), ", ")
+	switch t.Source {
+	case apptls.SourceOff:
+		return "OFF: every listener serves plain HTTP"
+	case apptls.SourceACME:
+		return fmt.Sprintf("acme from %s for %s", t.ACME.Directory, names)
+	case apptls.SourceFiles:
+		if names == "" {
+			names = "the names in the certificate"
+		}
+		return fmt.Sprintf("files %s for %s", t.Files.Cert, names)
+	default:
+		return fmt.Sprintf("local CA in %s/%s for %s", cfg.StateDir, apptls.LocalCADir, names)
+	}
 }
 
 // overriddenByEnv lists the DUO_CONFIDENTIAL_* variables that changed a key,
