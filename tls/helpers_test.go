@@ -25,7 +25,7 @@ import (
 
 // startManager builds and starts a Manager, stopped at cleanup; the
 // returned buffer collects its logs.
-func startManager(t *testing.T, o Options) (*Manager, *logbuf.Buffer) {
+func startManager(t testing.TB, o Options) (*Manager, *logbuf.Buffer) {
 	t.Helper()
 	logs := &logbuf.Buffer{}
 	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -62,7 +62,7 @@ func serveManager(t *testing.T, m *Manager) string {
 }
 
 // poolOf is a cert pool holding only the given PEM certificates.
-func poolOf(t *testing.T, pems ...[]byte) *x509.CertPool {
+func poolOf(t testing.TB, pems ...[]byte) *x509.CertPool {
 	t.Helper()
 	pool := x509.NewCertPool()
 	for _, p := range pems {
