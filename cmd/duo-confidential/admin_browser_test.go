@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -167,8 +169,24 @@ func shot(t *testing.T, ctx context.Context, dir, name string) {
 	}
 }
 
+// adminPages are the demo's admin pages and text each must show. All of
+// it is rendered by the server, so the pages show it without JavaScript
+// too (the copy buttons, which need app.js, are checked separately).
+var adminPages = []struct {
+	name, path string
+	want       []string
+}{
+	{"overview", "/admin/", []string{"ready", "Attestation", "tdx evidence accepted", "GitLab's signing keys", "NOT CONFIDENTIAL"}},
+	{"attestation", "/admin/attestation", []string{"MRTD", "Measurements against policy", "TCB status", "hash chain verified", "Trust log"}},
+	{"gitlab", "/admin/gitlab", []string{"Local AI Gateway URL", "custom_openai/" + sandbox.ModelCode, "custom_openai/" + sandbox.ModelChat, "Indirect connections", "answered in"}},
+	{"keys", "/admin/keys", []string{"Rotate signing key", "signing", "3072 bits", "GitLab's signing keys"}},
+	{"tls", "/admin/tls", []string{"local-ca", "Local CA to trust", "localhost", "duo-confidential local CA"}},
+	{"traffic", "/admin/traffic", []string{"GitLab AI gateway", "Attesting proxy"}},
+}
+
 // TestAdminUIInBrowser drives the real demo's admin UI with Chromium:
-// sign-in required, every page shows the running appliance's data, the key
+// sign-in required, every page shows the running appliance's data with
+// text at WCAG AA contrast, the pages work with scripts disabled, the key
 // rotation works, and the traffic view updates without a reload.
 func TestAdminUIInBrowser(t *testing.T) {
 	chromiumPath(t)
@@ -191,10 +209,16 @@ func TestAdminUIInBrowser(t *testing.T) {
 		t.Fatalf("an unauthenticated page went to %s, not the sign-in", loc)
 	}
 	shot(t, ctx, dir, "login")
+	lowContrast(t, ctx, "login")
 	if err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.ID("password"), "wrong password!!"),
 		chromedp.Submit(chromedp.ID("password")),
 		chromedp.WaitVisible(chromedp.ID("login-error")),
+	); err != nil {
+		t.Fatalf("wrong password: %v", err)
+	}
+	lowContrast(t, ctx, "login (wrong password)")
+	if err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.ID("password"), d.password),
 		chromedp.Submit(chromedp.ID("password")),
 		chromedp.WaitVisible(chromedp.Search(`//h1[text()="Attestation"]`)),
@@ -202,18 +226,7 @@ func TestAdminUIInBrowser(t *testing.T) {
 		t.Fatalf("sign in: %v", err)
 	}
 
-	pages := []struct {
-		name, path string
-		want       []string
-	}{
-		{"overview", "/admin/", []string{"ready", "Attestation", "tdx evidence accepted", "GitLab's signing keys", "NOT CONFIDENTIAL"}},
-		{"attestation", "/admin/attestation", []string{"MRTD", "Measurements against policy", "TCB status", "hash chain verified", "Trust log"}},
-		{"gitlab", "/admin/gitlab", []string{"Local AI Gateway URL", "custom_openai/" + sandbox.ModelCode, "custom_openai/" + sandbox.ModelChat, "Indirect connections", "answered in"}},
-		{"keys", "/admin/keys", []string{"Rotate signing key", "signing", "3072 bits", "GitLab's signing keys"}},
-		{"tls", "/admin/tls", []string{"local-ca", "Local CA to trust", "localhost", "duo-confidential local CA"}},
-		{"traffic", "/admin/traffic", []string{"GitLab AI gateway", "Attesting proxy"}},
-	}
-	for _, p := range pages {
+	for _, p := range adminPages {
 		if err := chromedp.Do(ctx, chromedp.Navigate(d.admin+p.path), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
 			t.Fatalf("%s: %v", p.name, err)
 		}
@@ -232,8 +245,10 @@ func TestAdminUIInBrowser(t *testing.T) {
 				t.Errorf("no copy buttons shown (%d, %v)", n, err)
 			}
 		}
+		lowContrast(t, ctx, p.name)
 		shot(t, ctx, dir, p.name)
 	}
+	t.Run("without JavaScript", func(t *testing.T) { adminWithoutJS(t, ctx, d, dir) })
 
 	// The rotate button really rotates (through the CSRF-protected form).
 	kid := chromedp.Text(chromedp.CSS("tbody tr:first-child th code"))
@@ -247,6 +262,7 @@ func TestAdminUIInBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("button.danger")), chromedp.WaitVisible(chromedp.CSS("p.callout.ok"))); err != nil {
 		t.Fatalf("rotate: %v", err)
 	}
+	lowContrast(t, ctx, "keys (rotated)")
 	after, err := chromedp.Run(ctx, kid)
 	if err != nil {
 		t.Fatal(err)
@@ -293,6 +309,7 @@ func TestAdminUIInBrowser(t *testing.T) {
 		t.Error("no latency histogram bars drawn")
 	}
 	shot(t, ctx, dir, "traffic-live")
+	lowContrast(t, ctx, "traffic (live)")
 
 	// Signing out ends the session.
 	if err := chromedp.Do(ctx,
@@ -307,4 +324,125 @@ func TestAdminUIInBrowser(t *testing.T) {
 		t.Errorf("page errors: %v", errs)
 	}
 	t.Logf("screenshots in %s", dir)
+}
+
+// contrastJS lists the visible text of the page whose colour on its
+// effective background (the nearest opaque one, translucent ones blended
+// over it) is below WCAG 2.x AA: 4.5:1, or 3:1 for large text (24px, or
+// 18.66px bold). Colours it cannot read are listed too, not skipped.
+const contrastJS = `(function () {
+  function rgba(s) {
+    var m = /^rgba?\(([^)]*)\)$/.exec(s);
+    if (!m) { return null; }
+    var p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number);
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+  }
+  function over(top, under) {
+    var a = top[3];
+    return [0, 1, 2].map(function (i) { return top[i] * a + under[i] * (1 - a); }).concat([1]);
+  }
+  function lum(c) {
+    return [0.2126, 0.7152, 0.0722].reduce(function (sum, w, i) {
+      var v = c[i] / 255;
+      return sum + w * (v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4));
+    }, 0);
+  }
+  function background(el) {
+    var layers = [];
+    for (var e = el; e; e = e.parentElement) {
+      var c = rgba(getComputedStyle(e).backgroundColor);
+      if (c === null) { return null; }
+      if (c[3] > 0) { layers.push(c); if (c[3] >= 1) { break; } }
+    }
+    var bg = [255, 255, 255, 1]; // the canvas
+    for (var i = layers.length - 1; i >= 0; i--) { bg = over(layers[i], bg); }
+    return bg;
+  }
+  var out = [];
+  document.body.querySelectorAll("*").forEach(function (el) {
+    if (el.closest("svg, script, style")) { return; }
+    var own = Array.prototype.some.call(el.childNodes, function (n) { return n.nodeType === 3 && n.data.trim() !== ""; });
+    var st = getComputedStyle(el), r = el.getBoundingClientRect();
+    if (!own || st.visibility === "hidden" || el.getClientRects().length === 0 || r.right <= 0 || r.bottom <= 0) { return; }
+    var name = el.tagName.toLowerCase() + (el.className ? "." + String(el.className).trim().split(/\s+/).join(".") : "") +
+      ' "' + el.textContent.trim().replace(/\s+/g, " ").slice(0, 40) + '"';
+    var fg = rgba(st.color), bg = background(el);
+    if (fg === null || bg === null) { out.push(name + ": unreadable colour " + st.color); return; }
+    fg = over(fg, bg);
+    var l1 = lum(fg), l2 = lum(bg), ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    var size = parseFloat(st.fontSize), bold = parseInt(st.fontWeight, 10) >= 700;
+    var need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < need) {
+      out.push(name + ": " + st.color + " on rgb(" + bg.slice(0, 3).map(Math.round).join(", ") + ") is " + ratio.toFixed(2) + ":1, want " + need + ":1");
+    }
+  });
+  return out;
+})()`
+
+// lowContrast fails the test for every piece of text of the current page
+// that contrastJS finds below AA.
+func lowContrast(t *testing.T, ctx context.Context, page string) {
+	t.Helper()
+	bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](contrastJS))
+	if err != nil {
+		t.Fatalf("%s: contrast check: %v", page, err)
+	}
+	for _, b := range bad {
+		t.Errorf("%s page: low contrast: %s", page, b)
+	}
+}
+
+// adminWithoutJS signs in through the real form in a browser context of
+// its own with scripts disabled, and checks that every page shows its
+// content; what needs app.js (copy buttons, the traffic page's live
+// updates) stays hidden and the <noscript> hint shows instead.
+func adminWithoutJS(t *testing.T, parent context.Context, d *demoProc, dir string) {
+	ctx, cancel := chromedp.NewContext(parent, chromedp.WithNewBrowserContext())
+	defer cancel()
+	noScript := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+		return err
+	})
+	if err := chromedp.Do(ctx, noScript,
+		chromedp.Navigate(d.admin+"/admin/"),
+		chromedp.WaitVisible(chromedp.ID("password")),
+		chromedp.SendKeys(chromedp.ID("password"), d.password),
+		// A real click on the submit button: the form posts itself.
+		chromedp.Click(chromedp.CSS("form.login button")),
+		chromedp.WaitVisible(chromedp.Search(`//h1[text()="Overview"]`)),
+	); err != nil {
+		t.Fatalf("sign in without JavaScript: %v", err)
+	}
+	// Proof that app.js did not run: it would reveal the copy buttons.
+	ran := `document.querySelectorAll("button.copy:not([hidden]), .js-only:not([hidden])").length + document.getElementById("live").textContent.length`
+	for _, p := range adminPages {
+		if err := chromedp.Do(ctx, chromedp.Navigate(d.admin+p.path), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
+			t.Fatalf("%s without JavaScript: %v", p.name, err)
+		}
+		text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		for _, w := range p.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s page without JavaScript lacks %q:\n%s", p.name, w, text)
+			}
+		}
+		if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](ran)); err != nil || n != 0 {
+			t.Errorf("%s: app.js ran with scripts disabled, or JavaScript-only parts show (%d, %v)", p.name, n, err)
+		}
+		if p.name == "traffic" && (!strings.Contains(text, "Reload the page to update.") || strings.Contains(text, "updates itself")) {
+			t.Errorf("the traffic page without JavaScript shows the wrong hint:\n%s", text)
+		}
+		lowContrast(t, ctx, p.name+" without JavaScript")
+		if p.name == "gitlab" {
+			shot(t, ctx, dir, "nojs-gitlab")
+		}
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("form.logout button")),
+		chromedp.WaitVisible(chromedp.ID("password")),
+	); err != nil {
+		t.Fatalf("sign out without JavaScript: %v", err)
+	}
 }
