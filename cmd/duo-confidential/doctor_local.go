@@ -183,9 +183,14 @@ func (e *doctorEnv) checkKeyFiles(context.Context) checkResult {
 	if len(problems) > 0 {
 		return fail(strings.Join(fixes, "\n"), "%s", strings.Join(problems, "\n"))
 	}
-	if c.Privatemode.APIKeyFile == "" {
+	switch {
+	case c.Privatemode.APIKeyFile == "" && e.c.Sandbox != "" && len(ok) == 0:
+		return skip("no secret files configured (--sandbox: the sandbox brings its own API key)")
+	case c.Privatemode.APIKeyFile == "" && e.c.Sandbox == "":
 		return warn("write the key into /etc/duo-confidential/privatemode-api-key (owner "+e.owner.name+", mode 0600) and set privatemode.api_key_file to that path",
 			"privatemode.api_key_file is not set: `serve` does not start without the Privatemode API key")
+	case len(ok) == 0:
+		return skip("no secret files configured")
 	}
 	return pass("%s: mode 0600, owner %s", strings.Join(ok, ", "), e.owner.name)
 }
@@ -291,7 +296,7 @@ func (e *doctorEnv) checkTrustLog(context.Context) checkResult {
 		return pass("%s: no entries yet (nothing attested on this machine so far)", tl.Path())
 	}
 	last := entries[len(entries)-1]
-	return pass("%s: %d entries, hash chain intact; last %s %s at %s, manifest %s…", tl.Path(), len(entries),
+	return pass("%s: %d %s, hash chain intact; last %s %s at %s, manifest %s…", tl.Path(), len(entries), plural(len(entries), "entry", "entries"),
 		last.Verdict, last.Platform, last.Time.UTC().Format(time.RFC3339), short12(last.ManifestSHA256))
 }
 
