@@ -67,7 +67,7 @@ const (
 const EnvPrefix = "DUO_CONFIDENTIAL_"
 
 // EnvConfigPath names the environment variable that selects the configuration
-// file. It is the one DUO_CONFIDENTIAL_* variable that is not a key override.
+// file. It and EnvProxyToken are the DUO_CONFIDENTIAL_* variables that are not key overrides.
 const EnvConfigPath = EnvPrefix + "CONFIG"
 
 // Config is the appliance's whole configuration, as read from one YAML file

@@ -36,7 +36,7 @@ func applyEnv(env []string, c *Config) []error {
 	values := make(map[string]string)
 	for _, kv := range env {
 		name, value, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == EnvConfigPath {
+		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == EnvConfigPath || name == EnvProxyToken {
 			continue
 		}
 		values[name] = value

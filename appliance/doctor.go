@@ -1,0 +1,154 @@
+package appliance
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/proxy/attest"
+	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
+	apptls "github.com/duo-confidential/duo-confidential/tls"
+)
+
+// ServiceUser is the system user the packages run the appliance as; a
+// check run by root expects the state directory to belong to it.
+const ServiceUser = "duo-confidential"
+
+// EnvProxyToken holds the proxy's inbound token for client-side commands
+// (doctor). It is not a configuration key, so Parse ignores it instead of
+// refusing it as an unknown override.
+const EnvProxyToken = EnvPrefix + "PROXY_TOKEN"
+
+// Local CA file names inside <state_dir>/local-ca, as tls.OpenLocalCA
+// writes them.
+const (
+	LocalCAKeyFile  = "ca.key"
+	LocalCACertFile = "ca.crt"
+)
+
+// LocalCAPaths returns where the local CA's key and certificate live.
+func (c *Config) LocalCAPaths() (key, cert string) {
+	dir := filepath.Join(c.StateDir, apptls.LocalCADir)
+	return filepath.Join(dir, LocalCAKeyFile), filepath.Join(dir, LocalCACertFile)
+}
+
+// ProbeAddr turns a listen address into one this machine can dial: an
+// unspecified host (0.0.0.0, ::, empty) becomes loopback.
+func ProbeAddr(listen string) string { return probeAddr(listen) }
+
+// ListenerClientTLS is how a client on this machine verifies the
+// appliance's own listeners as GitLab would: the outbound roots plus the
+// local CA's certificate when that is the source (read from its file, never
+// created), with ServerName the first TLS name. It returns nil with
+// tls.source off.
+func (c *Config) ListenerClientTLS() (*tls.Config, error) {
+	if c.TLS.Source == apptls.SourceOff {
+		return nil, nil
+	}
+	roots, err := c.Outbound.RootCAs()
+	if err != nil {
+		return nil, err
+	}
+	if c.TLS.Source == apptls.SourceLocalCA {
+		_, certPath := c.LocalCAPaths()
+		b, err := os.ReadFile(certPath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// Not created yet: the handshake will say what is wrong.
+		case err != nil:
+			return nil, fmt.Errorf("read the local CA certificate: %w", err)
+		default:
+			if !roots.AppendCertsFromPEM(b) {
+				return nil, fmt.Errorf("%s holds no PEM certificate", certPath)
+			}
+		}
+	}
+	if c.TLS.Source == apptls.SourceACME && c.TLS.ACME.CABundle != "" {
+		extra, err := readCABundle(c.TLS.ACME.CABundle)
+		if err != nil {
+			return nil, fmt.Errorf("tls.acme.ca_bundle: %w", err)
+		}
+		for _, cert := range extra {
+			roots.AddCert(cert)
+		}
+	}
+	tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if names := c.TLSNames(); len(names) > 0 && !strings.HasPrefix(names[0], "*") {
+		tc.ServerName = names[0]
+	}
+	return tc, nil
+}
+
+// ReadOnlyCollateralSource is the collateral a one-off verification uses
+// without touching the state directory: the installed bundle (if any),
+// followed by Intel PCS / AMD KDS when attestation.collateral.online
+// allows. Unlike CollateralSource it never writes fetched items back, so a
+// check run by root leaves no root-owned files behind.
+func (c *Config) ReadOnlyCollateralSource() (attest.CollateralSource, error) {
+	var chain collateral.Chain
+	b, err := collateral.Load(c.BundlePath())
+	switch {
+	case err == nil:
+		chain = append(chain, b)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	if c.Attestation.Collateral.Online {
+		roots, err := c.Outbound.RootCAs()
+		if err != nil {
+			return nil, err
+		}
+		online, err := collateral.NewOnline(collateral.OnlineOptions{
+			RootCAs: roots, Proxy: c.Outbound.ProxyFunc(), Timeout: c.Outbound.Timeout,
+		})
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, online)
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("no collateral bundle at %s and attestation.collateral.online is false; %s", c.BundlePath(), attest.RefreshHint)
+	}
+	return chain, nil
+}
+
+// StateFileMode is the most open mode a path inside the state directory
+// may have (rel is relative to it, slash-separated): 0700 for directories,
+// 0644 for public data (the collateral bundle, the local CA certificate,
+// lock files), 0600 for everything else, since keys and the trust log
+// live there.
+func StateFileMode(rel string, isDir bool) fs.FileMode {
+	if isDir {
+		return statedir.DirMode
+	}
+	base := filepath.Base(rel)
+	switch {
+	case rel == DefaultCollateralBundleName,
+		rel == apptls.LocalCADir+"/"+LocalCACertFile,
+		strings.HasPrefix(rel, apptls.CertmagicDir+"/locks/"),
+		base == ".lock", strings.HasSuffix(base, ".lock"):
+		return statedir.PublicMode
+	}
+	return statedir.SecretMode
+}
+
+// LeafExpiryWarning is how close to expiry a listener certificate may come
+// before a check warns: the local CA renews its leaves with a third of
+// their lifetime left, so a leaf with a sixth left means renewal is
+// failing; ACME and operator files get 14 days, as the log does.
+func (c *Config) LeafExpiryWarning() time.Duration {
+	if c.TLS.Source == apptls.SourceLocalCA {
+		lt := c.TLS.LocalCA.LeafLifetime
+		if lt == 0 {
+			lt = apptls.DefaultLeafLifetime
+		}
+		return lt / 6
+	}
+	return 14 * 24 * time.Hour
+}

@@ -1,0 +1,103 @@
+package appliance
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	apptls "github.com/duo-confidential/duo-confidential/tls"
+)
+
+func TestStateFileMode(t *testing.T) {
+	tests := []struct {
+		rel   string
+		dir   bool
+		want  os.FileMode
+		label string
+	}{
+		{".", true, statedir.DirMode, "the state directory"},
+		{"local-ca", true, statedir.DirMode, "a subdirectory"},
+		{"collateral.json", false, statedir.PublicMode, "the collateral bundle"},
+		{"local-ca/ca.crt", false, statedir.PublicMode, "the local CA certificate"},
+		{"local-ca/ca.key", false, statedir.SecretMode, "the local CA key"},
+		{"trust-log.jsonl", false, statedir.SecretMode, "the trust log"},
+		{"admin-password", false, statedir.SecretMode, "the admin password hash"},
+		{"keys/keys.pem", false, statedir.SecretMode, "the gateway keys"},
+		{"keys/.lock", false, statedir.PublicMode, "a lock file"},
+		{"certmagic/locks/issue_cert_vm.lock", false, statedir.PublicMode, "certmagic's lock"},
+		{"certmagic/certificates/duo-confidential-local-ca/vm/vm.key", false, statedir.SecretMode, "a leaf key"},
+		{"unknown-file", false, statedir.SecretMode, "anything else"},
+	}
+	for _, tt := range tests {
+		if got := StateFileMode(tt.rel, tt.dir); got != tt.want {
+			t.Errorf("%s (%s): %04o, want %04o", tt.label, tt.rel, got, tt.want)
+		}
+	}
+}
+
+// TestListenerClientTLSCreatesNothing: the client configuration reads the
+// local CA if it exists and never creates it.
+func TestListenerClientTLSCreatesNothing(t *testing.T) {
+	cfg := Default()
+	cfg.StateDir = t.TempDir()
+	tc, err := cfg.ListenerClientTLS()
+	if err != nil || tc == nil {
+		t.Fatalf("before the CA exists: %v, %v", tc, err)
+	}
+	if entries, _ := os.ReadDir(cfg.StateDir); len(entries) != 0 {
+		t.Fatalf("created %v", entries)
+	}
+	if tc.ServerName != cfg.TLSNames()[0] || tc.NextProtos[0] != "http/1.1" || tc.MinVersion != tls.VersionTLS12 {
+		t.Errorf("config %q %v %x", tc.ServerName, tc.NextProtos, tc.MinVersion)
+	}
+
+	ca, err := apptls.OpenLocalCA(filepath.Join(cfg.StateDir, apptls.LocalCADir), apptls.LocalCAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, cert := cfg.LocalCAPaths(); cert != ca.CertificateFile() {
+		t.Errorf("LocalCAPaths cert %s, CA writes %s", cert, ca.CertificateFile())
+	}
+	tc, err = cfg.ListenerClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Certificate().Verify(x509.VerifyOptions{Roots: tc.RootCAs}); err != nil {
+		t.Errorf("the local CA is not among the roots: %v", err)
+	}
+
+	cfg.TLS.Source = apptls.SourceOff
+	if tc, err := cfg.ListenerClientTLS(); tc != nil || err != nil {
+		t.Errorf("tls.source off: %v, %v; want nil, nil", tc, err)
+	}
+}
+
+func TestReadOnlyCollateralSource(t *testing.T) {
+	cfg := Default()
+	cfg.StateDir = t.TempDir()
+	cfg.Attestation.Collateral.Bundle = filepath.Join(cfg.StateDir, DefaultCollateralBundleName)
+	if _, err := cfg.ReadOnlyCollateralSource(); err != nil {
+		t.Fatalf("online, no bundle: %v", err)
+	}
+	cfg.Attestation.Collateral.Online = false
+	if _, err := cfg.ReadOnlyCollateralSource(); err == nil {
+		t.Error("offline without a bundle: want an error")
+	}
+	if entries, _ := os.ReadDir(cfg.StateDir); len(entries) != 0 {
+		t.Errorf("created %v", entries)
+	}
+}
+
+// TestEnvProxyTokenIsNotAnOverride: the doctor's token variable does not
+// make the configuration invalid.
+func TestEnvProxyTokenIsNotAnOverride(t *testing.T) {
+	if _, err := Parse("config.yaml", nil, []string{EnvProxyToken + "=secret"}); err != nil {
+		t.Errorf("Parse with %s: %v", EnvProxyToken, err)
+	}
+	if _, err := Parse("config.yaml", nil, []string{EnvPrefix + "PROXY_TOKENS=secret"}); err == nil {
+		t.Error("a misspelt variable is accepted")
+	}
+}
