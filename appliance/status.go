@@ -2,13 +2,11 @@ package appliance
 
 import (
 	"crypto/sha256"
-	"crypto/tls"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
-	apptls "github.com/duo-confidential/duo-confidential/tls"
 	"github.com/duo-confidential/duo-confidential/ui"
 )
 
@@ -40,23 +38,12 @@ func (a *Appliance) tlsState() ui.TLSState {
 }
 
 // probeClient makes the admin UI's GitLab-setup checks against our own
-// listeners: it trusts what GitLab must trust (the outbound roots plus the
-// local CA) and names the server as GitLab would, by the certificate's
-// first name, while dialling loopback.
+// listeners, trusting them as GitLab must (ListenerClientTLS) while
+// dialling loopback; nil with TLS off.
 func (a *Appliance) probeClient() (*http.Client, error) {
-	if a.certs.Source() == apptls.SourceOff {
-		return nil, nil
-	}
-	roots, err := a.o.Config.Outbound.RootCAs()
-	if err != nil {
+	tc, err := a.o.Config.ListenerClientTLS()
+	if err != nil || tc == nil {
 		return nil, err
-	}
-	if ca := a.certs.LocalCA(); ca != nil {
-		roots.AddCert(ca.Certificate())
-	}
-	tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	if names := a.o.Config.TLSNames(); len(names) > 0 && !strings.HasPrefix(names[0], "*") {
-		tc.ServerName = names[0]
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy, tr.TLSClientConfig = nil, tc
