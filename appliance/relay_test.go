@@ -39,7 +39,7 @@ type dripMode struct {
 
 // relayConn is one relayed connection pair.
 type relayConn struct {
-	down, up net.Conn     // appliance side, sandbox side
+	down, up net.Conn      // appliance side, sandbox side
 	done     chan struct{} // closed when the pair is torn down
 	once     sync.Once
 }
