@@ -153,7 +153,7 @@ func New(o Options) (*Server, error) {
 		// idle-progress timeout instead.
 		WriteTimeout:       0,
 		MaxRequestBodySize: o.MaxRequestBody,
-		ReadBufferSize:     16 << 10,
+		ReadBufferSize:     readBufferSize,
 		CloseOnShutdown:    true,
 		Logger:             fasthttpLogger{o.Logger},
 		ErrorHandler:       s.connError,
@@ -203,11 +203,19 @@ func (s *Server) InFlight() (requests, streams int64) {
 	return s.inflight.Load(), s.streams.Load()
 }
 
+// readBufferSize bounds an inbound request's head (request line and
+// headers); a larger one is refused with 431.
+const readBufferSize = 16 << 10
+
 // connError answers protocol-level failures (oversized bodies, bad
 // requests, timeouts) in OpenAI's shape.
 func (s *Server) connError(ctx *fasthttp.RequestCtx, err error) {
 	var e *apiError
+	var small *fasthttp.ErrSmallBuffer
 	switch {
+	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
+		e = newAPIError(fasthttp.StatusRequestHeaderFieldsTooLarge, errInvalidRequest,
+			fmt.Sprintf("request headers larger than %d bytes", readBufferSize), err)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e = newAPIError(fasthttp.StatusRequestEntityTooLarge, errInvalidRequest,
 			fmt.Sprintf("request body larger than %d bytes", s.o.MaxRequestBody), err)

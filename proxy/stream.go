@@ -25,7 +25,8 @@ var (
 // decrypted one by one (the envelope counter runs on across events). The
 // stream ends with an explicit error event, never silently, when upstream
 // stalls for StreamIdleTimeout, breaks, sends something that does not
-// decrypt, or ends before completing.
+// decrypt, ends before completing, or is no longer trusted (Secrets.Current
+// fails: the trust manager revoked the secret after a failed attestation).
 func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Response, sess *envelope.Session, cancel context.CancelFunc, tm *timing) {
 	ctx.SetStatusCode(resp.StatusCode)
 	ctx.SetContentType("text/event-stream")
@@ -81,6 +82,13 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Res
 				return
 			}
 			watchdog.Reset(idle)
+			// A backend that stops attesting is no longer trusted, also
+			// for what it is still sending: no secret means the trust
+			// manager revoked it (one atomic load per event).
+			if _, err := s.o.Secrets.Current(); err != nil {
+				fail("the confidential backend is no longer trusted (its attestation failed); the stream was closed", err)
+				return
+			}
 			if !rt.anthropic && bytes.Equal(ev.Data, doneData) {
 				sawDone = true
 				if out.WriteEvent(ev) != nil {
