@@ -18,17 +18,17 @@ import (
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
-// listener names one of the binary's sockets and a request it answers
+// attackTarget names one of the binary's sockets and a request it answers
 // 200 without side effects (to show it still serves others).
-type listener struct {
+type attackTarget struct {
 	name   string
 	addr   string
 	health string
 	header http.Header
 }
 
-func (e *listenersEnv) listeners() []listener {
-	return []listener{
+func (e *listenersEnv) listeners() []attackTarget {
+	return []attackTarget{
 		{"proxy", e.proxyAddr, "/readyz", nil},
 		{"gateway", e.gwAddr, "/monitoring/healthz", nil},
 		{"admin", e.admAdr, "/api/status", e.adminHeaders()},
@@ -132,7 +132,7 @@ func TestListenerSecurity(t *testing.T) {
 }
 
 // healthy checks that l still answers its health request.
-func (e *listenersEnv) healthy(t *testing.T, l listener, after string) {
+func (e *listenersEnv) healthy(t *testing.T, l attackTarget, after string) {
 	t.Helper()
 	if s, _, b := e.do(http.MethodGet, e.url(l.addr)+l.health, "", l.header); s != http.StatusOK {
 		t.Errorf("%s after %s: %s answered %d: %s", l.name, after, l.health, s, b)
