@@ -79,7 +79,12 @@ func (c *ServeCmd) Run(g *Globals) error {
 	}
 	stopReload := reloadOnHangup(g.Context(), a, g.Logger())
 	defer stopReload()
-	go superviseSystemd(g.Context(), a, ls.Proxy.Addr().String(), cfg.TLS.Source != apptls.SourceOff, g.Logger())
+	stopSystemd, systemdDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(systemdDone)
+		superviseSystemd(g.Context(), stopSystemd, a, ls.Proxy.Addr().String(), cfg.TLS.Source != apptls.SourceOff, g.Logger())
+	}()
+	defer func() { close(stopSystemd); <-systemdDone }()
 	if ls.Admin, err = listenAdmin(cfg); err != nil {
 		closeListeners(ls)
 		return err

@@ -28,12 +28,15 @@ func sdNotify(log *slog.Logger, state string) {
 }
 
 // superviseSystemd reports the appliance's lifecycle to systemd until ctx
-// ends; it returns at once when not under systemd. proxyAddr is the proxy
-// listener's address, probed for the watchdog.
-func superviseSystemd(ctx context.Context, a *appliance.Appliance, proxyAddr string, tlsOn bool, log *slog.Logger) {
+// ends (SIGTERM: STOPPING=1) or stop is closed (the appliance returned);
+// the caller waits for it, so STOPPING=1 is sent before the process exits.
+// proxyAddr is the proxy listener's address, probed for the watchdog.
+func superviseSystemd(ctx context.Context, stop <-chan struct{}, a *appliance.Appliance, proxyAddr string, tlsOn bool, log *slog.Logger) {
 	select {
 	case <-a.Serving():
 	case <-ctx.Done():
+		return
+	case <-stop:
 		return
 	}
 	sdNotify(log, daemon.SdNotifyReady)
@@ -65,6 +68,9 @@ func superviseSystemd(ctx context.Context, a *appliance.Appliance, proxyAddr str
 	for {
 		select {
 		case <-ctx.Done():
+			sdNotify(log, daemon.SdNotifyStopping)
+			return
+		case <-stop:
 			sdNotify(log, daemon.SdNotifyStopping)
 			return
 		case <-status.C:
