@@ -1,0 +1,83 @@
+#!/bin/sh
+# duo-confidential postinst (deb) / %post (rpm).
+#
+# First install: create the user and state directory, enable the service but
+# do NOT start it: the shipped configuration has no Privatemode API key and
+# no GitLab URL, so the service could not serve anything yet. The admin
+# configures it, checks it (`duo-confidential doctor --offline`) and runs
+# `systemctl start duo-confidential`. Enabled, it starts at the next boot.
+# Upgrade: restart the service if it is running (try-restart), and leave the
+# enable state as the admin set it. Existing configuration, keys and state
+# are never written.
+set -e
+@COMMON@
+
+# ensure_dirs creates the state directory for the CLI (admin set-password,
+# keys rotate run as the service user before the first start) and sets the
+# modes systemd's StateDirectory= would. An existing directory keeps its
+# contents untouched: only the directory itself is re-owned and tightened.
+ensure_dirs() {
+	if [ ! -d "${statedir}" ]; then
+		mkdir -p "${statedir}"
+	fi
+	chown "${user}:${user}" "${statedir}"
+	chmod 0700 "${statedir}"
+	if [ -d "${confdir}" ]; then
+		chown "root:${user}" "${confdir}"
+		chmod 0750 "${confdir}"
+	fi
+}
+
+first_install() {
+	ensure_user
+	ensure_dirs
+	if systemd_running; then
+		systemctl daemon-reload || true
+	fi
+	if have_systemctl; then
+		systemctl --no-reload enable "${service}" >/dev/null 2>&1 || true
+	fi
+	echo "duo-confidential installed and enabled, not started. Next:"
+	echo "  edit /etc/duo-confidential/config.yaml (see /usr/share/doc/duo-confidential/README.md)"
+	echo "  duo-confidential doctor --offline"
+	echo "  systemctl start duo-confidential"
+}
+
+upgrade() {
+	ensure_user
+	ensure_dirs
+	if systemd_running; then
+		systemctl daemon-reload || true
+		systemctl try-restart "${service}" || true
+	fi
+}
+
+case "$1" in
+configure)
+	# $2 is the previously configured version, empty on a first install.
+	if [ -z "${2:-}" ]; then
+		first_install
+	else
+		upgrade
+	fi
+	;;
+1)
+	first_install
+	;;
+2)
+	upgrade
+	;;
+abort-remove)
+	# prerm disabled the service, then the removal failed: re-enable it.
+	if have_systemctl; then
+		systemctl --no-reload enable "${service}" >/dev/null 2>&1 || true
+	fi
+	;;
+abort-upgrade | abort-deconfigure)
+	;;
+*)
+	echo "postinst called with unknown argument '$1'" >&2
+	exit 1
+	;;
+esac
+exit 0
