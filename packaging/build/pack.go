@@ -40,7 +40,7 @@ and an admin UI.`
 
 // pack writes one package and returns its path.
 func pack(ctx context.Context, o Options, format, arch, bin, stage string) (string, error) {
-	scripts, err := writeScripts(o.Repo, filepath.Join(stage, "scripts-"+format))
+	sc, err := scripts(o.Repo)
 	if err != nil {
 		return "", err
 	}
@@ -65,10 +65,10 @@ func pack(ctx context.Context, o Options, format, arch, bin, stage string) (stri
 			Contents: contents(o.Repo, format, bin, docs),
 			Umask:    0o022,
 			Scripts: nfpm.Scripts{
-				PreInstall:  scripts["preinst"],
-				PostInstall: scripts["postinst"],
-				PreRemove:   scripts["prerm"],
-				PostRemove:  scripts["postrm"],
+				PreInstall:  sc["preinst"],
+				PostInstall: sc["postinst"],
+				PreRemove:   sc["prerm"],
+				PostRemove:  sc["postrm"],
 			},
 			Deb: nfpm.Deb{Compression: "xz"},
 			RPM: nfpm.RPM{

@@ -4,38 +4,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
-// commonMarker is the line of each script that the shared functions replace.
-const commonMarker = "@COMMON@"
+// ScriptNames are the maintainer scripts, by their deb names. Each file
+// packaging/scripts/<name>.sh also serves as the rpm's matching scriptlet
+// (%pre, %post, %preun, %postun).
+var ScriptNames = []string{"preinst", "postinst", "prerm", "postrm"}
 
-// writeScripts assembles the maintainer scripts into dir: each of
-// packaging/scripts/{preinst,postinst,prerm,postrm}.sh with common.sh pasted
-// in at its @COMMON@ line. It returns the paths by script name.
-func writeScripts(repo, dir string) (map[string]string, error) {
-	src := filepath.Join(repo, "packaging", "scripts")
-	common, err := os.ReadFile(filepath.Join(src, "common.sh"))
-	if err != nil {
-		return nil, fmt.Errorf("read shared script functions: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create script directory: %w", err)
-	}
+// scripts returns the path of each maintainer script by name, after
+// checking that it exists.
+func scripts(repo string) (map[string]string, error) {
 	out := map[string]string{}
-	for _, name := range []string{"preinst", "postinst", "prerm", "postrm"} {
-		b, err := os.ReadFile(filepath.Join(src, name+".sh"))
-		if err != nil {
-			return nil, fmt.Errorf("read %s script: %w", name, err)
-		}
-		s := string(b)
-		if strings.Count(s, commonMarker+"\n") != 1 {
-			return nil, fmt.Errorf("%s.sh must have exactly one %s line", name, commonMarker)
-		}
-		s = strings.Replace(s, commonMarker+"\n", string(common), 1)
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(s), 0o755); err != nil {
-			return nil, fmt.Errorf("write %s script: %w", name, err)
+	for _, name := range ScriptNames {
+		path := filepath.Join(repo, "packaging", "scripts", name+".sh")
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("maintainer script %s: %w", name, err)
 		}
 		out[name] = path
 	}

@@ -10,7 +10,48 @@
 # enable state as the admin set it. Existing configuration, keys and state
 # are never written.
 set -e
-@COMMON@
+# Argument conventions handled (one set of scripts serves both formats):
+#   deb: preinst install|upgrade [old]; postinst configure [old-configured];
+#        postinst abort-upgrade|abort-remove|abort-deconfigure;
+#        prerm remove|upgrade|deconfigure|failed-upgrade;
+#        postrm remove|purge|upgrade|failed-upgrade|abort-install|abort-upgrade|disappear
+#   rpm: %pre/%post $1 = 1 (install) or 2 (upgrade);
+#        %preun/%postun $1 = 0 (erase) or 1 (upgrade)
+#
+# Helpers shared with the other scripts are copied, not sourced (dpkg and
+# rpm run each script alone); the packaging tests check the copies agree.
+
+unit=duo-confidential.service
+user=duo-confidential
+statedir=/var/lib/duo-confidential
+confdir=/etc/duo-confidential
+
+# systemd_running: true when systemd is PID 1 here. False in chroots, image
+# builds and most containers, where starting or reloading must be skipped.
+systemd_running() {
+	[ -d /run/systemd/system ]
+}
+
+# have_systemctl: `systemctl enable/disable` only edit symlinks and work
+# without a running systemd, so they run in chroots and image builds too.
+have_systemctl() {
+	command -v systemctl >/dev/null 2>&1
+}
+
+# ensure_user creates the system user and group unless they exist. Never
+# changes an existing account (an admin may have pinned its uid).
+ensure_user() {
+	if ! getent group "${user}" >/dev/null 2>&1; then
+		groupadd --system "${user}"
+	fi
+	if ! getent passwd "${user}" >/dev/null 2>&1; then
+		nologin=/usr/sbin/nologin
+		[ -x "${nologin}" ] || nologin=/sbin/nologin
+		useradd --system --gid "${user}" --home-dir "${statedir}" \
+			--no-create-home --shell "${nologin}" \
+			--comment "duo-confidential service" "${user}"
+	fi
+}
 
 # ensure_dirs creates the state directory for the CLI (admin set-password,
 # keys rotate run as the service user before the first start) and sets the
@@ -35,7 +76,7 @@ first_install() {
 		systemctl daemon-reload || true
 	fi
 	if have_systemctl; then
-		systemctl --no-reload enable "${service}" >/dev/null 2>&1 || true
+		systemctl --no-reload enable "${unit}" >/dev/null 2>&1 || true
 	fi
 	echo "duo-confidential installed and enabled, not started. Next:"
 	echo "  edit /etc/duo-confidential/config.yaml (see /usr/share/doc/duo-confidential/README.md)"
@@ -48,7 +89,7 @@ upgrade() {
 	ensure_dirs
 	if systemd_running; then
 		systemctl daemon-reload || true
-		systemctl try-restart "${service}" || true
+		systemctl try-restart "${unit}" || true
 	fi
 }
 
@@ -70,7 +111,7 @@ configure)
 abort-remove)
 	# prerm disabled the service, then the removal failed: re-enable it.
 	if have_systemctl; then
-		systemctl --no-reload enable "${service}" >/dev/null 2>&1 || true
+		systemctl --no-reload enable "${unit}" >/dev/null 2>&1 || true
 	fi
 	;;
 abort-upgrade | abort-deconfigure)

@@ -8,7 +8,26 @@
 # rpm has no purge: erase keeps the state; remove it by hand
 # (docs/operations.md, "Install, upgrade and remove").
 set -e
-@COMMON@
+# Argument conventions handled (one set of scripts serves both formats):
+#   deb: preinst install|upgrade [old]; postinst configure [old-configured];
+#        postinst abort-upgrade|abort-remove|abort-deconfigure;
+#        prerm remove|upgrade|deconfigure|failed-upgrade;
+#        postrm remove|purge|upgrade|failed-upgrade|abort-install|abort-upgrade|disappear
+#   rpm: %pre/%post $1 = 1 (install) or 2 (upgrade);
+#        %preun/%postun $1 = 0 (erase) or 1 (upgrade)
+#
+# Helpers shared with the other scripts are copied, not sourced (dpkg and
+# rpm run each script alone); the packaging tests check the copies agree.
+
+user=duo-confidential
+statedir=/var/lib/duo-confidential
+confdir=/etc/duo-confidential
+
+# systemd_running: true when systemd is PID 1 here. False in chroots, image
+# builds and most containers, where starting or reloading must be skipped.
+systemd_running() {
+	[ -d /run/systemd/system ]
+}
 
 case "$1" in
 remove | 0)
