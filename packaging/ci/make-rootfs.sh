@@ -24,6 +24,8 @@ parent="$(dirname "${dir}")"
 mkdir -p "${parent}"
 tmp="$(mktemp -d "${parent}/rootfs.tmp.XXXXXX")"
 trap 'rm -rf "${tmp}"' EXIT
+# mktemp -d makes the directory 0700; as the chroot's / it must be 0755.
+chmod 0755 "${tmp}"
 # minbase has dpkg and passwd (useradd, userdel, getent via libc-bin), which
 # is all the maintainer scripts need; systemd is deliberately absent, so the
 # scripts' "not booted with systemd" path is what runs in the chroot.

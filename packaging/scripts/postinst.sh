@@ -77,8 +77,10 @@ first_install() {
 	fi
 	if have_systemctl; then
 		systemctl --no-reload enable "${unit}" >/dev/null 2>&1 || true
+		echo "duo-confidential installed and enabled (it starts at boot), not started. Next:"
+	else
+		echo "duo-confidential installed (no systemctl here: not enabled). Next:"
 	fi
-	echo "duo-confidential installed and enabled, not started. Next:"
 	echo "  edit /etc/duo-confidential/config.yaml (see /usr/share/doc/duo-confidential/README.md)"
 	echo "  duo-confidential doctor --offline"
 	echo "  systemctl start duo-confidential"
@@ -108,13 +110,7 @@ configure)
 2)
 	upgrade
 	;;
-abort-remove)
-	# prerm disabled the service, then the removal failed: re-enable it.
-	if have_systemctl; then
-		systemctl --no-reload enable "${unit}" >/dev/null 2>&1 || true
-	fi
-	;;
-abort-upgrade | abort-deconfigure)
+abort-upgrade | abort-remove | abort-deconfigure)
 	;;
 *)
 	echo "postinst called with unknown argument '$1'" >&2

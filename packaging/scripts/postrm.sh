@@ -3,8 +3,8 @@
 #
 # remove (deb) / erase (rpm): reload systemd; keep the state directory (keys,
 # local CA, trust log) and the service user, so a reinstall carries on.
-# purge (deb only): delete the state directory and the service user and
-# group, and /etc/duo-confidential if nothing the admin added is left in it.
+# purge (deb only): delete the enablement links, the state directory and
+# the service user and group, and /etc/duo-confidential if nothing the admin added is left in it.
 # rpm has no purge: erase keeps the state; remove it by hand
 # (docs/operations.md, "Install, upgrade and remove").
 set -e
@@ -19,6 +19,7 @@ set -e
 # Helpers shared with the other scripts are copied, not sourced (dpkg and
 # rpm run each script alone); the packaging tests check the copies agree.
 
+unit=duo-confidential.service
 user=duo-confidential
 statedir=/var/lib/duo-confidential
 confdir=/etc/duo-confidential
@@ -36,6 +37,9 @@ remove | 0)
 	fi
 	;;
 purge)
+	# The unit file is gone by now, so `systemctl disable` would refuse:
+	# delete the enablement links themselves.
+	find /etc/systemd/system -name "${unit}" -type l -exec rm -f {} + 2>/dev/null || true
 	rm -rf "${statedir}"
 	rmdir "${confdir}" 2>/dev/null || true
 	if getent passwd "${user}" >/dev/null 2>&1; then

@@ -1,7 +1,11 @@
 #!/bin/sh
 # duo-confidential prerm (deb) / %preun (rpm): on removal (not upgrade), stop
-# the service (it drains in-flight requests, up to TimeoutStopSec) and
-# disable it.
+# the service (it drains in-flight requests, up to TimeoutStopSec).
+#
+# rpm erase also disables it (as Fedora's %systemd_preun does). A deb remove
+# keeps the enable state, like dh_installsystemd: it is configuration, kept
+# until purge, so a reinstall after `apt remove` runs as it did before. postrm
+# purge deletes the enablement links.
 set -e
 # Argument conventions handled (one set of scripts serves both formats):
 #   deb: preinst install|upgrade [old]; postinst configure [old-configured];
@@ -29,7 +33,12 @@ have_systemctl() {
 }
 
 case "$1" in
-remove | 0)
+remove)
+	if systemd_running; then
+		systemctl stop "${unit}" || true
+	fi
+	;;
+0)
 	if systemd_running; then
 		systemctl stop "${unit}" || true
 	fi
