@@ -167,7 +167,8 @@ mcopy -i "${boot}" "${root}/boot/vmlinuz-${kver}" ::/vmlinuz
 mcopy -i "${boot}" "${root}/boot/initrd.img-${kver}" ::/initrd.img
 mcopy -i "${boot}" "${work}/syslinux.cfg" ::/syslinux.cfg
 syslinux --install "${boot}"
-mkfs.ext4 -q -L duoroot -U "${uuid}" -d "${root}" "${rootimg}" "${root_mib}M"
+truncate -s "${root_mib}M" "${rootimg}"
+mkfs.ext4 -q -F -L duoroot -U "${uuid}" -d "${root}" "${rootimg}" "${root_mib}M"
 
 raw="${work}/disk.raw"
 total_mib=$((1 + boot_mib + root_mib + 1))
