@@ -39,7 +39,11 @@ type Report struct {
 	CPU        *CPU        `json:"cpu,omitempty"`
 	// Gateway is issue 4's part (-parts gateway).
 	Gateway *GatewayResult `json:"gateway,omitempty"`
-	Notes   []string       `json:"notes,omitempty"`
+	// Nginx is the pass-through baseline of the proxy part (nginx.go).
+	Nginx *NginxResult `json:"nginx,omitempty"`
+	// Soak is issue 8's soak part (-parts soak).
+	Soak  *Soak    `json:"soak,omitempty"`
+	Notes []string `json:"notes,omitempty"`
 }
 
 // bench runs the selected parts in order: proxy, child, gateway.
@@ -69,6 +73,13 @@ func bench(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report,
 		logf("gateway (issue 4)")
 		if rep.Gateway, err = measureGateway(ctx, cfg, logf); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	if cfg.part("soak") {
+		var err error
+		logf("soak (issue 8)")
+		if rep.Soak, err = measureSoak(ctx, cfg, logf); err != nil {
+			return nil, fmt.Errorf("soak: %w", err)
 		}
 	}
 	rep.LoadAfter = loadAvg()
@@ -184,6 +195,12 @@ func (r *Report) Markdown(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 		r.Gateway.Markdown(w)
+	}
+	if r.Soak != nil {
+		if r.Latency != nil || r.Memory != nil || r.Gateway != nil {
+			fmt.Fprintln(w)
+		}
+		r.Soak.Markdown(w)
 	}
 	fmt.Fprintf(w, "\nLoad average after the run: %s\n", r.LoadAfter)
 	if len(r.Notes) > 0 {
