@@ -74,6 +74,18 @@ func TestHarnessTiny(t *testing.T) {
 	if c := rep.CPU; c == nil || c.Requests != 20 {
 		t.Errorf("CPU: %+v", c)
 	}
+	// The nginx baseline runs where nginx is installed and says why not
+	// elsewhere.
+	if bin, _ := findNginx(""); bin != "" {
+		if n := rep.Nginx; n == nil || n.NginxP50 <= 0 || n.Throughput.Requests == 0 || n.Throughput.Errors > 0 || n.SSEChunks == 0 {
+			t.Errorf("nginx: %+v", n)
+		}
+		if !strings.Contains(md, "Pass-through floor: nginx") {
+			t.Errorf("report lacks the nginx table:\n%s", md)
+		}
+	} else if rep.Nginx != nil || !strings.Contains(md, "nginx is not installed") {
+		t.Errorf("without nginx: %+v\n%s", rep.Nginx, md)
+	}
 }
 
 func TestChatBodySize(t *testing.T) {
@@ -264,6 +276,17 @@ func TestPartsFlag(t *testing.T) {
 	c, err = parseFlags([]string{"-parts", "gateway,proxy", "-child=false"}, &errb)
 	if err != nil || !c.part("gateway") || !c.part("proxy") || c.part("child") {
 		t.Errorf("parts %v %v", c.Parts, err)
+	}
+	c, err = parseFlags([]string{"-parts", "all"}, &errb)
+	if err != nil || !c.part("proxy") || !c.part("child") || !c.part("gateway") || c.part("soak") {
+		t.Errorf("-parts all: %v %v", c.Parts, err)
+	}
+	c, err = parseFlags([]string{"-parts", "soak", "-soak", "10m"}, &errb)
+	if err != nil || !c.part("soak") || c.part("proxy") || c.SoakWarmup != time.Minute || c.Timeout < 12*time.Minute {
+		t.Errorf("-parts soak: %v warm-up %v timeout %v %v", c.Parts, c.SoakWarmup, c.Timeout, err)
+	}
+	if _, err := parseFlags([]string{"-parts", "soak", "-soak", "10s", "-soak-warmup", "10s"}, &errb); err == nil {
+		t.Error("accepted a warm-up as long as the soak")
 	}
 	if _, err := parseFlags([]string{"-parts", "proxy,gpu"}, &errb); err == nil {
 		t.Error("accepted -parts proxy,gpu")

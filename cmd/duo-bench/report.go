@@ -147,6 +147,10 @@ func benchProxy(ctx context.Context, cfg Config, rep *Report, logf func(string, 
 	s.DirectCPUPerChunk = 1e6 * s.DirectCPU / 100 * s.DirectSeconds / float64(max(s.DirectChunks, 1))
 	s.ProxyCPUPerChunk = 1e6 * s.ProxyCPU / 100 * s.ProxySeconds / float64(max(s.ProxyChunks, 1))
 	rep.SSE = s
+
+	if rep.Nginx, err = benchNginx(ctx, cfg, r, rep, logf); err != nil {
+		return fmt.Errorf("nginx: %w", err)
+	}
 	return nil
 }
 
@@ -155,6 +159,9 @@ func (r *Report) notes() {
 	tp := r.Throughput
 	if tp != nil && tp.Ceiling.PerSecond > 0 && tp.Direct.PerSecond > 0.7*tp.Ceiling.PerSecond {
 		r.Notes = append(r.Notes, fmt.Sprintf("the direct throughput (%.0f req/s) is within 30%% of what this client drives against a null server (%.0f req/s): the load generator limits the baseline, so the ratio is conservative", tp.Direct.PerSecond, tp.Ceiling.PerSecond))
+	}
+	if r.Soak != nil && r.Soak.Errors > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d soak requests failed; the first: %.200s", r.Soak.Errors, r.Soak.FirstError))
 	}
 	if r.SSE != nil && r.SSE.Incomplete > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d streams ended without [DONE]", r.SSE.Incomplete))
@@ -189,6 +196,10 @@ func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "Date: %s\n\nCommand: `%s`\n\n", r.Date, r.Command)
 	if r.Latency != nil || r.Throughput != nil || r.SSE != nil || r.Memory != nil || r.CPU != nil {
 		r.proxyTable(w)
+	}
+	if r.Nginx != nil {
+		fmt.Fprintln(w)
+		r.Nginx.Markdown(w, r)
 	}
 	if r.Gateway != nil {
 		if r.Latency != nil || r.Memory != nil {
