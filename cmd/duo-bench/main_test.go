@@ -299,9 +299,10 @@ func TestPartsFlag(t *testing.T) {
 // TestSoakShort is CI's shortened soak (the full 10 minutes are recorded in
 // docs/benchmarks.md): 25 s of the soak load against the soak child. It
 // asserts that the load ran without errors, that the child's Go heap and
-// goroutines show no growth trend, and that the goroutines return to their
-// idle count afterwards. RSS is reported, not judged: in the first half
-// minute the runtime is still mapping pages up to its steady heap goal.
+// goroutines show no growth trend beyond coarse bounds, and that the
+// goroutines return to their idle count afterwards. RSS is reported, not
+// judged: in the first half minute the runtime is still mapping pages up
+// to its steady heap goal.
 func TestSoakShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("25 s of load")
@@ -333,9 +334,16 @@ func TestSoakShort(t *testing.T) {
 	if len(s.Samples) < 10 || len(s.Trends) != 3 {
 		t.Fatalf("%d samples, %d trends", len(s.Samples), len(s.Trends))
 	}
-	for _, tr := range s.Trends[1:] {
-		if tr.Growth {
-			t.Errorf("%s grows: %+.3f%s per minute (± %.3f), limit %.3f", tr.Series, tr.SlopePerMin, tr.Unit, tr.StdErrPerMin, tr.LimitPerMin)
+	// 25 s are too short for the 10-minute run's limits (the slopes'
+	// standard errors are ten times larger), so CI asks for a significant
+	// trend above coarse bounds that a leak per request or per stream
+	// exceeds many times over at this load (12,000 requests a minute): the
+	// live heap growing by 1 MiB a minute (≈ 90 B a request), goroutines
+	// by one a second.
+	coarse := []float64{1, 60}
+	for i, tr := range s.Trends[1:] {
+		if tr.Growth && tr.SlopePerMin > coarse[i] {
+			t.Errorf("%s grows: %+.3f%s per minute (± %.3f)", tr.Series, tr.SlopePerMin, tr.Unit, tr.StdErrPerMin)
 		}
 	}
 	if s.After.Goroutines > s.Before.Goroutines+soakIdleSlack {
