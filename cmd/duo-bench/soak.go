@@ -285,7 +285,7 @@ func soakChildProc(ctx context.Context, dir, state string) (c *childProc, proxyU
 	return c, proxyURL, statsURL, nil
 }
 
-// sample reads the child's RSS and runtime stats.
+// soakSample reads the child's RSS and runtime stats.
 func soakSample(ctx context.Context, pid int, statsURL string) (SoakSample, error) {
 	var s SoakSample
 	var err error
