@@ -43,7 +43,7 @@ func TestHarnessTiny(t *testing.T) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
 	}
 	md := out.String()
-	for _, want := range []string{"latency p50", "throughput, c=4", "SSE, 2 streams", "RSS idle", "5 open streams", "CPU per unary request", "go run ./cmd/duo-bench --warmup 5"} {
+	for _, want := range []string{"latency p50", "throughput, c=4", "SSE, 2 streams", "RSS idle", "5 open streams", "CPU per unary request", "go run ./cmd/duo-bench --warmup 5", "| added latency p50, c=1 |", "| RSS, 5 open streams |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}

@@ -194,6 +194,7 @@ func passMiss(ok bool) string {
 func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "Machine: %s, %d cores, %s; load average before the run: %s\n\n", r.CPUModel, r.Cores, r.GoVersion, r.LoadBefore)
 	fmt.Fprintf(w, "Date: %s\n\nCommand: `%s`\n\n", r.Date, r.Command)
+	r.summaryTable(w)
 	if r.Latency != nil || r.Throughput != nil || r.SSE != nil || r.Memory != nil || r.CPU != nil {
 		r.proxyTable(w)
 	}
