@@ -87,11 +87,12 @@ func (t *tailBuf) String() string {
 	return string(t.b)
 }
 
-// start runs bin with args; lines of its stdout and stderr go to watch
-// (until watch returns true) and the tail buffer.
-func start(bin string, args []string, watch func(line string) bool) (*childProc, error) {
+// start runs bin with args and env added to this process's environment;
+// lines of its stdout and stderr go to watch (until watch returns true)
+// and the tail buffer.
+func start(bin string, args, env []string, watch func(line string) bool) (*childProc, error) {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "GOGC=", "GOMEMLIMIT=") // the service's defaults
+	cmd.Env = append(append(os.Environ(), "GOGC=", "GOMEMLIMIT="), env...) // the service's defaults
 	cmd.Stdin = nil
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
@@ -159,7 +160,7 @@ func childResults(ctx context.Context, cfg Config, logf func(string, ...any)) (*
 	}
 	sbDir := filepath.Join(tmp, "sandbox")
 	sbReady := make(chan struct{})
-	sb, err := start(bin, []string{"sandbox", "--listen", "127.0.0.1:0", "--out", sbDir, "--tokens-per-second", "2", "--log-level", "warn"},
+	sb, err := start(bin, []string{"sandbox", "--listen", "127.0.0.1:0", "--out", sbDir, "--tokens-per-second", "2", "--log-level", "warn"}, nil,
 		func(line string) bool {
 			if strings.HasPrefix(line, "listening on http://") {
 				close(sbReady)
@@ -181,7 +182,7 @@ func childResults(ctx context.Context, cfg Config, logf func(string, ...any)) (*
 	}
 	var addr atomic.Value
 	srvUp := make(chan struct{})
-	srv, err := start(bin, []string{"serve", "--config", conf, "--sandbox", sbDir, "--listen", "127.0.0.1:0", "--drain", "2s", "--log-format", "json", "--log-level", "info"},
+	srv, err := start(bin, []string{"serve", "--config", conf, "--sandbox", sbDir, "--listen", "127.0.0.1:0", "--drain", "2s", "--log-format", "json", "--log-level", "info"}, nil,
 		func(line string) bool {
 			var l struct {
 				Msg  string `json:"msg"`

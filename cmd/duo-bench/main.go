@@ -21,6 +21,21 @@
 //     directly with the request the gateway sends it, and throughput of
 //     both at -concurrency.
 //
+// nginx (nginx.go), when nginx is installed; part of "proxy" unless
+// -nginx=false:
+//
+//  7. the same direct workload through nginx as a plain pass-through
+//     reverse proxy started here on loopback: latency, throughput, SSE and
+//     nginx's CPU per request, a floor for what any hop costs.
+//
+// soak (soak.go; not in "all"):
+//
+//  8. -soak of bounded load against a child process running the
+//     appliance, its RSS, Go heap and goroutines sampled every
+//     -soak-interval, with least-squares slopes per minute and a verdict.
+//
+// -parts all is proxy (with nginx), child and gateway.
+//
 // Parts 1–3 run in this process: a plaintext sandbox (the baseline, which
 // the client calls directly) and an encrypted sandbox behind the real
 // appliance in sandbox mode (attestation and secret exchange at start).
@@ -85,6 +100,11 @@ type Config struct {
 	CompletionFormat  string
 	TokenPool         int    // gateway throughput: pre-minted tokens
 	GatewayCPUProfile string // write a CPU profile of the gateway throughput phase
+	Nginx             string // nginx binary for part 7 ("" finds it on PATH, "false" skips it)
+	Soak              time.Duration
+	SoakInterval      time.Duration
+	SoakWarmup        time.Duration // samples before this are not fitted
+	SoakRate          float64       // unary requests per second, all clients together
 }
 
 // part reports whether part p is selected.
@@ -103,10 +123,14 @@ func defaultConfig() Config {
 		Child: true, OpenStreams: []int{1, 100, 1000}, CPURequests: 5000,
 		Settle: 3 * time.Second, Timeout: 6 * time.Minute,
 		Parts: []string{"proxy", "child"}, GatewayRoute: "auto", CompletionFormat: "chat", TokenPool: 1024,
+		Soak: 10 * time.Minute, SoakInterval: 10 * time.Second, SoakRate: 200,
 	}
 }
 
 func main() {
+	if os.Getenv(soakChildEnv) != "" {
+		os.Exit(soakChildMain())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -176,25 +200,37 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "abort the whole run after this long")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of this process during the proxied throughput phase to this file")
 	parts := strings.Join(c.Parts, ",")
-	fs.StringVar(&parts, "parts", parts, "comma-separated parts to run: proxy (latency, throughput, SSE), child (RSS and CPU of a serve child), gateway (issue 4)")
+	fs.StringVar(&parts, "parts", parts, "comma-separated parts to run: proxy (latency, throughput, SSE, nginx), child (RSS and CPU of a serve child), gateway (issue 4), soak (issue 8), or all (proxy, child, gateway)")
 	fs.StringVar(&c.GatewayRoute, "gateway-route", c.GatewayRoute, "gateway: route to measure: auto ("+routeCompletions+", or "+routeCommitMessage+" while the former answers 501), "+routeCompletions+" or "+routeCommitMessage)
 	fs.StringVar(&c.CompletionFormat, "completion-format", c.CompletionFormat, "gateway: gateway.completion_format; chat calls /v1/chat/completions, suffix /v1/completions")
 	fs.IntVar(&c.TokenPool, "token-pool", c.TokenPool, "gateway throughput: distinct pre-minted GitLab tokens used round-robin")
 	fs.StringVar(&c.GatewayCPUProfile, "gateway-cpuprofile", "", "write a CPU profile of this process during the gateway throughput phase to this file")
+	fs.StringVar(&c.Nginx, "nginx", "", "nginx binary for the pass-through baseline (default: nginx on PATH or in /usr/sbin; false: skip it)")
+	fs.DurationVar(&c.Soak, "soak", c.Soak, "soak: how long to run the load")
+	fs.DurationVar(&c.SoakInterval, "soak-interval", c.SoakInterval, "soak: time between samples")
+	fs.DurationVar(&c.SoakWarmup, "soak-warmup", 0, "soak: samples before this are not fitted (default: a fifth of -soak, at most 1m)")
+	fs.Float64Var(&c.SoakRate, "soak-rate", c.SoakRate, "soak: unary requests per second, all clients together")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	timeoutSet := false
+	fs.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
 	c.Parts = nil
 	for f := range strings.SplitSeq(parts, ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
-		if f != "proxy" && f != "child" && f != "gateway" {
-			fmt.Fprintf(stderr, "duo-bench: --parts: unknown part %q (want proxy, child, gateway)\n", f)
+		sel := []string{f}
+		if f == "all" {
+			sel = []string{"proxy", "child", "gateway"}
+		} else if f != "proxy" && f != "child" && f != "gateway" && f != "soak" {
+			fmt.Fprintf(stderr, "duo-bench: --parts: unknown part %q (want proxy, child, gateway, soak or all)\n", f)
 			return c, errors.New("usage")
 		}
-		if !slices.Contains(c.Parts, f) {
-			c.Parts = append(c.Parts, f)
+		for _, f := range sel {
+			if !slices.Contains(c.Parts, f) {
+				c.Parts = append(c.Parts, f)
+			}
 		}
 	}
 	if len(c.Parts) == 0 {
@@ -228,6 +264,22 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 			return c, errors.New("usage")
 		}
 		c.OpenStreams = append(c.OpenStreams, n)
+	}
+	if c.SoakWarmup == 0 {
+		c.SoakWarmup = min(c.Soak/5, time.Minute)
+	}
+	if c.Soak <= 0 || c.SoakInterval <= 0 || c.SoakWarmup >= c.Soak || c.SoakRate <= 0 {
+		fmt.Fprintln(stderr, "duo-bench: --soak, --soak-interval and --soak-rate must be positive and --soak-warmup shorter than --soak")
+		return c, errors.New("usage")
+	}
+	if !timeoutSet {
+		// Each part's own bounds, plus slack for builds and start-up.
+		if slices.Contains(c.Parts, "gateway") && len(c.Parts) > 1 {
+			c.Timeout += 4 * time.Minute
+		}
+		if slices.Contains(c.Parts, "soak") {
+			c.Timeout += c.Soak + 2*time.Minute
+		}
 	}
 	if c.Requests < 1 || c.Concurrency < 1 || c.Streams < 1 || c.StreamTokens < 1 || c.ThroughMax < 1 ||
 		c.StreamMax < 1 || c.CPURequests < 1 || c.Warmup < 0 || c.ReplyTokens < 1 || c.TokenPool < 1 {

@@ -39,7 +39,11 @@ type Report struct {
 	CPU        *CPU        `json:"cpu,omitempty"`
 	// Gateway is issue 4's part (-parts gateway).
 	Gateway *GatewayResult `json:"gateway,omitempty"`
-	Notes   []string       `json:"notes,omitempty"`
+	// Nginx is the pass-through baseline of the proxy part (nginx.go).
+	Nginx *NginxResult `json:"nginx,omitempty"`
+	// Soak is issue 8's soak part (-parts soak).
+	Soak  *Soak    `json:"soak,omitempty"`
+	Notes []string `json:"notes,omitempty"`
 }
 
 // bench runs the selected parts in order: proxy, child, gateway.
@@ -69,6 +73,13 @@ func bench(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report,
 		logf("gateway (issue 4)")
 		if rep.Gateway, err = measureGateway(ctx, cfg, logf); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	if cfg.part("soak") {
+		var err error
+		logf("soak (issue 8)")
+		if rep.Soak, err = measureSoak(ctx, cfg, logf); err != nil {
+			return nil, fmt.Errorf("soak: %w", err)
 		}
 	}
 	rep.LoadAfter = loadAvg()
@@ -136,6 +147,10 @@ func benchProxy(ctx context.Context, cfg Config, rep *Report, logf func(string, 
 	s.DirectCPUPerChunk = 1e6 * s.DirectCPU / 100 * s.DirectSeconds / float64(max(s.DirectChunks, 1))
 	s.ProxyCPUPerChunk = 1e6 * s.ProxyCPU / 100 * s.ProxySeconds / float64(max(s.ProxyChunks, 1))
 	rep.SSE = s
+
+	if rep.Nginx, err = benchNginx(ctx, cfg, r, rep, logf); err != nil {
+		return fmt.Errorf("nginx: %w", err)
+	}
 	return nil
 }
 
@@ -144,6 +159,9 @@ func (r *Report) notes() {
 	tp := r.Throughput
 	if tp != nil && tp.Ceiling.PerSecond > 0 && tp.Direct.PerSecond > 0.7*tp.Ceiling.PerSecond {
 		r.Notes = append(r.Notes, fmt.Sprintf("the direct throughput (%.0f req/s) is within 30%% of what this client drives against a null server (%.0f req/s): the load generator limits the baseline, so the ratio is conservative", tp.Direct.PerSecond, tp.Ceiling.PerSecond))
+	}
+	if r.Soak != nil && r.Soak.Errors > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d soak requests failed; the first: %.200s", r.Soak.Errors, r.Soak.FirstError))
 	}
 	if r.SSE != nil && r.SSE.Incomplete > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d streams ended without [DONE]", r.SSE.Incomplete))
@@ -176,14 +194,25 @@ func passMiss(ok bool) string {
 func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "Machine: %s, %d cores, %s; load average before the run: %s\n\n", r.CPUModel, r.Cores, r.GoVersion, r.LoadBefore)
 	fmt.Fprintf(w, "Date: %s\n\nCommand: `%s`\n\n", r.Date, r.Command)
+	r.summaryTable(w)
 	if r.Latency != nil || r.Throughput != nil || r.SSE != nil || r.Memory != nil || r.CPU != nil {
 		r.proxyTable(w)
+	}
+	if r.Nginx != nil {
+		fmt.Fprintln(w)
+		r.Nginx.Markdown(w, r)
 	}
 	if r.Gateway != nil {
 		if r.Latency != nil || r.Memory != nil {
 			fmt.Fprintln(w)
 		}
 		r.Gateway.Markdown(w)
+	}
+	if r.Soak != nil {
+		if r.Latency != nil || r.Memory != nil || r.Gateway != nil {
+			fmt.Fprintln(w)
+		}
+		r.Soak.Markdown(w)
 	}
 	fmt.Fprintf(w, "\nLoad average after the run: %s\n", r.LoadAfter)
 	if len(r.Notes) > 0 {
