@@ -30,9 +30,8 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 
 	// remove: the program goes, configuration, state and user stay.
 	in(t, root, "dpkg", "-r", "duo-confidential")
-	// Stopped, but still enabled: like dh_installsystemd, the enable state
-	// is configuration and lasts until purge.
-	wantSystemctl(t, root, "remove", "stop "+unit, "daemon-reload")
+	// Stopped and disabled: a removed program must not start at boot.
+	wantSystemctl(t, root, "remove", "stop "+unit, "--no-reload disable "+unit, "daemon-reload")
 	if exists(root, "/usr/bin/duo-confidential") {
 		t.Error("binary left after remove")
 	}

@@ -1,11 +1,9 @@
 #!/bin/sh
 # duo-confidential prerm (deb) / %preun (rpm): on removal (not upgrade), stop
-# the service (it drains in-flight requests, up to TimeoutStopSec).
-#
-# rpm erase also disables it (as Fedora's %systemd_preun does). A deb remove
-# keeps the enable state, like dh_installsystemd: it is configuration, kept
-# until purge, so a reinstall after `apt remove` runs as it did before. postrm
-# purge deletes the enablement links.
+# the service (it drains in-flight requests, up to TimeoutStopSec) and
+# disable it, for deb and rpm alike (as Fedora's %systemd_preun does): a
+# removed program must not be started at boot. A reinstall enables it again
+# (postinst); postrm purge also deletes any enablement links left.
 set -e
 # Argument conventions handled (one set of scripts serves both formats):
 #   deb: preinst install|upgrade [old]; postinst configure [old-configured];
@@ -33,12 +31,7 @@ have_systemctl() {
 }
 
 case "$1" in
-remove)
-	if systemd_running; then
-		systemctl stop "${unit}" || true
-	fi
-	;;
-0)
+remove | 0)
 	if systemd_running; then
 		systemctl stop "${unit}" || true
 	fi
