@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/appliance/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
@@ -69,6 +70,11 @@ func New(o Options) (*Appliance, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Appliance{o: o, log: log, serving: make(chan struct{})}
+	// Fail at start, naming the directory, rather than at the first
+	// attestation that cannot be recorded (which fails closed anyway).
+	if err := statedir.CheckWritable(cfg.StateDir); err != nil {
+		return nil, err
+	}
 	var err error
 	if a.admin, err = newAdminPart(); err != nil {
 		return nil, err

@@ -101,3 +101,25 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// CheckWritable creates dir like EnsureDir and proves it can be written, by
+// creating and removing a temporary file, so a read-only or full state
+// directory stops the start with its name instead of failing the first
+// attestation that cannot be recorded.
+func CheckWritable(dir string) error {
+	if err := EnsureDir(dir); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("state directory %s is not writable (the trust log, keys and certificates live there): %w", dir, err)
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte("x"))
+	cerr := f.Close()
+	_ = os.Remove(name)
+	if err := errors.Join(werr, cerr); err != nil {
+		return fmt.Errorf("state directory %s is not writable (the trust log, keys and certificates live there): %w", dir, err)
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package statedir
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -61,5 +62,26 @@ func TestEnsureDirOnFile(t *testing.T) {
 	}
 	if err := EnsureDir(f); err == nil {
 		t.Fatal("EnsureDir on a regular file succeeded")
+	}
+}
+
+func TestCheckWritable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := CheckWritable(dir); err != nil {
+		t.Fatalf("new directory: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the check left %d files behind", len(entries))
+	}
+	if os.Geteuid() == 0 {
+		t.Skip("root writes through directory modes; the read-only case runs in cmd/duo-confidential with a read-only bind mount")
+	}
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(dir, 0o700)
+	err := CheckWritable(dir)
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "not writable") {
+		t.Fatalf("read-only directory: %v", err)
 	}
 }
