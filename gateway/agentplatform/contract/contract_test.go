@@ -63,7 +63,6 @@ func TestWireNames(t *testing.T) {
 	}
 }
 
-
 // TestWorkhorseFrame decodes a websocket frame the way Workhorse does
 // (protojson, proto names, unknown fields discarded) and re-encodes an
 // action with proto names.
