@@ -2,8 +2,8 @@ package agentplatform
 
 import (
 	"context"
-	"errors"
 	"crypto"
+	"errors"
 	"net"
 	"strings"
 	"sync/atomic"

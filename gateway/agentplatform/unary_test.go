@@ -3,8 +3,8 @@ package agentplatform
 import (
 	"context"
 	"encoding/json"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
