@@ -1,0 +1,58 @@
+package agentplatform
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseModelMetadata(t *testing.T) {
+	cases := []struct {
+		in      string
+		want    ModelMetadata
+		wantErr error
+		errText string
+	}{
+		{in: modelMetadataJSON, want: ModelMetadata{Provider: "openai", Name: "general", Identifier: "sandbox-model"}},
+		{in: `{"provider":"openai","name":"gpt","identifier":"llama"}`, want: ModelMetadata{Provider: "openai", Name: "gpt", Identifier: "llama"}},
+		{in: "", wantErr: ErrNoModelMetadata},
+		{in: `{"provider":"gitlab","name":"claude"}`, wantErr: ErrGitLabModel},
+		{in: `{"provider":"GitLab","identifier":"x"}`, wantErr: ErrGitLabModel},
+		{in: `{"name":"general"}`, errText: "no provider"},
+		{in: `{"provider":"openai"}`, errText: "names no model"},
+		{in: `{"provider":1,"identifier":"x"}`, errText: "not a string"},
+		{in: `[]`, errText: "not a JSON object"},
+		{in: `{"provider":"openai","identifier":"x"} {}`, errText: "not a JSON object"},
+		{in: `{"provider":"openai","identifier":"` + strings.Repeat("x", maxModelMetadataBytes) + `"}`, errText: "exceeds"},
+	}
+	for _, c := range cases {
+		got, err := ParseModelMetadata(c.in)
+		switch {
+		case c.wantErr != nil && !errors.Is(err, c.wantErr):
+			t.Errorf("%.40q: err %v, want %v", c.in, err, c.wantErr)
+		case c.errText != "" && (err == nil || !strings.Contains(err.Error(), c.errText)):
+			t.Errorf("%.40q: err %v, want %q", c.in, err, c.errText)
+		case c.wantErr == nil && c.errText == "" && (err != nil || got != c.want):
+			t.Errorf("%.40q: %+v %v", c.in, got, err)
+		}
+	}
+}
+
+// FuzzParseModelMetadata: never panics, never accepts a GitLab-hosted or
+// nameless model, and never quotes the input (it holds an API key) in an
+// error.
+func FuzzParseModelMetadata(f *testing.F) {
+	f.Add(modelMetadataJSON)
+	f.Fuzz(func(t *testing.T, in string) {
+		m, err := ParseModelMetadata(in)
+		if err != nil {
+			if len(in) > 8 && strings.Contains(err.Error(), in) {
+				t.Fatalf("error quotes the header: %v", err)
+			}
+			return
+		}
+		if strings.EqualFold(m.Provider, "gitlab") || m.Provider == "" || (m.Identifier == "" && m.Name == "") {
+			t.Fatalf("accepted %+v", m)
+		}
+	})
+}
