@@ -43,7 +43,9 @@ func TestTruncationDetected(t *testing.T) {
 	}
 	// Just below the limit is a whole body.
 	body := `"` + strings.Repeat("x", BodyLimit-3) + `"`
-	cl := New(&fakeExecutor{handle: func(*contract.RunHTTPRequest) *contract.HttpResponse { return &contract.HttpResponse{StatusCode: 200, Body: body} }})
+	cl := New(&fakeExecutor{handle: func(*contract.RunHTTPRequest) *contract.HttpResponse {
+		return &contract.HttpResponse{StatusCode: 200, Body: body}
+	}})
 	var s string
 	if err := cl.JSON(context.Background(), "GET", "/x", nil, &s); err != nil || len(s) != BodyLimit-3 {
 		t.Fatalf("%v", err)
@@ -146,7 +148,9 @@ func TestCheckpointCodec(t *testing.T) {
 		t.Fatal("oversized inflation accepted")
 	}
 	// Saving sends Rails' shape.
-	f := &fakeExecutor{handle: func(*contract.RunHTTPRequest) *contract.HttpResponse { return &contract.HttpResponse{StatusCode: 201, Body: `{}`} }}
+	f := &fakeExecutor{handle: func(*contract.RunHTTPRequest) *contract.HttpResponse {
+		return &contract.HttpResponse{StatusCode: 201, Body: `{}`}
+	}}
 	if err := New(f).SaveCheckpoint(context.Background(), "42", cp, "parent", true); err != nil {
 		t.Fatal(err)
 	}
