@@ -2,6 +2,7 @@ package model
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 )
 
@@ -46,7 +47,7 @@ func FuzzStreamChunk(f *testing.F) {
 			if err != nil {
 				t.Fatalf("fresh chunk failed where the reused one did not: %v", err)
 			}
-			if delta != wantDelta || res != want {
+			if delta != wantDelta || !reflect.DeepEqual(res, want) {
 				t.Fatalf("reused chunk gave %q %+v, fresh %q %+v", delta, res, wantDelta, want)
 			}
 		}
