@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -25,8 +26,13 @@ var filler = strings.Fields("this sandbox reply is generated locally and determi
 // message is a chat or Anthropic message; content is a string or an array
 // of parts.
 type message struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
+	Role      string          `json:"role"`
+	Content   json.RawMessage `json:"content"`
+	ToolCalls []struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	} `json:"tool_calls"`
 }
 
 // part is a content part of either API.
@@ -212,6 +218,10 @@ func chatReply(g *genRequest) *reply {
 	if r := reactReply(g); r != nil {
 		return r
 	}
+	if r := toolResultsReply(g); r != nil && len(g.Tools) > 0 {
+		r.promptTokens = prompt
+		return r
+	}
 	lead := append([]string{"Sandbox", "reply", "to:"}, strings.Fields(head(last, 40))...)
 	r := compose(lead, last, g.limit())
 	r.promptTokens = prompt
@@ -280,13 +290,7 @@ func pickTool(g *genRequest, last string) *toolCall {
 		chosen = &g.Tools[0]
 	}
 	if chosen == nil {
-		lower := strings.ToLower(last)
-		for i := range g.Tools {
-			if n := g.Tools[i].name(); n != "" && strings.Contains(lower, "call "+strings.ToLower(n)) {
-				chosen = &g.Tools[i]
-				break
-			}
-		}
+		chosen = nextNamedTool(g, last)
 	}
 	if chosen == nil {
 		return nil
@@ -294,6 +298,63 @@ func pickTool(g *genRequest, last string) *toolCall {
 	name := chosen.name()
 	h := sha256.Sum256([]byte(name + "\x00" + last))
 	return &toolCall{ID: "call_sandbox_" + hex.EncodeToString(h[:6]), Name: name, Args: toolArgs(chosen.schema(), last)}
+}
+
+// nextNamedTool drives a tool loop deterministically: the last user
+// message names tools as "call <name>"; each turn calls the first named
+// tool (in the order the message names them) not yet called since that
+// message, and nil once all have been.
+func nextNamedTool(g *genRequest, last string) *tool {
+	lower := strings.ToLower(last)
+	called := map[string]bool{}
+	for i := len(g.Messages) - 1; i >= 0 && g.Messages[i].Role != "user"; i-- {
+		for _, c := range g.Messages[i].ToolCalls {
+			called[c.Function.Name] = true
+		}
+	}
+	var chosen *tool
+	at := len(lower) + 1
+	for i := range g.Tools {
+		n := g.Tools[i].name()
+		if n == "" || called[n] {
+			continue
+		}
+		if j := strings.Index(lower, "call "+strings.ToLower(n)); j >= 0 && j < at {
+			chosen, at = &g.Tools[i], j
+		}
+	}
+	return chosen
+}
+
+// toolResultsReply answers after tool results: the model "uses" the last
+// result (its first words), so a tool loop ends deterministically.
+func toolResultsReply(g *genRequest) *reply {
+	for i := len(g.Messages) - 1; i >= 0 && g.Messages[i].Role != "user"; i-- {
+		if g.Messages[i].Role == "tool" {
+			words := strings.Fields(contentText(g.Messages[i].Content))
+			lead := append([]string{"Sandbox", "answer", "from", "the", "tool", "results:"}, words[:min(len(words), 8)]...)
+			return &reply{words: lead, finish: "stop"}
+		}
+	}
+	return nil
+}
+
+// firstNumber is the first whole number in s (e.g. the 1 of "issue #1").
+func firstNumber(s string) (int, bool) {
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		digit := i < len(s) && s[i] >= '0' && s[i] <= '9'
+		if digit && start < 0 {
+			start = i
+		}
+		if !digit && start >= 0 {
+			if n, err := strconv.Atoi(s[start:i]); err == nil && i-start < 9 {
+				return n, true
+			}
+			start = -1
+		}
+	}
+	return 0, false
 }
 
 // toolArgs fills the schema's properties with deterministic values: strings
@@ -311,6 +372,9 @@ func toolArgs(schema json.RawMessage, last string) string {
 		switch t {
 		case "number", "integer":
 			args[name] = 42
+			if n, ok := firstNumber(last); ok {
+				args[name] = n
+			}
 		case "boolean":
 			args[name] = true
 		case "array":
