@@ -57,7 +57,7 @@ func (k *gitlabKeys) Ready() bool { return k.ready.Load() }
 const modelMetadataJSON = `{"provider":"openai","name":"general","endpoint":"https://ignored.example/v1","api_key":"placeholder","identifier":"custom_openai/sandbox-model"}`
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	iss    *gitlabtest.Issuer
 	gkeys  *gitlabKeys
 	local  *keys.Store
@@ -73,7 +73,7 @@ type harnessOptions struct {
 	idle        time.Duration
 }
 
-func newHarness(t *testing.T, ho harnessOptions) *harness {
+func newHarness(t testing.TB, ho harnessOptions) *harness {
 	t.Helper()
 	iss, err := gitlabtest.New(gitlabtest.Options{URL: testGitLabURL, Audience: ServiceName, Version: "18.8.0"})
 	if err != nil {
