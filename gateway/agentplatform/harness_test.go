@@ -71,6 +71,7 @@ type harnessOptions struct {
 	flows       map[string]flow.Flow
 	maxSessions int
 	idle        time.Duration
+	metrics     Metrics
 }
 
 func newHarness(t testing.TB, ho harnessOptions) *harness {
@@ -96,6 +97,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 		Models:      testModels,
 		MaxSessions: ho.maxSessions,
 		IdleTimeout: ho.idle,
+		Metrics:     ho.metrics,
 	})
 	if err != nil {
 		t.Fatal(err)

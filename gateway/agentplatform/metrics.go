@@ -7,8 +7,9 @@ import "time"
 // bounded. Implemented by the admin UI's instruments.
 type Metrics interface {
 	SessionStarted()
-	// SessionEnded records a finished session and its gRPC code.
-	SessionEnded(code string)
+	// SessionEnded records a finished or refused session and its gRPC
+	// code; started says SessionStarted was called for it.
+	SessionEnded(code string, started bool)
 	// Action records one action sent and, for answered ones, its round trip.
 	Action(kind string, roundTrip time.Duration)
 	// AuthFailed records a refused call by gRPC code.
@@ -18,6 +19,6 @@ type Metrics interface {
 type nopMetrics struct{}
 
 func (nopMetrics) SessionStarted()              {}
-func (nopMetrics) SessionEnded(string)          {}
+func (nopMetrics) SessionEnded(string, bool)    {}
 func (nopMetrics) Action(string, time.Duration) {}
 func (nopMetrics) AuthFailed(string)            {}

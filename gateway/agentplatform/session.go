@@ -74,15 +74,16 @@ func (s *Service) ExecuteWorkflow(stream contract.DuoWorkflow_ExecuteWorkflowSer
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
 	default:
-		s.o.Metrics.SessionEnded(codes.ResourceExhausted.String())
+		s.o.Metrics.SessionEnded(codes.ResourceExhausted.String(), false)
 		return status.Error(codes.ResourceExhausted, msgTooManySession)
 	}
-	err := s.execute(stream)
-	s.o.Metrics.SessionEnded(status.Code(err).String())
+	started := false
+	err := s.execute(stream, &started)
+	s.o.Metrics.SessionEnded(status.Code(err).String(), started)
 	return err
 }
 
-func (s *Service) execute(stream contract.DuoWorkflow_ExecuteWorkflowServer) error {
+func (s *Service) execute(stream contract.DuoWorkflow_ExecuteWorkflowServer, started *bool) error {
 	ctx := stream.Context()
 	first, err := s.recvFirst(ctx, stream)
 	if err != nil {
@@ -116,6 +117,7 @@ func (s *Service) execute(stream contract.DuoWorkflow_ExecuteWorkflowServer) err
 	}
 	defer s.unregister(ss)
 	s.o.Metrics.SessionStarted()
+	*started = true
 	go ss.receive()
 	go ss.watchIdle()
 

@@ -3,6 +3,7 @@ package agentplatform
 import (
 	"context"
 	"encoding/json"
+	"github.com/prometheus/client_golang/prometheus"
 	"testing"
 	"time"
 
@@ -175,5 +176,50 @@ func TestGenerateToken(t *testing.T) {
 	wd := "chat"
 	if _, err := h.client.GenerateToken(h.ctx(h.railsMD("duo_chat")), &contract.GenerateTokenRequest{WorkflowDefinition: &wd}); err != nil {
 		t.Fatalf("chat token: %v", err)
+	}
+}
+
+// TestPrometheusMetrics: a session and a refused call show up in the
+// collectors, and the active gauge returns to zero.
+func TestPrometheusMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewPrometheusMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, harnessOptions{flows: map[string]flow.Flow{"chat": scriptFlow(echoHTTP)}, metrics: m})
+	st, err := h.client.ExecuteWorkflow(h.ctx(h.railsMD("duo_chat")))
+	must(t, err)
+	must(t, st.Send(start("chat")))
+	a, err := st.Recv()
+	must(t, err)
+	must(t, st.Send(answer(a, "x")))
+	for {
+		if _, err := st.Recv(); err != nil {
+			break
+		}
+	}
+	_, _ = h.client.ListTools(h.ctx(metadata.MD{}), &contract.ListToolsRequest{})
+	got := map[string]float64{}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		for _, mm := range mf.GetMetric() {
+			v := mm.GetCounter().GetValue() + mm.GetGauge().GetValue() + float64(mm.GetHistogram().GetSampleCount())
+			name := mf.GetName()
+			for _, l := range mm.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			got[name] = v
+		}
+	}
+	want := map[string]float64{
+		"duo_agent_platform_sessions_active": 0, "duo_agent_platform_sessions_total/OK": 1,
+		"duo_agent_platform_actions_total/runHTTPRequest": 1, "duo_agent_platform_actions_total/newCheckpoint": 1,
+		"duo_agent_platform_action_round_trip_seconds/runHTTPRequest": 1, "duo_agent_platform_auth_failures_total/Unauthenticated": 1,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
 	}
 }
