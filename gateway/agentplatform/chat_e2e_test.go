@@ -3,6 +3,9 @@ package agentplatform
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -221,4 +224,76 @@ func TestAgenticChatSession(t *testing.T) {
 	if len(h.model.calls) != 5 {
 		t.Fatalf("model calls %d", len(h.model.calls))
 	}
+}
+
+// blockingModel streams one delta and then waits until the call is
+// cancelled.
+type blockingModel struct{ cancelled chan struct{} }
+
+func (m *blockingModel) ChatStream(ctx context.Context, _ model.ChatRequest, onDelta func(string) error) (model.Result, error) {
+	_ = onDelta("Thinking")
+	<-ctx.Done()
+	close(m.cancelled)
+	return model.Result{}, ctx.Err()
+}
+
+// TestChatStopMidStream: stopWorkflow while the model streams cancels the
+// model call, sends STOPPED and ends the RPC with OK; heartbeats before it
+// change nothing.
+func TestChatStopMidStream(t *testing.T) {
+	m := &blockingModel{cancelled: make(chan struct{})}
+	agent, err := chat.New(chat.Options{Model: m, StreamInterval: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, harnessOptions{flows: map[string]flow.Flow{"chat": agent}})
+	api := gitlabtest.NewAPI("user-oauth-token")
+	md := h.railsMD("duo_chat")
+	st, err := h.client.ExecuteWorkflow(h.ctx(md))
+	must(t, err)
+	must(t, st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_StartRequest{StartRequest: &contract.StartWorkflowRequest{WorkflowID: "5", WorkflowDefinition: "chat", Goal: "hi"}}}))
+	sawDelta := false
+	for !sawDelta {
+		a, err := st.Recv()
+		must(t, err)
+		if hr := a.GetRunHTTPRequest(); hr != nil {
+			resp, _ := workhorseAnswer(api, a)
+			must(t, st.Send(resp))
+			continue
+		}
+		if cp := a.GetNewCheckpoint(); cp != nil && strings.Contains(cp.Checkpoint, "Thinking") {
+			sawDelta = true
+		}
+	}
+	must(t, st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_Heartbeat{Heartbeat: &contract.HeartbeatRequest{Timestamp: 1}}}))
+	must(t, st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_StopWorkflow{StopWorkflow: &contract.StopWorkflowRequest{Reason: "WORKHORSE_WEBSOCKET_CLOSE_1001"}}}))
+	var last *contract.NewCheckpoint
+	for {
+		a, err := st.Recv()
+		if err != nil {
+			if err != io.EOF {
+				t.Fatalf("end: %v", err)
+			}
+			break
+		}
+		if cp := a.GetNewCheckpoint(); cp != nil {
+			last = cp
+		}
+	}
+	if last == nil || last.Status != "STOPPED" {
+		t.Fatalf("last checkpoint %v", last)
+	}
+	<-m.cancelled
+}
+
+// workhorseAnswer answers one runHTTPRequest from the demo API.
+func workhorseAnswer(api http.Handler, a *contract.Action) (*contract.ClientEvent, error) {
+	r := a.GetRunHTTPRequest()
+	req := httptest.NewRequest(r.GetMethod(), r.GetPath(), strings.NewReader(r.GetBody()))
+	req.Header.Set("Authorization", "Bearer user-oauth-token")
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, req)
+	return &contract.ClientEvent{Response: &contract.ClientEvent_ActionResponse{ActionResponse: &contract.ActionResponse{
+		RequestID: a.RequestID, ResponseType: &contract.ActionResponse_HttpResponse{HttpResponse: &contract.HttpResponse{StatusCode: int32(rec.Code), Body: rec.Body.String()}},
+	}}}, nil
 }

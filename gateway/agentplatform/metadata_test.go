@@ -1,6 +1,7 @@
 package agentplatform
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -59,14 +60,14 @@ func FuzzParseModelMetadata(f *testing.F) {
 
 func TestServedModels(t *testing.T) {
 	r := ServedModels([]string{"llama", "qwen"}, map[string]int{"qwen": 128000})
-	m, err := r(nil, ModelMetadata{Provider: "openai", Identifier: "qwen"})
+	m, err := r(context.Background(), ModelMetadata{Provider: "openai", Identifier: "qwen"})
 	if err != nil || m.ID != "qwen" || m.ContextWindow != 128000 {
 		t.Fatalf("%+v %v", m, err)
 	}
-	if m, err = r(nil, ModelMetadata{Provider: "openai", Name: "llama"}); err != nil || m.ContextWindow != DefaultContextWindow {
+	if m, err = r(context.Background(), ModelMetadata{Provider: "openai", Name: "llama"}); err != nil || m.ContextWindow != DefaultContextWindow {
 		t.Fatalf("%+v %v", m, err)
 	}
-	if _, err = r(nil, ModelMetadata{Provider: "openai", Identifier: "gpt-4o"}); err == nil || !strings.Contains(err.Error(), "llama, qwen") {
+	if _, err = r(context.Background(), ModelMetadata{Provider: "openai", Identifier: "gpt-4o"}); err == nil || !strings.Contains(err.Error(), "llama, qwen") {
 		t.Fatalf("unknown model: %v", err)
 	}
 }
