@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"math/big"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,4 +63,26 @@ func selfSignedCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(c)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// TestProbe runs GitLab's health probe against the TLS listener: with the
+// right root it passes, with the system roots only (Workhorse's view of a
+// private CA) it fails on the certificate.
+func TestProbe(t *testing.T) {
+	cert, pool := selfSignedCert(t)
+	h := newHarness(t, harnessOptions{})
+	svc, err := New(Options{Validator: h.svc.o.Validator, Flows: map[string]flow.Flow{"chat": toolFlow{[]map[string]any{spec("get_issue")}}},
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+	must(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	go func() { _ = svc.Serve(ln) }()
+	t.Cleanup(func() { svc.Shutdown(context.Background()) })
+	n, err := Probe(context.Background(), ln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}, h.railsMD("duo_agent_platform"))
+	if err != nil || n != 1 {
+		t.Fatalf("probe: %d %v", n, err)
+	}
+	if _, err := Probe(context.Background(), ln.Addr().String(), &tls.Config{ServerName: "127.0.0.1"}, h.railsMD("duo_agent_platform")); err == nil || !strings.Contains(err.Error(), "not operational") {
+		t.Fatalf("untrusted certificate: %v", err)
+	}
 }
