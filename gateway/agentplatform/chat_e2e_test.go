@@ -297,3 +297,29 @@ func workhorseAnswer(api http.Handler, a *contract.Action) (*contract.ClientEven
 		RequestID: a.RequestID, ResponseType: &contract.ActionResponse_HttpResponse{HttpResponse: &contract.HttpResponse{StatusCode: int32(rec.Code), Body: rec.Body.String()}},
 	}}}, nil
 }
+
+// TestRunChatDriver: the CLI's driver prints tool calls, the approval step
+// and the streamed answer, approving once.
+func TestRunChatDriver(t *testing.T) {
+	h := newChatHarness(t)
+	h.model.steps = []func(*testing.T, model.ChatRequest) model.Result{
+		func(*testing.T, model.ChatRequest) model.Result {
+			return model.Result{ToolCalls: []model.ToolCall{call("a", "get_issue", `{"issue_iid":1}`)}}
+		},
+		func(*testing.T, model.ChatRequest) model.Result {
+			return model.Result{ToolCalls: []model.ToolCall{call("b", "create_work_item_note", `{"work_item_iid":1,"body":"hi"}`)}}
+		},
+		func(*testing.T, model.ChatRequest) model.Result { return model.Result{Text: "All done here."} },
+	}
+	var out strings.Builder
+	md := h.railsMD("duo_chat")
+	status, err := workhorse.RunChat(h.ctx(md), h.client, workhorse.Session{Metadata: md, GitLab: h.api, OAuthToken: "user-oauth-token"}, "8", "check issue 1", false, &out)
+	if err != nil || status != "INPUT_REQUIRED" {
+		t.Fatalf("%s %v\n%s", status, err, out.String())
+	}
+	for _, want := range []string{"You: check issue 1", "[tool] get_issue issue_iid=1 → success", "[approval needed] create_work_item_note", "approving", "[tool] create_work_item_note", "Duo: All done here.", "[INPUT_REQUIRED]"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
