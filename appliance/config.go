@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
@@ -49,9 +50,6 @@ const (
 	DefaultGatewayChat         = 60 * time.Second
 	DefaultGatewayPrompts      = 60 * time.Second
 	DefaultGatewayCheck        = 2500 * time.Millisecond
-	// DefaultCollateralBundleName is the bundle's file name inside state_dir
-	// when attestation.collateral.bundle is not set.
-	DefaultCollateralBundleName = "collateral.json"
 )
 
 // Manifest modes: how the appliance decides which Privatemode deployment
@@ -271,7 +269,7 @@ func baseDefaults() *Config {
 // applyDerivedDefaults fills keys whose default depends on other keys.
 func (c *Config) applyDerivedDefaults() {
 	if c.Attestation.Collateral.Bundle == "" && filepath.IsAbs(c.StateDir) {
-		c.Attestation.Collateral.Bundle = filepath.Join(c.StateDir, DefaultCollateralBundleName)
+		c.Attestation.Collateral.Bundle = filepath.Join(c.StateDir, statedir.CollateralFile)
 	}
 }
 

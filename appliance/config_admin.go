@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // Defaults of the admin section.
@@ -14,9 +16,6 @@ const (
 	DefaultAdminListen         = "127.0.0.1:5053"
 	DefaultAdminMetricsAuth    = MetricsAuthToken
 	DefaultAdminSessionTimeout = 30 * time.Minute
-	// AdminPasswordFile is the admin password hash's name inside state_dir
-	// when admin.password_file is not set.
-	AdminPasswordFile = "admin-password"
 )
 
 // Values of admin.metrics_auth.
@@ -42,12 +41,12 @@ type AdminConfig struct {
 func (a AdminConfig) Enabled() bool { return a.Listen != "" }
 
 // AdminPasswordPath is the file holding the admin password hash: the
-// configured one, else AdminPasswordFile inside the state directory.
+// configured one, else statedir.AdminPasswordFile inside the state directory.
 func (c *Config) AdminPasswordPath() string {
 	if p := c.Admin.PasswordFile; p != "" {
 		return p
 	}
-	return filepath.Join(c.StateDir, AdminPasswordFile)
+	return filepath.Join(c.StateDir, statedir.AdminPasswordFile)
 }
 
 // AdminNetworks parses admin.allowed_networks (validated: never fails for

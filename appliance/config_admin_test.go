@@ -3,6 +3,8 @@ package appliance
 import (
 	"path/filepath"
 	"testing"
+
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 func TestAdminConfig(t *testing.T) {
@@ -10,7 +12,7 @@ func TestAdminConfig(t *testing.T) {
 	if !c.Admin.Enabled() || c.Admin.Listen != DefaultAdminListen || c.Admin.MetricsAuth != MetricsAuthToken {
 		t.Errorf("defaults: %+v", c.Admin)
 	}
-	if got, want := c.AdminPasswordPath(), filepath.Join(DefaultStateDir, AdminPasswordFile); got != want {
+	if got, want := c.AdminPasswordPath(), filepath.Join(DefaultStateDir, statedir.AdminPasswordFile); got != want {
 		t.Errorf("password path %q, want %q", got, want)
 	}
 	c = mustParse(t, "admin:\n  listen: 0.0.0.0:5053\n  allowed_networks: [10.0.0.0/8, 192.168.1.7, \"fd00::/8\"]\n  token_sha256: ["+

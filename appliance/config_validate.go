@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // Bounds enforced by Validate. They are wide enough for any sane deployment
@@ -259,7 +261,7 @@ func (v *validator) collateral() {
 		v.absPath("attestation.collateral.bundle", col.Bundle)
 	case filepath.IsAbs(v.c.StateDir):
 		// Parse derives the default; only a Config built in code gets here.
-		v.fail("attestation.collateral.bundle", "must be set (the default is <state_dir>/%s)", DefaultCollateralBundleName)
+		v.fail("attestation.collateral.bundle", "must be set (the default is <state_dir>/%s)", statedir.CollateralFile)
 	}
 	v.durationIn("attestation.collateral.max_age", col.MaxAge, minCollateralMaxAge, maxCollateralMaxAge)
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
@@ -25,17 +25,10 @@ const ServiceUser = "duo-confidential"
 // refusing it as an unknown override.
 const EnvProxyToken = EnvPrefix + "PROXY_TOKEN"
 
-// Local CA file names inside <state_dir>/local-ca, as tls.OpenLocalCA
-// writes them.
-const (
-	LocalCAKeyFile  = "ca.key"
-	LocalCACertFile = "ca.crt"
-)
-
 // LocalCAPaths returns where the local CA's key and certificate live.
 func (c *Config) LocalCAPaths() (key, cert string) {
-	dir := filepath.Join(c.StateDir, apptls.LocalCADir)
-	return filepath.Join(dir, LocalCAKeyFile), filepath.Join(dir, LocalCACertFile)
+	dir := filepath.Join(c.StateDir, statedir.LocalCADir)
+	return filepath.Join(dir, statedir.LocalCAKeyFile), filepath.Join(dir, statedir.LocalCACertFile)
 }
 
 // ProbeAddr turns a listen address into one this machine can dial: an
@@ -129,9 +122,9 @@ func StateFileMode(rel string, isDir bool) fs.FileMode {
 	}
 	base := filepath.Base(rel)
 	switch {
-	case rel == DefaultCollateralBundleName,
-		rel == apptls.LocalCADir+"/"+LocalCACertFile,
-		strings.HasPrefix(rel, apptls.CertmagicDir+"/locks/"),
+	case rel == statedir.CollateralFile,
+		rel == statedir.LocalCADir+"/"+statedir.LocalCACertFile,
+		strings.HasPrefix(rel, statedir.CertmagicDir+"/locks/"),
 		base == ".lock", strings.HasSuffix(base, ".lock"):
 		return statedir.PublicMode
 	}

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
@@ -54,7 +54,7 @@ func TestListenerClientTLSCreatesNothing(t *testing.T) {
 		t.Errorf("config %q %v %x", tc.ServerName, tc.NextProtos, tc.MinVersion)
 	}
 
-	ca, err := apptls.OpenLocalCA(filepath.Join(cfg.StateDir, apptls.LocalCADir), apptls.LocalCAOptions{})
+	ca, err := apptls.OpenLocalCA(filepath.Join(cfg.StateDir, statedir.LocalCADir), apptls.LocalCAOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestListenerClientTLSCreatesNothing(t *testing.T) {
 func TestReadOnlyCollateralSource(t *testing.T) {
 	cfg := Default()
 	cfg.StateDir = t.TempDir()
-	cfg.Attestation.Collateral.Bundle = filepath.Join(cfg.StateDir, DefaultCollateralBundleName)
+	cfg.Attestation.Collateral.Bundle = filepath.Join(cfg.StateDir, statedir.CollateralFile)
 	if _, err := cfg.ReadOnlyCollateralSource(); err != nil {
 		t.Fatalf("online, no bundle: %v", err)
 	}

@@ -15,18 +15,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp/fasthttputil"
+
 	"github.com/duo-confidential/duo-confidential/gateway"
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/jwks"
 	"github.com/duo-confidential/duo-confidential/proxy"
-	"github.com/valyala/fasthttp/fasthttputil"
 )
-
-// KeysDir is the directory of the gateway's self-signed JWT keys inside
-// state_dir.
-const KeysDir = "keys"
 
 // front is the GitLab-facing half of the appliance: the gateway, GitLab's
 // key set, our own keys and the model client bound to the proxy.
@@ -83,7 +81,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := keys.Open(filepath.Join(cfg.StateDir, KeysDir), ko)
+	store, err := keys.Open(filepath.Join(cfg.StateDir, statedir.KeysDir), ko)
 	if err != nil {
 		return nil, fmt.Errorf("gateway keys: %w", err)
 	}

@@ -9,15 +9,13 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
 )
 
-// TrustLogFile is the trust log's name inside the state directory.
-const TrustLogFile = "trust-log.jsonl"
-
 // TrustLogPath is where the appliance keeps its trust log.
-func (c *Config) TrustLogPath() string { return filepath.Join(c.StateDir, TrustLogFile) }
+func (c *Config) TrustLogPath() string { return filepath.Join(c.StateDir, statedir.TrustLogFile) }
 
 // BundlePath is the installed collateral bundle: the configured one, else
 // the default name inside the state directory.
@@ -25,7 +23,7 @@ func (c *Config) BundlePath() string {
 	if p := c.Attestation.Collateral.Bundle; p != "" {
 		return p
 	}
-	return filepath.Join(c.StateDir, DefaultCollateralBundleName)
+	return filepath.Join(c.StateDir, statedir.CollateralFile)
 }
 
 // OutboundClient is the HTTP client for every call to the outside world:

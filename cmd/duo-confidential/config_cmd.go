@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
@@ -113,7 +114,7 @@ func tlsSummary(cfg *appliance.Config) string {
 		}
 		return fmt.Sprintf("files %s for %s", t.Files.Cert, names)
 	default:
-		return fmt.Sprintf("local CA in %s/%s for %s", cfg.StateDir, apptls.LocalCADir, names)
+		return fmt.Sprintf("local CA in %s/%s for %s", cfg.StateDir, statedir.LocalCADir, names)
 	}
 }
 

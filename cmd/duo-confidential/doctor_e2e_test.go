@@ -13,6 +13,7 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/appliance"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
@@ -98,7 +99,7 @@ func TestDoctorPermissions(t *testing.T) {
 		cfg, state := freshInstall(t)
 		env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + state}
 		runBin(t, env, "--config", cfg, "tls", "ca-cert").want(t, 0, []string{"BEGIN CERTIFICATE"}, nil)
-		key := filepath.Join(state, "local-ca", "ca.key")
+		key := filepath.Join(state, statedir.LocalCADir, statedir.LocalCAKeyFile)
 		for path, mode := range map[string]os.FileMode{state: 0o755, key: 0o644} {
 			if err := os.Chmod(path, mode); err != nil {
 				t.Fatal(err)
