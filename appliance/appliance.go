@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
@@ -133,7 +134,7 @@ func New(o Options) (*Appliance, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := proxy.ParseTokenDigests(digests)
+	tokens, err := bearer.ParseDigests(digests)
 	if err != nil {
 		return nil, err
 	}

@@ -21,9 +21,9 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/jwks"
-	"github.com/duo-confidential/duo-confidential/proxy"
 )
 
 // front is the GitLab-facing half of the appliance: the gateway, GitLab's
@@ -57,7 +57,7 @@ func internalToken(digests []string) (token string, all []string, err error) {
 		return "", nil, fmt.Errorf("internal proxy token: %w", err)
 	}
 	token = hex.EncodeToString(b[:])
-	return token, append(slices.Clone(digests), proxy.TokenDigest(token)), nil
+	return token, append(slices.Clone(digests), bearer.Digest(token)), nil
 }
 
 // newFront builds the gateway from configuration. It does no network I/O:

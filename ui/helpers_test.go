@@ -21,9 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/jwks"
-	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
 )
@@ -268,7 +268,7 @@ func diffLines(want, got string) string {
 }
 
 func mustDigest(tok string) string {
-	return proxy.TokenDigest(tok)
+	return bearer.Digest(tok)
 }
 
 func readme(t *testing.T) string {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/appliance"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
-	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
@@ -178,7 +178,7 @@ gateway:
     default: %s
     code_completions: %s
   completion_format: suffix
-`, writeTemp(t, "gitlab-ca.pem", string(gl.CertPEM)), freeAddr(t), proxy.TokenDigest(token), freeAddr(t), gl.URL, sandbox.ModelChat, sandbox.ModelCode))
+`, writeTemp(t, "gitlab-ca.pem", string(gl.CertPEM)), freeAddr(t), bearer.Digest(token), freeAddr(t), gl.URL, sandbox.ModelChat, sandbox.ModelCode))
 	state := t.TempDir()
 	env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + state}
 	serve := startProc(t, env, "--config", cfg, "serve", "--sandbox", dir, "--drain", "1s")

@@ -1,4 +1,6 @@
-package proxy
+// Package bearer checks inbound bearer tokens against the SHA-256 digests the
+// configuration holds; the proxy and the admin UI share it.
+package bearer
 
 import (
 	"bytes"
@@ -15,9 +17,9 @@ type Tokens struct {
 	digests [][sha256.Size]byte
 }
 
-// ParseTokenDigests builds Tokens from hex SHA-256 digests; an empty list
+// ParseDigests builds Tokens from hex SHA-256 digests; an empty list
 // means inbound authentication is off.
-func ParseTokenDigests(hexDigests []string) (*Tokens, error) {
+func ParseDigests(hexDigests []string) (*Tokens, error) {
 	t := &Tokens{}
 	for i, h := range hexDigests {
 		b, err := hex.DecodeString(strings.TrimSpace(h))
@@ -29,8 +31,8 @@ func ParseTokenDigests(hexDigests []string) (*Tokens, error) {
 	return t, nil
 }
 
-// TokenDigest returns the hex SHA-256 of token, the form configuration holds.
-func TokenDigest(token string) string {
+// Digest returns the hex SHA-256 of token, the form configuration holds.
+func Digest(token string) string {
 	d := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(d[:])
 }
