@@ -17,6 +17,7 @@ import (
 
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/gateway"
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
@@ -99,7 +100,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 	if err != nil {
 		return nil, err
 	}
-	models := g.ModelChoice(log)
+	models := ModelChoice(g, log)
 	f := &front{jwks: set, keys: store, model: mc, memLn: memLn, models: models.All()}
 	f.check.Store(&modelCheck{reason: "checking the configured models against the backend's /v1/models"})
 	gw, err := gateway.New(gateway.Options{
@@ -126,9 +127,9 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 	return f, nil
 }
 
-// ModelChoice returns the gateway's per-feature model choice for this
+// ModelChoice returns the gateway's per-feature model choice for the
 // configuration; log receives its once-per-value warnings.
-func (g GatewayConfig) ModelChoice(log *slog.Logger) *gateway.Models {
+func ModelChoice(g config.GatewayConfig, log *slog.Logger) *gateway.Models {
 	return &gateway.Models{
 		Default: g.Models.Default,
 		ByFeature: map[prompts.Feature]string{

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
@@ -202,7 +202,7 @@ func TestRunExport(t *testing.T) {
 
 func TestCollateralSource(t *testing.T) {
 	dir := t.TempDir()
-	cfg := appliance.Default()
+	cfg := config.Default()
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.Attestation.Collateral.Bundle = filepath.Join(cfg.StateDir, statedir.CollateralFile)
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
@@ -41,7 +41,7 @@ func (c *ConfigCheckCmd) Run(g *Globals) error {
 
 // writeConfigSummary prints what an admin most needs to confirm: where
 // state lives, what is trusted, and where each non-default value came from.
-func writeConfigSummary(w io.Writer, path string, found bool, cfg *appliance.Config) error {
+func writeConfigSummary(w io.Writer, path string, found bool, cfg *config.Config) error {
 	var b strings.Builder
 	if found {
 		fmt.Fprintf(&b, "config OK: %s\n", path)
@@ -67,9 +67,9 @@ func writeConfigSummary(w io.Writer, path string, found bool, cfg *appliance.Con
 	m := cfg.Attestation.Manifest
 	var trust string
 	switch m.Mode {
-	case appliance.ManifestModePinned:
+	case config.ManifestModePinned:
 		trust = "pinned: only " + m.File
-	case appliance.ManifestModeAllowlist:
+	case config.ManifestModeAllowlist:
 		trust = fmt.Sprintf("allowlist: %d approved manifest(s), published at %s", len(m.AllowedSHA256), m.URL)
 	default:
 		trust = "dynamic: as published at " + m.URL
@@ -100,7 +100,7 @@ func writeConfigSummary(w io.Writer, path string, found bool, cfg *appliance.Con
 }
 
 // tlsSummary says where the listeners' certificates come from.
-func tlsSummary(cfg *appliance.Config) string {
+func tlsSummary(cfg *config.Config) string {
 	t := cfg.TLS
 	names := strings.Join(cfg.TLSNames(), ", ")
 	switch t.Source {
@@ -120,9 +120,9 @@ func tlsSummary(cfg *appliance.Config) string {
 
 // overriddenByEnv lists the DUO_CONFIDENTIAL_* variables that changed a key,
 // so nobody mistakes the file for the whole story.
-func overriddenByEnv(cfg *appliance.Config) []string {
+func overriddenByEnv(cfg *config.Config) []string {
 	var out []string
-	for name, path := range appliance.EnvOverrides() {
+	for name, path := range config.EnvOverrides() {
 		if strings.HasPrefix(cfg.Source(path), "env ") {
 			out = append(out, name)
 		}
@@ -149,7 +149,7 @@ type ConfigExampleCmd struct{}
 // Run writes the embedded example configuration to stdout, byte for byte,
 // so `duo-confidential config example > config.yaml` gives a valid file.
 func (c *ConfigExampleCmd) Run(g *Globals) error {
-	if _, err := g.stdout().Write(appliance.ExampleConfig); err != nil {
+	if _, err := g.stdout().Write(config.ExampleConfig); err != nil {
 		return fmt.Errorf("write example configuration: %w", err)
 	}
 	return nil

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 )
 
 // DoctorCmd checks an installation from the appliance's side: what GitLab's
@@ -26,7 +26,7 @@ type doctorEnv struct {
 	g   *Globals
 	c   *DoctorCmd
 	now time.Time
-	cfg *appliance.Config // nil until the config check passes
+	cfg *config.Config // nil until the config check passes
 
 	owner owner
 }
@@ -91,8 +91,8 @@ func (e *doctorEnv) checks() []doctorCheck {
 func serviceOwner() owner {
 	uid, gid := os.Geteuid(), os.Getegid()
 	if uid == 0 {
-		if u, err := user.Lookup(appliance.ServiceUser); err == nil {
-			o := owner{name: appliance.ServiceUser}
+		if u, err := user.Lookup(config.ServiceUser); err == nil {
+			o := owner{name: config.ServiceUser}
 			o.uid, _ = strconv.Atoi(u.Uid)
 			o.gid, _ = strconv.Atoi(u.Gid)
 			return o

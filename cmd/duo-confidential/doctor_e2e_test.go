@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
@@ -40,7 +40,7 @@ func freshInstall(t *testing.T) (cfg, state string) {
 	if err := os.Mkdir(state, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return writeTemp(t, "config.yaml", string(appliance.ExampleConfig)), state
+	return writeTemp(t, "config.yaml", string(config.ExampleConfig)), state
 }
 
 // TestDoctorFreshInstallOffline is what the package test runs in a new
@@ -56,7 +56,7 @@ func TestDoctorFreshInstallOffline(t *testing.T) {
 	out := strings.ReplaceAll(r.stdout, state, "<STATE>")
 	out = strings.ReplaceAll(out, cfg, "<CONFIG>")
 	out = strings.ReplaceAll(out, "owner "+serviceOwner().name, "owner <OWNER>")
-	out = strings.ReplaceAll(out, strings.Join(appliance.Default().TLSNames(), ", "), "<TLS NAMES>")
+	out = strings.ReplaceAll(out, strings.Join(config.Default().TLSNames(), ", "), "<TLS NAMES>")
 	out = regexp.MustCompile(`\d+ MB free`).ReplaceAllString(out, "<N> MB free")
 	golden(t, "fresh-offline.txt", out)
 
@@ -185,7 +185,7 @@ gateway:
 
 	// Doctor runs while the appliance is up; wait until the gateway says
 	// it is ready, as an admin would after a start.
-	parsed, err := appliance.Load(cfg)
+	parsed, err := config.Load(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ gateway:
 		}
 	})
 	t.Run("with the proxy token", func(t *testing.T) {
-		r := runBin(t, append(env, appliance.EnvProxyToken+"="+token), "--config", cfg, "doctor", "--sandbox", dir)
+		r := runBin(t, append(env, config.EnvProxyToken+"="+token), "--config", cfg, "doctor", "--sandbox", dir)
 		r.want(t, 0, nil, nil)
 		lines := doctorLines(t, r.stdout)
 		want := map[string]string{

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
@@ -73,7 +73,7 @@ func (e *doctorEnv) checkStateDir(context.Context) checkResult {
 		}
 		rel, _ := filepath.Rel(dir, path)
 		rel = filepath.ToSlash(rel)
-		want := appliance.StateFileMode(rel, d.IsDir())
+		want := config.StateFileMode(rel, d.IsDir())
 		if path == e.cfg.BundlePath() {
 			want = statedir.PublicMode // a bundle configured under another name
 		}
@@ -152,7 +152,7 @@ func (e *doctorEnv) checkKeyFiles(context.Context) checkResult {
 	}
 	add("gateway.signing_key_file", c.Gateway.SigningKeyFile)
 	add("gateway.validation_key_file", c.Gateway.ValidationKeyFile)
-	if c.Proxy.CacheSalt == appliance.CacheSaltShared {
+	if c.Proxy.CacheSalt == config.CacheSaltShared {
 		add("proxy.shared_salt_file", c.Proxy.SharedSaltFile)
 	}
 	if p := c.AdminPasswordPath(); !strings.HasPrefix(p, c.StateDir+string(filepath.Separator)) {

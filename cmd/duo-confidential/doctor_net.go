@@ -13,7 +13,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/jwks"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
@@ -22,11 +22,11 @@ import (
 type listener struct{ key, addr string }
 
 func (e *doctorEnv) proxyAddr() listener {
-	return listener{"proxy.listen", appliance.ProbeAddr(e.cfg.Proxy.Listen)}
+	return listener{"proxy.listen", config.ProbeAddr(e.cfg.Proxy.Listen)}
 }
 
 func (e *doctorEnv) gatewayAddr() listener {
-	return listener{"gateway.listen", appliance.ProbeAddr(e.cfg.Gateway.Listen)}
+	return listener{"gateway.listen", config.ProbeAddr(e.cfg.Gateway.Listen)}
 }
 
 // baseURL is how this machine reaches a listener; the TLS configuration

@@ -1,10 +1,11 @@
-package appliance
+package config
 
 import (
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +34,19 @@ func (c *Config) LocalCAPaths() (key, cert string) {
 
 // ProbeAddr turns a listen address into one this machine can dial: an
 // unspecified host (0.0.0.0, ::, empty) becomes loopback.
-func ProbeAddr(listen string) string { return probeAddr(listen) }
+func ProbeAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
 
 // ListenerClientTLS is how a client on this machine verifies the
 // appliance's own listeners as GitLab would: the outbound roots plus the
