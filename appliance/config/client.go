@@ -17,10 +17,6 @@ import (
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
-// ServiceUser is the system user the packages run the appliance as; a
-// check run by root expects the state directory to belong to it.
-const ServiceUser = "duo-confidential"
-
 // EnvProxyToken holds the proxy's inbound token for client-side commands
 // (doctor). It is not a configuration key, so Parse ignores it instead of
 // refusing it as an unknown override.
@@ -122,26 +118,6 @@ func (c *Config) ReadOnlyCollateralSource() (attest.CollateralSource, error) {
 		return nil, fmt.Errorf("no collateral bundle at %s and attestation.collateral.online is false; %s", c.BundlePath(), attest.RefreshHint)
 	}
 	return chain, nil
-}
-
-// StateFileMode is the most open mode a path inside the state directory
-// may have (rel is relative to it, slash-separated): 0700 for directories,
-// 0644 for public data (the collateral bundle, the local CA certificate,
-// lock files), 0600 for everything else, since keys and the trust log
-// live there.
-func StateFileMode(rel string, isDir bool) fs.FileMode {
-	if isDir {
-		return statedir.DirMode
-	}
-	base := filepath.Base(rel)
-	switch {
-	case rel == statedir.CollateralFile,
-		rel == statedir.LocalCADir+"/"+statedir.LocalCACertFile,
-		strings.HasPrefix(rel, statedir.CertmagicDir+"/locks/"),
-		base == ".lock", strings.HasSuffix(base, ".lock"):
-		return statedir.PublicMode
-	}
-	return statedir.SecretMode
 }
 
 // LeafExpiryWarning is how close to expiry a listener certificate may come

@@ -76,3 +76,16 @@ func applyEnv(env []string, c *Config) []error {
 	}
 	return errs
 }
+
+// EnvOverridden lists the DUO_CONFIDENTIAL_* variables that changed a key,
+// sorted, so nobody mistakes the file for the whole story.
+func (c *Config) EnvOverridden() []string {
+	var out []string
+	for name, path := range EnvOverrides() {
+		if strings.HasPrefix(c.Source(path), "env ") {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -92,7 +91,7 @@ func writeConfigSummary(w io.Writer, path string, found bool, cfg *config.Config
 	row("reattest", "every "+shortDuration(cfg.Attestation.ReattestInterval))
 	row("tls", tlsSummary(cfg))
 
-	if envs := overriddenByEnv(cfg); len(envs) > 0 {
+	if envs := cfg.EnvOverridden(); len(envs) > 0 {
 		row("overrides", strings.Join(envs, ", "))
 	}
 	_, err := io.WriteString(w, b.String())
@@ -116,19 +115,6 @@ func tlsSummary(cfg *config.Config) string {
 	default:
 		return fmt.Sprintf("local CA in %s/%s for %s", cfg.StateDir, statedir.LocalCADir, names)
 	}
-}
-
-// overriddenByEnv lists the DUO_CONFIDENTIAL_* variables that changed a key,
-// so nobody mistakes the file for the whole story.
-func overriddenByEnv(cfg *config.Config) []string {
-	var out []string
-	for name, path := range config.EnvOverrides() {
-		if strings.HasPrefix(cfg.Source(path), "env ") {
-			out = append(out, name)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // shortDuration prints 720h rather than 720h0m0s.

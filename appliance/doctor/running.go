@@ -1,7 +1,8 @@
-package main
+package doctor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -24,8 +25,8 @@ const maxProbeBody = 1 << 20
 
 // attestationApplies skips the one-off attestation when there is no key
 // to ask the service with.
-func (e *doctorEnv) attestationApplies() *checkResult {
-	if e.c.Sandbox == "" && e.cfg.Privatemode.APIKeyFile == "" {
+func (e *env) attestationApplies() *checkResult {
+	if e.o.Sandbox == "" && e.cfg.Privatemode.APIKeyFile == "" {
 		r := skip("no Privatemode API key (privatemode.api_key_file) to attest %s with; the running appliance's verdict shows in proxy-ready", e.cfg.Privatemode.Endpoint)
 		return &r
 	}
@@ -35,14 +36,14 @@ func (e *doctorEnv) attestationApplies() *checkResult {
 // checkAttestation attests the Privatemode endpoint once, with the
 // appliance's own policy, and prints the verdict. Nothing is recorded in
 // the trust log and no collateral is written; a rollback is still refused.
-func (e *doctorEnv) checkAttestation(ctx context.Context) checkResult {
+func (e *env) checkAttestation(ctx context.Context) checkResult {
 	cfg := e.cfg
 	endpoint := cfg.Privatemode.Endpoint
 	hw := attest.HardwareOptions{MaxCollateralAge: cfg.Attestation.Collateral.MaxAge}
 	var policy attest.ManifestPolicy
 	var apiKey string
-	if e.c.Sandbox != "" {
-		sb, key, err := loadSandboxDir(e.c.Sandbox)
+	if e.o.Sandbox != "" {
+		sb, key, err := e.o.LoadSandbox(e.o.Sandbox)
 		if err != nil {
 			return fail("run `duo-confidential sandbox --out DIR` first", "%v", err)
 		}
@@ -103,7 +104,7 @@ func (e *doctorEnv) checkAttestation(ctx context.Context) checkResult {
 	}
 	detail := fmt.Sprintf("%s: %s, %s %s, manifest %s…, TCB %s", endpoint, res.Verdict, res.Platform, orDash(res.Product),
 		short12(res.ManifestSHA256), orDash(strings.Join(tcb, "/")))
-	if e.c.Sandbox != "" {
+	if e.o.Sandbox != "" {
 		return warn("this is the sandbox: drop --sandbox to attest the real service",
 			"%s; verified against the sandbox's TEST roots: NOT CONFIDENTIAL", detail)
 	}
@@ -112,8 +113,8 @@ func (e *doctorEnv) checkAttestation(ctx context.Context) checkResult {
 
 // proxyTokenKnown skips the authenticated proxy checks when the proxy
 // needs a token doctor was not given.
-func (e *doctorEnv) proxyTokenKnown() *checkResult {
-	if len(e.cfg.Proxy.InboundTokenSHA256) > 0 && e.c.ProxyToken == "" {
+func (e *env) proxyTokenKnown() *checkResult {
+	if len(e.cfg.Proxy.InboundTokenSHA256) > 0 && e.o.ProxyToken == "" {
 		r := skip("proxy.inbound_token_sha256 is set: pass --proxy-token or DUO_CONFIDENTIAL_PROXY_TOKEN to check this")
 		return &r
 	}
@@ -121,7 +122,7 @@ func (e *doctorEnv) proxyTokenKnown() *checkResult {
 }
 
 // get sends a request to the running appliance and reads the answer.
-func (e *doctorEnv) request(ctx context.Context, method, url string, body []byte, token string) (int, []byte, error) {
+func (e *env) request(ctx context.Context, method, url string, body []byte, token string) (int, []byte, error) {
 	client, err := e.listenerClient()
 	if err != nil {
 		return 0, nil, err
@@ -155,7 +156,7 @@ type readyBody struct {
 
 // checkProxyReady asks the running proxy whether the backend is attested
 // and the secret exchanged (/readyz).
-func (e *doctorEnv) checkProxyReady(ctx context.Context) checkResult {
+func (e *env) checkProxyReady(ctx context.Context) checkResult {
 	url := e.baseURL(e.proxyAddr()) + "/readyz"
 	status, b, err := e.request(ctx, http.MethodGet, url, nil, "")
 	if err != nil {
@@ -176,7 +177,7 @@ func (e *doctorEnv) checkProxyReady(ctx context.Context) checkResult {
 // checkProxyModels lists the proxy's models, the call GitLab's
 // verify_self_hosted_setup makes to <endpoint>/v1/models, and checks that
 // the gateway's models are among them.
-func (e *doctorEnv) checkProxyModels(ctx context.Context) checkResult {
+func (e *env) checkProxyModels(ctx context.Context) checkResult {
 	ids, r := e.proxyModels(ctx)
 	if r != nil {
 		return *r
@@ -192,9 +193,9 @@ func (e *doctorEnv) checkProxyModels(ctx context.Context) checkResult {
 	return pass("serves %d %s: %s", len(ids), plural(len(ids), "model", "models"), strings.Join(ids, ", "))
 }
 
-func (e *doctorEnv) proxyModels(ctx context.Context) ([]string, *checkResult) {
+func (e *env) proxyModels(ctx context.Context) ([]string, *checkResult) {
 	url := e.baseURL(e.proxyAddr()) + "/v1/models"
-	status, b, err := e.request(ctx, http.MethodGet, url, nil, e.c.ProxyToken)
+	status, b, err := e.request(ctx, http.MethodGet, url, nil, e.o.ProxyToken)
 	var list struct {
 		Data []struct {
 			ID string `json:"id"`
@@ -220,9 +221,9 @@ func (e *doctorEnv) proxyModels(ctx context.Context) ([]string, *checkResult) {
 
 // checkProxyCompletion sends one tiny chat completion through the proxy:
 // encryption, the backend and decryption in one round trip.
-func (e *doctorEnv) checkProxyCompletion(ctx context.Context) checkResult {
+func (e *env) checkProxyCompletion(ctx context.Context) checkResult {
 	g := e.cfg.Gateway.Models
-	model := firstSet(g.DuoChat, g.Default)
+	model := cmp.Or(g.DuoChat, g.Default)
 	if model == "" {
 		ids, r := e.proxyModels(ctx)
 		if r != nil {
@@ -241,7 +242,7 @@ func (e *doctorEnv) checkProxyCompletion(ctx context.Context) checkResult {
 	})
 	url := e.baseURL(e.proxyAddr()) + "/v1/chat/completions"
 	start := time.Now()
-	status, b, err := e.request(ctx, http.MethodPost, url, body, e.c.ProxyToken)
+	status, b, err := e.request(ctx, http.MethodPost, url, body, e.o.ProxyToken)
 	took := time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		return fail("read `journalctl -u duo-confidential`", "POST %s: %v", url, err)
@@ -261,7 +262,7 @@ func (e *doctorEnv) checkProxyCompletion(ctx context.Context) checkResult {
 
 // checkGatewayHost is GitLab's "Run health check" host probe: HEAD on the
 // gateway URL, where any HTTP answer (401 included) counts.
-func (e *doctorEnv) checkGatewayHost(ctx context.Context) checkResult {
+func (e *env) checkGatewayHost(ctx context.Context) checkResult {
 	url := e.baseURL(e.gatewayAddr()) + "/"
 	status, _, err := e.request(ctx, http.MethodHead, url, nil, "")
 	if err != nil {
@@ -272,7 +273,7 @@ func (e *doctorEnv) checkGatewayHost(ctx context.Context) checkResult {
 
 // checkGatewayHealthz is what gitlab:duo:verify_self_hosted_setup checks:
 // GET /monitoring/healthz answers 200 {}.
-func (e *doctorEnv) checkGatewayHealthz(ctx context.Context) checkResult {
+func (e *env) checkGatewayHealthz(ctx context.Context) checkResult {
 	url := e.baseURL(e.gatewayAddr()) + "/monitoring/healthz"
 	status, b, err := e.request(ctx, http.MethodGet, url, nil, "")
 	if err != nil {
@@ -286,7 +287,7 @@ func (e *doctorEnv) checkGatewayHealthz(ctx context.Context) checkResult {
 
 // checkGatewayReady asks the gateway whether Duo requests can be served
 // now: GitLab's keys, the attested backend and the configured models.
-func (e *doctorEnv) checkGatewayReady(ctx context.Context) checkResult {
+func (e *env) checkGatewayReady(ctx context.Context) checkResult {
 	url := e.baseURL(e.gatewayAddr()) + "/monitoring/ready"
 	status, b, err := e.request(ctx, http.MethodGet, url, nil, "")
 	if err != nil {
@@ -311,7 +312,7 @@ func (e *doctorEnv) checkGatewayReady(ctx context.Context) checkResult {
 
 // checkGitLabProbes names the probes only GitLab can run: they need a token
 // GitLab issues.
-func (e *doctorEnv) checkGitLabProbes(context.Context) checkResult {
+func (e *env) checkGitLabProbes(context.Context) checkResult {
 	return skip("need a GitLab-issued token, so run them from GitLab: Admin > GitLab Duo > Self-hosted models > Test connection " +
 		"(POST /v1/prompts/model_configuration%%2Fcheck), the Code Suggestions probe (POST /v2/code/completions) of Run health check, " +
 		"and `gitlab-rake \"gitlab:duo:verify_self_hosted_setup[<admin user>]\"` on the GitLab server")

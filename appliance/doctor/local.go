@@ -1,4 +1,4 @@
-package main
+package doctor
 
 import (
 	"context"
@@ -27,9 +27,9 @@ const minFreeBytes = 100 << 20
 const maxListed = 5
 
 // checkConfig loads the configuration exactly as `config check` does.
-func (e *doctorEnv) checkConfig(context.Context) checkResult {
-	path, named := e.g.ConfigPath(), e.g.Config != ""
-	cfg, found, err := e.g.loadConfigFile(path, named)
+func (e *env) checkConfig(context.Context) checkResult {
+	path := e.o.ConfigPath
+	cfg, found, err := e.o.LoadConfig()
 	if err != nil {
 		return fail("fix what is listed, then run `duo-confidential config check`", "%v", err)
 	}
@@ -38,7 +38,7 @@ func (e *doctorEnv) checkConfig(context.Context) checkResult {
 	if !found {
 		detail = path + " not found: built-in defaults"
 	}
-	if envs := overriddenByEnv(cfg); len(envs) > 0 {
+	if envs := cfg.EnvOverridden(); len(envs) > 0 {
 		detail += "; overridden by " + strings.Join(envs, ", ")
 	}
 	return pass("%s", detail)
@@ -47,7 +47,7 @@ func (e *doctorEnv) checkConfig(context.Context) checkResult {
 // checkStateDir checks the state directory as docs/operations.md "Files
 // and permissions" states it: the service user's, 0700, each file no more
 // open than its kind allows, writable, with room to spare.
-func (e *doctorEnv) checkStateDir(context.Context) checkResult {
+func (e *env) checkStateDir(context.Context) checkResult {
 	dir, o := e.cfg.StateDir, e.owner
 	fi, err := os.Stat(dir)
 	switch {
@@ -73,7 +73,7 @@ func (e *doctorEnv) checkStateDir(context.Context) checkResult {
 		}
 		rel, _ := filepath.Rel(dir, path)
 		rel = filepath.ToSlash(rel)
-		want := config.StateFileMode(rel, d.IsDir())
+		want := StateFileMode(rel, d.IsDir())
 		if path == e.cfg.BundlePath() {
 			want = statedir.PublicMode // a bundle configured under another name
 		}
@@ -135,7 +135,7 @@ type secretFile struct{ key, path string }
 // checkKeyFiles checks the configured secret files: present, 0600, and
 // readable by the service user. The Privatemode API key is the one the
 // service cannot start without.
-func (e *doctorEnv) checkKeyFiles(context.Context) checkResult {
+func (e *env) checkKeyFiles(context.Context) checkResult {
 	c := e.cfg
 	var files []secretFile
 	add := func(key, path string) {
@@ -184,9 +184,9 @@ func (e *doctorEnv) checkKeyFiles(context.Context) checkResult {
 		return fail(strings.Join(fixes, "\n"), "%s", strings.Join(problems, "\n"))
 	}
 	switch {
-	case c.Privatemode.APIKeyFile == "" && e.c.Sandbox != "" && len(ok) == 0:
+	case c.Privatemode.APIKeyFile == "" && e.o.Sandbox != "" && len(ok) == 0:
 		return skip("no secret files configured (--sandbox: the sandbox brings its own API key)")
-	case c.Privatemode.APIKeyFile == "" && e.c.Sandbox == "":
+	case c.Privatemode.APIKeyFile == "" && e.o.Sandbox == "":
 		return warn("write the key into /etc/duo-confidential/privatemode-api-key (owner "+e.owner.name+", mode 0600) and set privatemode.api_key_file to that path",
 			"privatemode.api_key_file is not set: `serve` does not start without the Privatemode API key")
 	case len(ok) == 0:
@@ -198,7 +198,7 @@ func (e *doctorEnv) checkKeyFiles(context.Context) checkResult {
 // checkTLS checks, without the network, that the certificate source can
 // serve: the operator's files load and cover tls.names, or the local CA
 // opens; nothing is created.
-func (e *doctorEnv) checkTLS(context.Context) checkResult {
+func (e *env) checkTLS(context.Context) checkResult {
 	c := e.cfg
 	names := strings.Join(c.TLSNames(), ", ")
 	switch c.TLS.Source {
@@ -250,7 +250,7 @@ func (e *doctorEnv) checkTLS(context.Context) checkResult {
 // checkCollateral reports the installed bundle's freshness as `collateral
 // show` does; a missing or stale bundle is a warning while online fetching
 // may repair it, a failure otherwise.
-func (e *doctorEnv) checkCollateral(context.Context) checkResult {
+func (e *env) checkCollateral(context.Context) checkResult {
 	col := e.cfg.Attestation.Collateral
 	path := e.cfg.BundlePath()
 	const fix = "`duo-confidential collateral export` on a connected machine, then `duo-confidential collateral import` here (docs/operations.md \"Air-gapped sites\")"
@@ -283,7 +283,7 @@ func (e *doctorEnv) checkCollateral(context.Context) checkResult {
 }
 
 // checkTrustLog verifies the trust log's hash chain; it never writes it.
-func (e *doctorEnv) checkTrustLog(context.Context) checkResult {
+func (e *env) checkTrustLog(context.Context) checkResult {
 	tl, err := attest.OpenTrustLog(e.cfg.TrustLogPath())
 	if err != nil {
 		return fail("keep the file for investigation and move it aside to start a new log (docs/operations.md \"The trust log\")", "%v", err)

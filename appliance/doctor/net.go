@@ -1,4 +1,4 @@
-package main
+package doctor
 
 import (
 	"context"
@@ -21,17 +21,17 @@ import (
 // listener names one of the appliance's listeners for the online checks.
 type listener struct{ key, addr string }
 
-func (e *doctorEnv) proxyAddr() listener {
+func (e *env) proxyAddr() listener {
 	return listener{"proxy.listen", config.ProbeAddr(e.cfg.Proxy.Listen)}
 }
 
-func (e *doctorEnv) gatewayAddr() listener {
+func (e *env) gatewayAddr() listener {
 	return listener{"gateway.listen", config.ProbeAddr(e.cfg.Gateway.Listen)}
 }
 
 // baseURL is how this machine reaches a listener; the TLS configuration
 // names the server as GitLab does (ServerName), whatever address is dialled.
-func (e *doctorEnv) baseURL(l listener) string {
+func (e *env) baseURL(l listener) string {
 	if e.cfg.TLS.Source == apptls.SourceOff {
 		return "http://" + l.addr
 	}
@@ -40,7 +40,7 @@ func (e *doctorEnv) baseURL(l listener) string {
 
 // gatewayOn reports the gateway as not configured, with status st, when
 // gateway.gitlab_url is empty.
-func (e *doctorEnv) gatewayOn(st checkStatus) func() *checkResult {
+func (e *env) gatewayOn(st checkStatus) func() *checkResult {
 	return func() *checkResult {
 		if e.cfg.Gateway.Enabled() {
 			return nil
@@ -57,7 +57,7 @@ func (e *doctorEnv) gatewayOn(st checkStatus) func() *checkResult {
 
 // listenerClient verifies the appliance's certificates as GitLab would
 // (ListenerClientTLS) and never goes through HTTPS_PROXY.
-func (e *doctorEnv) listenerClient() (*http.Client, error) {
+func (e *env) listenerClient() (*http.Client, error) {
 	tc, err := e.cfg.ListenerClientTLS()
 	if err != nil {
 		return nil, err
@@ -67,7 +67,7 @@ func (e *doctorEnv) listenerClient() (*http.Client, error) {
 
 // checkHandshake connects to a running listener and reports what the TLS
 // handshake gives: version, ALPN, certificate names, issuer and expiry.
-func (e *doctorEnv) checkHandshake(which func() listener) func(context.Context) checkResult {
+func (e *env) checkHandshake(which func() listener) func(context.Context) checkResult {
 	return func(ctx context.Context) checkResult {
 		l := which()
 		tc, err := e.cfg.ListenerClientTLS()
@@ -174,7 +174,7 @@ func firstCertificate(path string) (*x509.Certificate, error) {
 // checkGitLabKeys fetches GitLab's keys once, the way the gateway does
 // (jwks: OIDC discovery → jwks_uri), through the outbound client so that
 // outbound.ca_bundle and HTTPS_PROXY apply.
-func (e *doctorEnv) checkGitLabKeys(ctx context.Context) checkResult {
+func (e *env) checkGitLabKeys(ctx context.Context) checkResult {
 	gl := e.cfg.Gateway.GitLabURL
 	client, err := e.cfg.OutboundClient(true)
 	if err != nil {

@@ -1,4 +1,4 @@
-package main
+package doctor
 
 import (
 	"bytes"
@@ -144,13 +144,13 @@ var sampleResults = []checkResult{
 
 func TestDoctorFormat(t *testing.T) {
 	var text bytes.Buffer
-	if err := writeDoctorText(&text, sampleResults); err != nil {
+	if err := writeText(&text, sampleResults); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "format.txt", text.String())
 
 	var js bytes.Buffer
-	if err := writeDoctorJSON(&js, sampleResults); err != nil {
+	if err := writeJSON(&js, sampleResults); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "format.json", js.String())

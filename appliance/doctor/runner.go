@@ -1,4 +1,4 @@
-package main
+package doctor
 
 import (
 	"context"
@@ -120,8 +120,8 @@ func runOne(ctx context.Context, c doctorCheck, offline bool, done map[string]ch
 	return r
 }
 
-// doctorSummary counts results by status.
-func doctorSummary(results []checkResult) map[checkStatus]int {
+// summary counts results by status.
+func summary(results []checkResult) map[checkStatus]int {
 	n := map[checkStatus]int{}
 	for _, r := range results {
 		n[r.Status]++
@@ -129,9 +129,9 @@ func doctorSummary(results []checkResult) map[checkStatus]int {
 	return n
 }
 
-// writeDoctorText prints one aligned line per check, the fix under a
+// writeText prints one aligned line per check, the fix under a
 // FAIL or WARN, and a summary line, like the other commands' reports.
-func writeDoctorText(w io.Writer, results []checkResult) error {
+func writeText(w io.Writer, results []checkResult) error {
 	width := 0
 	for _, r := range results {
 		width = max(width, len(r.Name))
@@ -146,24 +146,25 @@ func writeDoctorText(w io.Writer, results []checkResult) error {
 			fmt.Fprintf(&b, "%sfix: %s\n", indent, fix)
 		}
 	}
-	n := doctorSummary(results)
+	n := summary(results)
 	fmt.Fprintf(&b, "\n%d passed, %d %s, %d failed, %d skipped\n",
 		n[statusPass], n[statusWarn], plural(n[statusWarn], "warning", "warnings"), n[statusFail], n[statusSkip])
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-// writeDoctorJSON prints the results as one JSON array.
-func writeDoctorJSON(w io.Writer, results []checkResult) error {
+// writeJSON prints the results as one JSON array.
+func writeJSON(w io.Writer, results []checkResult) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(results)
 }
 
-// doctorFailed is the error doctor returns when a check failed: exit
-// status 1, the report on stdout says which.
-type doctorFailed struct{ n int }
+// Failed is the error Run returns when a check failed: exit status 1, the
+// report on stdout says which.
+type Failed struct{ n int }
 
-func (e doctorFailed) Error() string {
+// Error says how many checks failed.
+func (e Failed) Error() string {
 	return fmt.Sprintf("doctor: %d %s failed", e.n, plural(e.n, "check", "checks"))
 }
