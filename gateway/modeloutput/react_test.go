@@ -1,4 +1,4 @@
-package prompts
+package modeloutput
 
 import (
 	"encoding/json"
@@ -70,38 +70,6 @@ func TestParseReActGolden(t *testing.T) {
 				t.Errorf("got\n%s\nwant\n%s", got, want)
 			}
 		})
-	}
-}
-
-func TestMatchTool(t *testing.T) {
-	tools := []Tool{{Name: "issue_reader"}, {Name: "gitlab_documentation"}, {Name: "merge_request_reader"}}
-	for in, want := range map[string]string{
-		"issue_reader": "issue_reader", "IssueReader": "issue_reader", "issue reader tool": "issue_reader",
-		"GitLab-Documentation": "gitlab_documentation", "MergeRequestReader": "merge_request_reader", "pipeline_reader": "",
-		"": "",
-	} {
-		got, ok := MatchTool(in, tools)
-		if got != want || ok != (want != "") {
-			t.Errorf("MatchTool(%q) = %q, %v; want %q", in, got, ok, want)
-		}
-	}
-}
-
-func TestChatSystemPrompt(t *testing.T) {
-	p := ChatSystemPrompt([]Tool{{Name: "issue_reader", Description: "Reads an issue.\n  Input: a reference."}}, []string{"Pipelines"}, "2026-01-02")
-	for _, want := range []string{"issue_reader: Reads an issue. Input: a reference.", "Action Input:", "Final Answer:", "Pipelines", "2026-01-02"} {
-		if !strings.Contains(p, want) {
-			t.Errorf("system prompt lacks %q:\n%s", want, p)
-		}
-	}
-	// The format the prompt teaches must parse.
-	st, err := ParseReAct("Thought: x\nAction: issue_reader\nAction Input: #1")
-	if a, ok := st.(Action); err != nil || !ok || a.Tool != "issue_reader" {
-		t.Errorf("taught format does not parse: %#v %v", st, err)
-	}
-	sp := ScratchpadText([]ScratchpadStep{{Thought: "t", Tool: "issue_reader", ToolInput: "#1", Observation: "text"}})
-	if !strings.Contains(sp, "Observation: text\n") {
-		t.Errorf("scratchpad: %q", sp)
 	}
 }
 

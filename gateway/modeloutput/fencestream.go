@@ -1,9 +1,11 @@
-package prompts
+package modeloutput
 
 import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/duo-confidential/duo-confidential/gateway/prompts"
 )
 
 // StreamCleaner cleans a streamed completion or generation as it arrives,
@@ -40,7 +42,7 @@ const streamEchoLines = 12
 
 // NewStreamCleaner returns a cleaner for output written for c.
 func NewStreamCleaner(c CleanContext) *StreamCleaner {
-	lang, _ := DetectLanguage(c.FileName, "")
+	lang, _ := prompts.DetectLanguage(c.FileName, "")
 	prefix := strings.ReplaceAll(c.Prefix, "\r\n", "\n")
 	nl := strings.LastIndexByte(prefix, '\n')
 	h := headFilter{prefix: prefix, partial: prefix[nl+1:], gen: c.Generation}

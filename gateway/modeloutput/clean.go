@@ -1,10 +1,12 @@
-package prompts
+package modeloutput
 
 import (
 	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/duo-confidential/duo-confidential/gateway/prompts"
 )
 
 // CleanContext is the editor state a completion or generation was made
@@ -34,7 +36,7 @@ func Clean(out string, c CleanContext) string {
 	s := strings.ReplaceAll(out, "\r\n", "\n")
 	s = stripReasoning(s)
 	s = stripSpecialTokens(s)
-	lang, _ := DetectLanguage(c.FileName, "")
+	lang, _ := prompts.DetectLanguage(c.FileName, "")
 	s = stripFences(s, lang.Fence == "markdown")
 	s = stripInlineCode(s)
 	s = trimLinesRight(s)
@@ -67,7 +69,7 @@ func Clean(out string, c CleanContext) string {
 var (
 	reasoningRe = regexp.MustCompile(`(?s)<(think|thinking|reasoning)>.*?</(think|thinking|reasoning)>`)
 	specialRe   = regexp.MustCompile(`<\|(?:endoftext|im_end|file_sep|fim_pad|eot_id|end)\|>|<\|file_separator\|>|<EOT>|<｜end▁of▁sentence｜>|</s>`)
-	markRe      = regexp.MustCompile(`<\|fim_(?:prefix|suffix|middle)\|>|<fim_(?:prefix|suffix|middle)>|` + regexp.QuoteMeta(cursorMark))
+	markRe      = regexp.MustCompile(`<\|fim_(?:prefix|suffix|middle)\|>|<fim_(?:prefix|suffix|middle)>|` + regexp.QuoteMeta(prompts.CursorMark))
 )
 
 // StripReasoning removes reasoning blocks (<think>…</think> and the like)
