@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -23,7 +22,6 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
 	"github.com/duo-confidential/duo-confidential/internal/bearer"
-	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/jwks"
 )
 
@@ -82,7 +80,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := keys.Open(filepath.Join(cfg.StateDir, statedir.KeysDir), ko)
+	store, err := keys.Open(cfg.KeysPath(), ko)
 	if err != nil {
 		return nil, fmt.Errorf("gateway keys: %w", err)
 	}

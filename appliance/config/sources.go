@@ -17,6 +17,9 @@ import (
 // TrustLogPath is where the appliance keeps its trust log.
 func (c *Config) TrustLogPath() string { return filepath.Join(c.StateDir, statedir.TrustLogFile) }
 
+// KeysPath is the directory of the gateway's self-signed JWT keys.
+func (c *Config) KeysPath() string { return filepath.Join(c.StateDir, statedir.KeysDir) }
+
 // BundlePath is the installed collateral bundle: the configured one, else
 // the default name inside the state directory.
 func (c *Config) BundlePath() string {

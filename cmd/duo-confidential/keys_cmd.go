@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
-	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // KeysCmd groups the commands on the gateway's self-signed JWT keys in
@@ -47,7 +45,7 @@ func keysDir(g *Globals, cmd string) (string, keys.Options, error) {
 	if err != nil {
 		return "", keys.Options{}, fmt.Errorf("keys %s: %w", cmd, err)
 	}
-	return filepath.Join(cfg.StateDir, statedir.KeysDir), o, nil
+	return cfg.KeysPath(), o, nil
 }
 
 // Run prints the keys. It does not generate any: the appliance does that
