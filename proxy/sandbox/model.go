@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -319,11 +320,33 @@ func nextNamedTool(g *genRequest, last string) *tool {
 		if n == "" || called[n] {
 			continue
 		}
-		if j := strings.Index(lower, "call "+strings.ToLower(n)); j >= 0 && j < at {
+		// The earliest whole-name mention wins ("call create_work_item_note"
+		// does not name create_work_item).
+		if j := mention(lower, "call "+strings.ToLower(n)); j >= 0 && j < at {
 			chosen, at = &g.Tools[i], j
 		}
 	}
 	return chosen
+}
+
+// mention is the index of the first occurrence of phrase in s that ends
+// at a word boundary, or -1.
+func mention(s, phrase string) int {
+	for off := 0; ; {
+		j := strings.Index(s[off:], phrase)
+		if j < 0 {
+			return -1
+		}
+		end := off + j + len(phrase)
+		if end == len(s) || !isNameByte(s[end]) {
+			return off + j
+		}
+		off = end
+	}
+}
+
+func isNameByte(c byte) bool {
+	return c == '_' || c == '-' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
 }
 
 // toolResultsReply answers after tool results: the model "uses" the last
@@ -364,10 +387,14 @@ func toolArgs(schema json.RawMessage, last string) string {
 		Properties map[string]struct {
 			Type any `json:"type"`
 		} `json:"properties"`
+		Required []string `json:"required"`
 	}
 	_ = json.Unmarshal(schema, &s)
 	args := map[string]any{}
 	for name, p := range s.Properties {
+		if len(s.Required) > 0 && !slices.Contains(s.Required, name) {
+			continue // a schema that names its required properties gets only those
+		}
 		t, _ := p.Type.(string)
 		switch t {
 		case "number", "integer":

@@ -43,3 +43,24 @@ func TestToolLoop(t *testing.T) {
 		t.Fatalf("turn 4: %q", r.text())
 	}
 }
+
+// TestToolLoopLongestName: "call create_work_item_note" picks that tool,
+// not its prefix create_work_item.
+func TestToolLoopLongestName(t *testing.T) {
+	var tools []tool
+	for _, n := range []string{"create_work_item", "create_work_item_note"} {
+		var tl tool
+		_ = json.Unmarshal([]byte(`{"type":"function","function":{"name":"`+n+`","parameters":{"type":"object"}}}`), &tl)
+		tools = append(tools, tl)
+	}
+	g := &genRequest{Model: ModelChat, Tools: tools, Messages: []message{msg("user", "please call create_work_item_note")}}
+	if r := chatReply(g); r.tool == nil || r.tool.Name != "create_work_item_note" {
+		t.Fatalf("%+v", r.tool)
+	}
+	m := message{Role: "assistant"}
+	_ = json.Unmarshal([]byte(`{"role":"assistant","tool_calls":[{"function":{"name":"create_work_item_note"}}]}`), &m)
+	g.Messages = append(g.Messages, m, msg("tool", "ok"))
+	if r := chatReply(g); r.tool != nil {
+		t.Fatalf("called the prefix tool too: %+v", r.tool)
+	}
+}
