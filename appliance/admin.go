@@ -125,6 +125,9 @@ func (a *Appliance) adminSetup() ui.Setup {
 	if su.HTTPS {
 		scheme = "https://"
 	}
+	if a.agent != nil {
+		su.AgentPlatformListen, su.AgentContextWindow = cfg.AgentPlatform.Listen, cfg.AgentPlatform.ContextWindow
+	}
 	if p := a.admin.gatewayAddr.Load(); p != nil {
 		su.GatewayListen = *p
 		su.GatewayProbe = scheme + config.ProbeAddr(*p)

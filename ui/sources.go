@@ -101,6 +101,11 @@ type Setup struct {
 	CompletionFormat string
 	ChatTimeout      time.Duration
 	CheckTimeout     time.Duration
+	// AgentPlatformListen is the Agent Platform's HOST:PORT, "" when it is
+	// not served.
+	AgentPlatformListen string
+	// AgentContextWindow is agent_platform.context_window.
+	AgentContextWindow int
 }
 
 // SetupModels are the model ids serving each group of Duo features, with
