@@ -290,15 +290,18 @@ func pickTool(g *genRequest, last string) *toolCall {
 	} else if string(g.ToolChoice) == `"required"` {
 		chosen = &g.Tools[0]
 	}
+	fill := fillAll
 	if chosen == nil {
-		chosen = nextNamedTool(g, last)
+		// A named tool in a loop gets only its required arguments, so
+		// optional ones (a project id) keep their defaults.
+		chosen, fill = nextNamedTool(g, last), fillRequired
 	}
 	if chosen == nil {
 		return nil
 	}
 	name := chosen.name()
 	h := sha256.Sum256([]byte(name + "\x00" + last))
-	return &toolCall{ID: "call_sandbox_" + hex.EncodeToString(h[:6]), Name: name, Args: toolArgs(chosen.schema(), last)}
+	return &toolCall{ID: "call_sandbox_" + hex.EncodeToString(h[:6]), Name: name, Args: toolArgs(chosen.schema(), last, fill)}
 }
 
 // nextNamedTool drives a tool loop deterministically: the last user
@@ -380,9 +383,17 @@ func firstNumber(s string) (int, bool) {
 	return 0, false
 }
 
+// argFill says which schema properties toolArgs fills.
+type argFill int
+
+const (
+	fillAll      argFill = iota // every property
+	fillRequired                // only the required ones, when listed
+)
+
 // toolArgs fills the schema's properties with deterministic values: strings
 // get a snippet of the user's message, numbers 42, booleans true.
-func toolArgs(schema json.RawMessage, last string) string {
+func toolArgs(schema json.RawMessage, last string, fill argFill) string {
 	var s struct {
 		Properties map[string]struct {
 			Type any `json:"type"`
@@ -392,8 +403,8 @@ func toolArgs(schema json.RawMessage, last string) string {
 	_ = json.Unmarshal(schema, &s)
 	args := map[string]any{}
 	for name, p := range s.Properties {
-		if len(s.Required) > 0 && !slices.Contains(s.Required, name) {
-			continue // a schema that names its required properties gets only those
+		if fill == fillRequired && len(s.Required) > 0 && !slices.Contains(s.Required, name) {
+			continue
 		}
 		t, _ := p.Type.(string)
 		switch t {
