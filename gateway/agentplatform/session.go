@@ -56,9 +56,8 @@ type session struct {
 
 	sendMu sync.Mutex
 
-	mu         sync.Mutex
-	pending    map[string]chan *contract.ActionResponse
-	stopReason string
+	mu      sync.Mutex
+	pending map[string]chan *contract.ActionResponse
 }
 
 // stopped wraps flow.ErrStopped with the client's reason.
@@ -94,6 +93,10 @@ func (s *Service) execute(stream contract.DuoWorkflow_ExecuteWorkflowServer, sta
 		return status.Error(codes.InvalidArgument, msgFirstNotStart)
 	}
 	def := start.GetWorkflowDefinition()
+	if def == "" {
+		// Newer clients name the flow by flowConfigId instead.
+		def = start.GetFlowConfigId()
+	}
 	if !requireExecuteScope(claimsFrom(ctx), def) {
 		return status.Error(codes.PermissionDenied, msgUnauthorizedExec+def)
 	}
