@@ -19,15 +19,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/internal/logbuf"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/valyala/fasthttp"
 )
 
 // startManager builds and starts a Manager, stopped at cleanup; the
 // returned buffer collects its logs.
-func startManager(t testing.TB, o Options) (*Manager, *logbuf.Buffer) {
+func startManager(t testing.TB, o Options) (*Manager, *testutil.LogBuffer) {
 	t.Helper()
-	logs := &logbuf.Buffer{}
+	logs := &testutil.LogBuffer{}
 	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if o.StateDir == "" {
 		o.StateDir = t.TempDir()

@@ -3,7 +3,6 @@ package ui
 import (
 	"context"
 	"errors"
-	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -27,8 +26,6 @@ import (
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // testPassword and testToken are the fixture's secrets; no page may show
 // them.
@@ -227,44 +224,6 @@ func (f *fixture) login(secret string) *http.Client {
 
 func digest(tok string) string {
 	return mustDigest(tok)
-}
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file (rerun with -update if the change is intended):\n%s", name, diffLines(string(want), got))
-	}
-}
-
-// diffLines lists the first lines that differ.
-func diffLines(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var out []string
-	for i := 0; i < max(len(w), len(g)) && len(out) < 20; i++ {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			out = append(out, "- "+a, "+ "+b)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 func mustDigest(tok string) string {

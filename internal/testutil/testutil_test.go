@@ -1,0 +1,71 @@
+package testutil
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestLogBufferConcurrentWrites(t *testing.T) {
+	var b LogBuffer
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				b.Write([]byte("x"))
+				_ = b.String()
+			}
+		}()
+	}
+	wg.Wait()
+	if b.Len() != 800 || b.String() != strings.Repeat("x", 800) {
+		t.Fatalf("got %d bytes", b.Len())
+	}
+}
+
+func TestClockFiresWaitersWhenDue(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	c := NewClock(start)
+	ch := c.After(time.Minute)
+	if d := c.NextWait(t); d != time.Minute {
+		t.Fatalf("NextWait = %v, want 1m", d)
+	}
+	c.Advance(59 * time.Second)
+	select {
+	case <-ch:
+		t.Fatal("fired before it was due")
+	default:
+	}
+	c.Advance(time.Second)
+	select {
+	case got := <-ch:
+		if !got.Equal(start.Add(time.Minute)) {
+			t.Fatalf("fired with %v", got)
+		}
+	default:
+		t.Fatal("did not fire when due")
+	}
+	c.Set(start)
+	if !c.Now().Equal(start) {
+		t.Fatalf("Now = %v after Set", c.Now())
+	}
+}
+
+func TestGoldenComparesAndDiffs(t *testing.T) {
+	if Updating() {
+		t.Skip("-update given")
+	}
+	path := filepath.Join(t.TempDir(), "g.txt")
+	if err := os.WriteFile(path, []byte("a\nb\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	Golden(t, path, []byte("a\nb\n")) // equal: no failure
+	if d := DiffLines("a\nb\n", "a\nc\n"); d != "line 2:\n- b\n+ c" {
+		t.Fatalf("DiffLines = %q", d)
+	}
+}
