@@ -207,7 +207,7 @@ func newHarness(t *testing.T, g *fakeGitLab, edit func(*Options)) *harness {
 		HTTPClient: g.srv.Client(),
 		Now:        clk.Now,
 		After:      clk.After,
-		Rand:       func() float64 { return 0.5 }, // jitter factor exactly 1
+		Rand:       func() float64 { return 0 }, // no jitter
 	}
 	if edit != nil {
 		edit(&o)

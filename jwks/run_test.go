@@ -81,12 +81,12 @@ func TestBackoffJitter(t *testing.T) {
 		n    int
 		want time.Duration
 	}{
-		{0, 1, 800 * time.Millisecond},
-		{0.5, 1, time.Second},
-		{0.75, 2, 2200 * time.Millisecond},
-		{0.5, 30, 5 * time.Minute},
-		{0.5, 1000, 5 * time.Minute},
-		{0, 1000, 4 * time.Minute},
+		{0, 1, time.Second},
+		{0.5, 1, 900 * time.Millisecond},
+		{0.75, 2, 1700 * time.Millisecond},
+		{0.5, 30, 4*time.Minute + 30*time.Second},
+		{0.5, 1000, 4*time.Minute + 30*time.Second},
+		{0, 1000, 5 * time.Minute},
 	} {
 		s.o.Rand = func() float64 { return tc.r }
 		if got := s.backoff(tc.n); got != tc.want {

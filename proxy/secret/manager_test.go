@@ -223,10 +223,10 @@ func TestManagerExchangeFailureBacksOff(t *testing.T) {
 
 func TestBackoffJitter(t *testing.T) {
 	b := Backoff{Initial: time.Second, Max: time.Minute, Jitter: 0.5}
-	if d := b.delay(1, 0.999); d < 500*time.Millisecond || d > time.Second {
+	if d := b.Delay(1, 0.999); d < 500*time.Millisecond || d > time.Second {
 		t.Errorf("jittered %s", d)
 	}
-	if d := b.delay(100, 0); d != time.Minute {
+	if d := b.Delay(100, 0); d != time.Minute {
 		t.Errorf("capped %s", d)
 	}
 }
