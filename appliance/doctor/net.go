@@ -176,7 +176,7 @@ func firstCertificate(path string) (*x509.Certificate, error) {
 // outbound.ca_bundle and HTTPS_PROXY apply.
 func (e *env) checkGitLabKeys(ctx context.Context) checkResult {
 	gl := e.cfg.Gateway.GitLabURL
-	client, err := e.cfg.OutboundClient(true)
+	client, err := e.cfg.OutboundClient()
 	if err != nil {
 		return fail("fix outbound.ca_bundle", "%v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
@@ -56,14 +57,14 @@ func (e *env) checkAttestation(ctx context.Context) checkResult {
 			return fail("see key-files", "read privatemode.api_key_file: %v", err)
 		}
 		apiKey = strings.TrimSpace(string(b))
-		if policy, err = cfg.ManifestPolicy("", false); err != nil {
+		if policy, err = cfg.ManifestPolicy("", config.Online); err != nil {
 			return fail("see the message", "manifest policy: %v", err)
 		}
 		if hw.Collateral, err = cfg.ReadOnlyCollateralSource(); err != nil {
 			return fail(attest.RefreshHint, "%v", err)
 		}
 	}
-	client, err := cfg.OutboundClient(true)
+	client, err := cfg.OutboundClient()
 	if err != nil {
 		return fail("fix outbound.ca_bundle", "%v", err)
 	}

@@ -83,7 +83,7 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 		log.Warn("verifying against TEST vendor roots: the result proves nothing about real hardware", "file", c.TestRoots)
 	}
 	if !c.SkipCollateral {
-		src, err := cfg.CollateralSource(c.Collateral, c.Offline || !cfg.Attestation.Collateral.Online)
+		src, err := cfg.CollateralSource(c.Collateral, config.OfflineIf(c.Offline || !cfg.Attestation.Collateral.Online))
 		if err != nil {
 			return err
 		}
@@ -100,7 +100,7 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 		res, err = c.verifyRaw(ctx, hw)
 	}
 	if res != nil {
-		if perr := printResult(os.Stdout, res, c.JSON, c.SkipCollateral, c.TestRoots != ""); perr != nil {
+		if perr := printResult(os.Stdout, res, resultView{JSON: c.JSON, SignatureOnly: c.SkipCollateral, TestRoots: c.TestRoots != ""}); perr != nil {
 			return perr
 		}
 	}
@@ -119,7 +119,7 @@ func (c *AttestVerifyCmd) verifyDoc(ctx context.Context, cfg *config.Config, hw 
 	if err != nil {
 		return &attest.Result{Verdict: attest.VerdictRejected, ErrorClass: attest.ClassOf(err), Error: err.Error()}, err
 	}
-	policy, err := cfg.ManifestPolicy(c.Manifest, c.Offline)
+	policy, err := cfg.ManifestPolicy(c.Manifest, config.OfflineIf(c.Offline))
 	if err != nil {
 		return nil, err
 	}
@@ -261,9 +261,16 @@ func decodeBytes(s string) ([]byte, error) {
 	return nil, errors.New("neither hex nor base64")
 }
 
+// resultView says how printResult shows a verification result.
+type resultView struct {
+	JSON          bool // the result as indented JSON instead of a report
+	SignatureOnly bool // collateral was skipped: warn that TCB and revocation were not checked
+	TestRoots     bool // verified against test roots: warn that nothing is confidential
+}
+
 // printResult writes the result as JSON or as a readable report.
-func printResult(w io.Writer, res *attest.Result, asJSON, signatureOnly, testRoots bool) error {
-	if asJSON {
+func printResult(w io.Writer, res *attest.Result, view resultView) error {
+	if view.JSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
@@ -273,10 +280,10 @@ func printResult(w io.Writer, res *attest.Result, asJSON, signatureOnly, testRoo
 	if res.Error != "" {
 		fmt.Fprintf(tw, "Reason:\t[%s] %s\n", res.ErrorClass, res.Error)
 	}
-	if testRoots {
+	if view.TestRoots {
 		fmt.Fprintf(tw, "WARNING:\tverified against TEST roots (sandbox): NOT CONFIDENTIAL\n")
 	}
-	if signatureOnly {
+	if view.SignatureOnly {
 		fmt.Fprintf(tw, "WARNING:\tsignature and chain only: TCB status and revocation NOT checked\n")
 	}
 	fmt.Fprintf(tw, "Platform:\t%s\n", orDash(string(res.Platform)))
