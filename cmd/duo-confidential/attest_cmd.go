@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/wording"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 )
 
@@ -286,12 +287,12 @@ func printResult(w io.Writer, res *attest.Result, view resultView) error {
 	if view.SignatureOnly {
 		fmt.Fprintf(tw, "WARNING:\tsignature and chain only: TCB status and revocation NOT checked\n")
 	}
-	fmt.Fprintf(tw, "Platform:\t%s\n", orDash(string(res.Platform)))
-	fmt.Fprintf(tw, "Product:\t%s\n", orDash(res.Product))
+	fmt.Fprintf(tw, "Platform:\t%s\n", wording.OrDash(string(res.Platform)))
+	fmt.Fprintf(tw, "Product:\t%s\n", wording.OrDash(res.Product))
 	fmt.Fprintf(tw, "Verified at:\t%s\n", res.VerifiedAt.UTC().Format(time.RFC3339))
-	fmt.Fprintf(tw, "Evidence SHA-256:\t%s\n", orDash(res.EvidenceSHA256))
-	fmt.Fprintf(tw, "Manifest SHA-256:\t%s\n", orDash(res.ManifestSHA256))
-	fmt.Fprintf(tw, "Coordinator policy:\t%s\n", orDash(res.PolicyHash))
+	fmt.Fprintf(tw, "Evidence SHA-256:\t%s\n", wording.OrDash(res.EvidenceSHA256))
+	fmt.Fprintf(tw, "Manifest SHA-256:\t%s\n", wording.OrDash(res.ManifestSHA256))
+	fmt.Fprintf(tw, "Coordinator policy:\t%s\n", wording.OrDash(res.PolicyHash))
 	if len(res.Measurements) > 0 {
 		fmt.Fprintf(tw, "\nMeasurement\tActual\tExpected\tMatch\n")
 		for _, m := range res.Measurements {
@@ -299,13 +300,13 @@ func printResult(w io.Writer, res *attest.Result, view resultView) error {
 			if m.Expected != "" {
 				match = map[bool]string{true: "yes", false: "NO"}[m.Match]
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, short(m.Actual), short(orDash(m.Expected)), match)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, short(m.Actual), short(wording.OrDash(m.Expected)), match)
 		}
 	}
 	if len(res.TCB) > 0 {
 		fmt.Fprintf(tw, "\nTCB component\tActual\tMinimum\tStatus\n")
 		for _, t := range res.TCB {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, orDash(t.Actual), orDash(t.Minimum), t.Status)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, wording.OrDash(t.Actual), wording.OrDash(t.Minimum), t.Status)
 		}
 	}
 	if len(res.Collateral) > 0 {
@@ -321,13 +322,6 @@ func printResult(w io.Writer, res *attest.Result, view resultView) error {
 		}
 	}
 	return tw.Flush()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // short keeps wide hex values readable in a terminal; --json has them whole.
