@@ -7,7 +7,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
-// The spec §4 example wire request: model/stream/max_tokens stay plain,
+// The example wire request of privatemode-wire.md §6: model/stream/max_tokens stay plain,
 // messages and temperature are encrypted, cache_salt is appended, and the
 // sorted order gives cache_salt=0, messages=1, temperature=2.
 func TestGoldenChatRequest(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// countReader yields 0,1,2,… so the first nonce is the spec's 000102…0b.
+// countReader yields 0,1,2,… so the first nonce is the vectors' 000102…0b.
 type countReader struct{ n byte }
 
 func (r *countReader) Read(p []byte) (int, error) {
