@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -50,25 +49,10 @@ func start(t testing.TB, o Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
+	addr := testutil.ServeLoopback(t, s.Serve, s.Shutdown)
 	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64}
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return &harness{t: t, s: s, url: "http://" + ln.Addr().String(), hc: &http.Client{Transport: tr, Timeout: 20 * time.Second}, clk: clk, logs: logs}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &harness{t: t, s: s, url: "http://" + addr, hc: &http.Client{Transport: tr, Timeout: 20 * time.Second}, clk: clk, logs: logs}
 }
 
 // verifier checks the sandbox's evidence against its test roots and
