@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/netip"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
 	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/jwks"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
@@ -45,8 +44,7 @@ type fixture struct {
 	store *keys.Store
 	reg   *prometheus.Registry
 	in    *Instruments
-	mu    sync.Mutex
-	now   time.Time
+	clock *testutil.Clock
 }
 
 type fixtureOptions struct {
@@ -68,7 +66,7 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 			t.Fatal(err)
 		}
 	}
-	f := &fixture{t: t, store: store, reg: prometheus.NewRegistry(), now: t0}
+	f := &fixture{t: t, store: store, reg: prometheus.NewRegistry(), clock: testutil.NewClock(t0)}
 	if f.in, err = NewInstruments(f.reg); err != nil {
 		t.Fatal(err)
 	}
@@ -79,35 +77,13 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	o := Options{
 		Sources: fixtureSources(store), Registry: f.reg, PasswordFile: pw,
 		TokenSHA256: []string{digest(testToken)}, AllowedNetworks: fo.networks, MetricsAuth: auth,
-		Now: f.clock,
+		Now: f.clock.Now,
 	}
 	if f.srv, err = New(o); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = f.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = f.srv.Shutdown(ctx)
-	})
-	f.base = "http://" + ln.Addr().String()
+	f.base = "http://" + testutil.ServeLoopback(t, f.srv.Serve, f.srv.Shutdown)
 	return f
-}
-
-func (f *fixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fixture) advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
 }
 
 // fixtureSources is an attested TDX backend, a gateway with GitLab's keys

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,5 +68,34 @@ func TestGoldenComparesAndDiffs(t *testing.T) {
 	Golden(t, path, []byte("a\nb\n")) // equal: no failure
 	if d := DiffLines("a\nb\n", "a\nc\n"); d != "line 2:\n- b\n+ c" {
 		t.Fatalf("DiffLines = %q", d)
+	}
+}
+
+func TestCAIssuesVerifiableLeavesAndCRLs(t *testing.T) {
+	ca := NewCA(t, "test CA", time.Hour)
+	now := time.Now()
+	der, _ := ca.Leaf(t, []string{"gitlab.example.test", "127.0.0.1"}, now.Add(-time.Minute), now.Add(time.Minute))
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca.PEM) {
+		t.Fatal("CA PEM does not parse")
+	}
+	for _, name := range []string{"gitlab.example.test", "127.0.0.1"} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: name}); err != nil {
+			t.Errorf("verify for %s: %v", name, err)
+		}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "other.test"}); err == nil {
+		t.Error("leaf verified for a name it does not hold")
+	}
+	crl, err := x509.ParseRevocationList(ca.CRL(t, now, now.Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crl.CheckSignatureFrom(ca.Cert); err != nil {
+		t.Fatalf("CRL signature: %v", err)
 	}
 }
