@@ -13,7 +13,6 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/appliance/doctor"
-	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/internal/testutil"
@@ -154,19 +153,7 @@ func TestDoctorPermissions(t *testing.T) {
 func TestDoctorOnline(t *testing.T) {
 	t.Parallel()
 	dir := startSandboxProc(t)
-	iss, err := gitlabtest.New(gitlabtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, err := gitlabtest.Serve(iss, ln)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = gl.Close() })
+	_, gl := startGitLab(t)
 	const token = "doctor-test-proxy-token"
 	cfg := writeTemp(t, "config.yaml", fmt.Sprintf(`outbound:
   ca_bundle: %s
