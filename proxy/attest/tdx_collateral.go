@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/google/go-tdx-guest/pcs"
-	"github.com/google/go-tdx-guest/verify"
 )
 
 // collateralClockSkew is how far in the future a fetch time or issue date
@@ -143,38 +141,11 @@ func verifyTDXCollateral(ctx context.Context, ev *TDXEvidence, chain []*x509.Cer
 	}
 	res.addCheck("TCB status", true, detail)
 
-	// A v4 quote whose platform, module and QE are all UpToDate also passes
-	// go-tdx-guest's own full collateral verification, as a second,
-	// independent implementation. The library knows neither v5 quotes nor
-	// any status but UpToDate, so it cannot judge the other cases.
-	if ev.Version != 4 || res.TCBAcceptedBy != "" {
-		return nil
-	}
-	lib := &verify.Options{
-		GetCollateral:    true,
-		CheckRevocations: true,
-		Getter:           g,
-		Now:              now,
-		TrustedRoots:     roots,
-	}
-	if err := verify.TdxQuote(ev.Quote, lib); err != nil {
-		e := classifyLibraryCollateralErr(err)
-		res.addCheck("collateral verified", false, err.Error())
-		return e
-	}
-	res.addCheck("collateral verified", true, "go-tdx-guest: TCB info, QE identity and CRL signatures; QE identity and TDX module match")
+	// go-tdx-guest v0.3.1's own collateral path (GetCollateral) is not used:
+	// it compares FMSPC as strings and so rejects Intel's genuine TCB infos,
+	// which spell it in upper case; it knows no v5 quotes; and it accepts
+	// nothing but UpToDate. Everything it checks is checked above.
 	return nil
-}
-
-// classifyLibraryCollateralErr maps what the library still rejects after our
-// own checks passed. Those are collateral that does not verify or does not
-// match the evidence (bad signature, wrong FMSPC, QE or TDX-module mismatch).
-func classifyLibraryCollateralErr(err error) error {
-	var crl verify.CRLUnavailableErr
-	if errors.As(err, &crl) {
-		return newError(ClassCollateral, "CRL", err, "a CRL could not be obtained or parsed")
-	}
-	return newError(ClassCollateral, "tdx", err, "Intel collateral does not verify or does not match the quote")
 }
 
 // parseCRL accepts DER (what encoding=der asks for) and PEM, which some
