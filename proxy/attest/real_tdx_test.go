@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -306,5 +307,57 @@ func TestTDXv5BodyType2(t *testing.T) {
 		if _, err := ParseTDXQuote(c); ClassOf(err) != ClassMalformed {
 			t.Fatalf("body type %d: %v", bad[0], err)
 		}
+	}
+}
+
+// refFromQuote pins every value the quote has, as an operator copying them
+// from a known-good host would.
+func refFromQuote(ev *TDXEvidence) TDXReference {
+	b := ev.Quote.GetTdQuoteBody()
+	ref := TDXReference{MrTd: hex.EncodeToString(b.GetMrTd()), MrSeam: hex.EncodeToString(b.GetMrSeam()), Xfam: hex.EncodeToString(b.GetXfam()), TdAttributes: hex.EncodeToString(b.GetTdAttributes())}
+	for i, r := range b.GetRtmrs() {
+		ref.Rtmrs[i] = hex.EncodeToString(r)
+	}
+	return ref
+}
+
+func TestTDXXFAMMask(t *testing.T) {
+	ev, _ := realTDXv5.load(t) // XFAM e718060000000000: CET_U and CET_S set
+	ref := refFromQuote(ev)
+	for _, tc := range []struct {
+		name string
+		xfam string
+		ok   bool
+	}{
+		{"exact", "e718060000000000", true},
+		{"CET_U/CET_S cleared", "e700060000000000", true},
+		{"only CET_S", "e710060000000000", true},
+		{"AMX tile data cleared (bit 18)", "e718020000000000", false},
+		{"PKRU added (bit 9)", "e71a060000000000", false},
+		{"AVX-512 cleared (bit 7)", "6718060000000000", false},
+	} {
+		ref.Xfam = tc.xfam
+		err := CheckTDX(ev, []TDXReference{ref}, Binding{}, &Result{})
+		if (err == nil) != tc.ok || (err != nil && ClassOf(err) != ClassMeasurement) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
+
+// A TD 1.5 body with a service TD bound (trustee's v5 sample) is refused;
+// one without (dcap-qvl's) passes.
+func TestTDXServiceTDRefused(t *testing.T) {
+	ev, err := ParseTDXQuote(readReal(t, realTDXDir, "trustee-tdx_quote_5.dat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res Result
+	err = CheckTDX(ev, []TDXReference{refFromQuote(ev)}, Binding{}, &res)
+	if ClassOf(err) != ClassMeasurement || !strings.Contains(err.Error(), "MR_SERVICETD") {
+		t.Fatalf("service TD bound: %v", err)
+	}
+	ev, _ = realTDXv5.load(t)
+	if err := CheckTDX(ev, []TDXReference{refFromQuote(ev)}, Binding{}, &Result{}); err != nil {
+		t.Fatalf("no service TD: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -41,7 +42,14 @@ func VerifyTDX(ctx context.Context, ev *TDXEvidence, opts HardwareOptions, res *
 		res.addCheck("quote signature", false, err.Error())
 		return res.reject(err)
 	}
-	res.addCheck("quote signature", true, fmt.Sprintf("quote v%d", ev.Version))
+	detail := fmt.Sprintf("quote v%d", ev.Version)
+	switch ev.BodyType {
+	case tdxBodyTypeTD10:
+		detail += ", TDX 1.0 body"
+	case tdxBodyTypeTD15:
+		detail += ", TDX 1.5 body"
+	}
+	res.addCheck("quote signature", true, detail)
 
 	if opts.SkipCollateral {
 		res.addCheck("collateral", true, "skipped by configuration: no TCB status or revocation check")
@@ -145,6 +153,12 @@ func setTDXMeasurements(res *Result, ev *TDXEvidence) {
 		Measurement{Name: "TEE_TCB_SVN", Actual: h(b.GetTeeTcbSvn())},
 		Measurement{Name: "REPORT_DATA", Actual: h(b.GetReportData())},
 	)
+	if ev.BodyType == tdxBodyTypeTD15 {
+		ms = append(ms,
+			Measurement{Name: "TEE_TCB_SVN2", Actual: h(ev.TeeTcbSvn2)},
+			Measurement{Name: "MR_SERVICETD", Actual: h(ev.MrServiceTD), Expected: h(make([]byte, 48)), Match: bytes.Equal(ev.MrServiceTD, make([]byte, 48))},
+		)
+	}
 	ms = append(ms, pckMeasurements(ev)...)
 	names := make(map[string]bool, len(ms))
 	for _, m := range ms {
