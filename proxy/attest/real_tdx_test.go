@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -359,5 +360,23 @@ func TestTDXServiceTDRefused(t *testing.T) {
 	ev, _ = realTDXv5.load(t)
 	if err := CheckTDX(ev, []TDXReference{refFromQuote(ev)}, Binding{}, &Result{}); err != nil {
 		t.Fatalf("no service TD: %v", err)
+	}
+}
+
+// When go-tdx-guest objects to the certificates although every signature
+// verifies, the verdict is chain, not signature.
+func TestTDXLibraryChainObjectionIsChain(t *testing.T) {
+	ev, _ := realTDXv4.load(t)
+	if err := verifyTDXSignature(ev, x509.NewCertPool(), realTDXv4.now); ClassOf(err) != ClassChain {
+		t.Fatalf("library chain objection: got %v, want ClassChain", err)
+	}
+	raw := slices.Clone(readReal(t, realTDXDir, realTDXv4.quote))
+	raw[0x100] ^= 1
+	bad, err := ParseTDXQuote(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyTDXSignature(bad, x509.NewCertPool(), realTDXv4.now); ClassOf(err) != ClassSignature {
+		t.Fatalf("tampered quote: got %v, want ClassSignature", err)
 	}
 }
