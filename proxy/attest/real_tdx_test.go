@@ -3,6 +3,7 @@ package attest
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -378,5 +379,22 @@ func TestTDXLibraryChainObjectionIsChain(t *testing.T) {
 	}
 	if err := verifyTDXSignature(bad, x509.NewCertPool(), realTDXv4.now); ClassOf(err) != ClassSignature {
 		t.Fatalf("tampered quote: got %v, want ClassSignature", err)
+	}
+}
+
+// A coordinator on a TDX 1.5 module can only relay a v5 quote in Intel's
+// binary form; the document parser accepts it with or without the type OID.
+func TestParseDocRawV5Quote(t *testing.T) {
+	raw := readReal(t, realTDXDir, realTDXv5.quote)
+	ca := "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"
+	for _, typ := range []string{`"attestation_type":[1,3,9901,2,2],`, ""} {
+		doc := []byte(`{"version":"v1",` + typ + `"raw_attestation_doc":"` + base64.StdEncoding.EncodeToString(raw) + `","manifests":["e30="],"policies":[],"root_ca":"` + base64.StdEncoding.EncodeToString([]byte(ca)) + `","mesh_ca":"` + base64.StdEncoding.EncodeToString([]byte(ca)) + `"}`)
+		d, err := ParseDoc(doc)
+		if err != nil {
+			t.Fatalf("type %q: %v", typ, err)
+		}
+		if d.Platform != PlatformTDX || d.TDX.Version != 5 {
+			t.Fatalf("platform %s version %d", d.Platform, d.TDX.Version)
+		}
 	}
 }
