@@ -195,6 +195,9 @@ func (a *Appliance) verifier() (*attest.Verifier, error) {
 	}
 	v := &attest.Verifier{TrustLog: tl}
 	v.Hardware.MaxCollateralAge = cfg.Attestation.Collateral.MaxAge
+	if v.Hardware.TCBPolicy, err = cfg.TCBPolicy(); err != nil {
+		return nil, err
+	}
 	if sb := a.o.Sandbox; sb != nil {
 		v.Manifest = attest.ManifestPolicy{Mode: attest.ModePinned, Pinned: sb.Manifest}
 		v.Hardware.Roots = sb.Roots

@@ -59,9 +59,14 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 			return fmt.Errorf("--nonce: %w", err)
 		}
 	}
+	tcbPolicy, err := cfg.TCBPolicy()
+	if err != nil {
+		return err
+	}
 	hw := attest.HardwareOptions{
 		MaxCollateralAge: cfg.Attestation.Collateral.MaxAge,
 		SkipCollateral:   c.SkipCollateral,
+		TCBPolicy:        tcbPolicy,
 	}
 	if c.At != "" {
 		at, err := time.Parse(time.RFC3339, c.At)

@@ -235,3 +235,16 @@ func TestAttestVerifyRealTDXWithCollateral(t *testing.T) {
 		t.Fatalf("expired collateral: class %q (%s)", res.ErrorClass, res.Error)
 	}
 }
+
+// The status policy comes from the configuration; a status that can never
+// be accepted is refused before anything is verified.
+func TestAttestVerifyTCBPolicyFromConfig(t *testing.T) {
+	dir := "../../proxy/attest/testdata/real/tdx/"
+	r := runBin(t, []string{"DUO_CONFIDENTIAL_ATTESTATION_TCB_POLICY_TDX_ACCEPT_STATUSES=Revoked"},
+		"attest", "verify", "--tdx-quote", dir+"dcap-qvl-tdx_quote.dat", "--signature-only", "--at", "2025-07-01T00:00:00Z")
+	r.want(t, 1, nil, []string{"attestation.tcb_policy", "Revoked"})
+	// An explicit (valid) policy leaves an UpToDate platform accepted.
+	r = runBin(t, []string{"DUO_CONFIDENTIAL_ATTESTATION_TCB_POLICY_TDX_ACCEPT_STATUSES=SWHardeningNeeded", "DUO_CONFIDENTIAL_ATTESTATION_TCB_POLICY_TDX_ACCEPT_ADVISORIES=INTEL-SA-00615"},
+		"attest", "verify", "--tdx-quote", dir+"dcap-qvl-tdx_quote.dat", "--collateral", dir+"dcap-qvl-tdx_quote.bundle.json", "--offline", "--at", "2025-07-01T00:00:00Z")
+	r.want(t, 0, []string{"ACCEPTED", "TCB status:", "UpToDate"}, nil)
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -136,4 +137,40 @@ func unionSorted(lists ...[]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ParseSNPMinimumTCB reads an operator floor written as space-separated
+// name=value pairs, e.g. "bootloader=4 tee=0 snp=22 microcode=213" (Turin
+// also "fmc=1"). An empty text is no floor (ok false).
+func ParseSNPMinimumTCB(product, text string) (m SNPMinimumTCB, ok bool, err error) {
+	fields := strings.Fields(text)
+	if len(fields) == 0 {
+		return m, false, nil
+	}
+	dst := map[string]**uint8{"bootloader": &m.Bootloader, "tee": &m.TEE, "snp": &m.SNP, "microcode": &m.Microcode}
+	if product == "Turin" {
+		dst["fmc"] = &m.FMC
+	}
+	for _, f := range fields {
+		name, val, found := strings.Cut(f, "=")
+		p, known := dst[name]
+		if !found || !known {
+			names := make([]string, 0, len(dst))
+			for n := range dst {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return m, false, fmt.Errorf("%q: want name=value with name one of %s", f, strings.Join(names, ", "))
+		}
+		if *p != nil {
+			return m, false, fmt.Errorf("%s is given twice", name)
+		}
+		v, err := strconv.ParseUint(val, 10, 8)
+		if err != nil {
+			return m, false, fmt.Errorf("%s=%s: want a number from 0 to 255", name, val)
+		}
+		u := uint8(v)
+		*p = &u
+	}
+	return m, true, nil
 }
