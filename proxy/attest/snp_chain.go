@@ -285,7 +285,7 @@ func snpVerifySignature(ctx context.Context, ev *SNPEvidence, report []byte, ek 
 // v0.15.0 cannot, see snpEndorsementInfo): the library's X.509 options for
 // the AMD chain, then its report signature check.
 func snpVerifyTurinSignature(report []byte, ek *x509.Certificate, pc *trust.ProductCerts, signer abi.ReportSigner, now time.Time) error {
-	r := &trust.AMDRootCerts{Product: "Turin", ProductLine: "Turin", ProductCerts: pc}
+	r := &trust.AMDRootCerts{ProductLine: "Turin", ProductCerts: pc}
 	vo := r.X509Options(now, signer)
 	if vo == nil {
 		return newError(ClassChain, signer.String(), nil, "no AMD Turin chain for %v", signer)

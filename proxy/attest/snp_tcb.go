@@ -60,10 +60,7 @@ func snpVCEKURL(product string, chipID []byte, tcb uint64) string {
 
 // AMD KDS certificate extensions (AMD KDS specification 57230, "VCEK
 // certificate extensions"). fmcSPL (.3.9) is new with Turin.
-var (
-	oidKDSRoot   = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1}
-	oidKDSFmcSpl = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 9}
-)
+var oidKDSRoot = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1}
 
 // snpEKInfo is what an endorsement certificate (VCEK or VLEK) says about
 // the platform it was issued for.
@@ -140,20 +137,20 @@ func turinEndorsementInfo(ek *x509.Certificate, signer abi.ReportSigner) (snpEKI
 	}
 	for _, need := range []int{1, 2, 3, 8, 9} { // bl, tee, snp, ucode, fmc
 		if _, ok := spl[need]; !ok {
-			return info, fmt.Errorf("Turin certificate lacks SPL extension 1.3.6.1.4.1.3704.1.3.%d", need)
+			return info, fmt.Errorf("the Turin certificate lacks SPL extension 1.3.6.1.4.1.3704.1.3.%d", need)
 		}
 	}
 	if !seen[oidKDSRoot.String()+".1"] || !seen[oidKDSRoot.String()+".2"] {
-		return info, errors.New("Turin certificate lacks structVersion or productName")
+		return info, errors.New("the Turin certificate lacks structVersion or productName")
 	}
 	switch signer {
 	case abi.VcekReportSigner:
 		if len(info.hwid) != 8 || info.cspID != "" {
-			return info, fmt.Errorf("Turin VCEK must carry an 8-byte hwID and no cspId (hwID %d bytes)", len(info.hwid))
+			return info, fmt.Errorf("a Turin VCEK must carry an 8-byte hwID and no cspId (hwID %d bytes)", len(info.hwid))
 		}
 	case abi.VlekReportSigner:
 		if info.cspID == "" || info.hwid != nil {
-			return info, errors.New("Turin VLEK must carry a cspId and no hwID")
+			return info, errors.New("a Turin VLEK must carry a cspId and no hwID")
 		}
 	default:
 		return info, fmt.Errorf("unexpected signer %v", signer)
