@@ -233,19 +233,25 @@ func (a *SNPAuthority) VCEKFor(tcb uint64) (*x509.Certificate, error) {
 	return c, nil
 }
 
+// extensionAppender returns a function that DER-encodes v and appends it to
+// *exts as extension id.
+func extensionAppender(exts *[]pkix.Extension) func(id asn1.ObjectIdentifier, v any, params string) error {
+	return func(id asn1.ObjectIdentifier, v any, params string) error {
+		b, err := asn1.MarshalWithParams(v, params)
+		if err != nil {
+			return fmt.Errorf("encode extension %v: %w", id, err)
+		}
+		*exts = append(*exts, pkix.Extension{Id: id, Value: b})
+		return nil
+	}
+}
+
 // snpVCEKExtensions encodes the AMD KDS extensions: struct version, product
 // name (IA5String), the eight SPL integers and the hwid (OCTET STRING).
 func snpVCEKExtensions(productName string, hwid []byte, tcb uint64) ([]pkix.Extension, error) {
 	parts := kds.DecomposeTCBVersion(kds.TCBVersion(tcb))
 	var exts []pkix.Extension
-	add := func(id asn1.ObjectIdentifier, v any, params string) error {
-		b, err := asn1.MarshalWithParams(v, params)
-		if err != nil {
-			return fmt.Errorf("encode extension %v: %w", id, err)
-		}
-		exts = append(exts, pkix.Extension{Id: id, Value: b})
-		return nil
-	}
+	add := extensionAppender(&exts)
 	ints := []struct {
 		id asn1.ObjectIdentifier
 		v  uint8
@@ -279,14 +285,7 @@ var OidFmcSpl = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 9}
 // as a bare value.
 func snpTurinVCEKExtensions(hwid []byte, tcb uint64) ([]pkix.Extension, error) {
 	var exts []pkix.Extension
-	add := func(id asn1.ObjectIdentifier, v any, params string) error {
-		b, err := asn1.MarshalWithParams(v, params)
-		if err != nil {
-			return fmt.Errorf("encode extension %v: %w", id, err)
-		}
-		exts = append(exts, pkix.Extension{Id: id, Value: b})
-		return nil
-	}
+	add := extensionAppender(&exts)
 	if err := add(kds.OidStructVersion, 1, ""); err != nil {
 		return nil, err
 	}
