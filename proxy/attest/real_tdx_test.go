@@ -398,3 +398,50 @@ func TestParseDocRawV5Quote(t *testing.T) {
 		}
 	}
 }
+
+// automataSource assembles collateral for Automata's Alibaba Cloud v5
+// quote: Automata's Intel-signed TCB info and TD QE identity (June 2025),
+// with Intel's issuer chain and CRLs from dcap-qvl's June 2025 collateral
+// (the same Intel TCB Signing certificate and PCK Platform CA sign both).
+func automataSource(t testing.TB, ev *TDXEvidence, fetched time.Time) realSource {
+	t.Helper()
+	src := qvlToSource(t, ev, readReal(t, realTDXDir, "dcap-qvl-tdx_quote_collateral.json"), fetched)
+	urls := TDXCollateralURLs(ev)
+	src[urls[0]].Body = readReal(t, realTDXDir, "automata-0625-tcbinfov3_90C06F000000.json")
+	src[urls[1]].Body = readReal(t, realTDXDir, "automata-0625-qe_td.json")
+	return src
+}
+
+// A genuine quote v5 from an Alibaba Cloud TDX 1.5 host. With Intel's June
+// 2025 collateral (evaluation data number 17) it is UpToDate and accepted.
+// With Intel's February 2026 TCB info for the same FMSPC (number 18, from
+// dcap-qvl) the same platform is OutOfDate: a tcb verdict naming Intel's
+// advisories, unless the operator accepts exactly that status and those
+// advisories. Its bound service TD is refused by the reference check.
+func TestRealTDXv5Alibaba(t *testing.T) {
+	ev, err := ParseTDXQuote(readReal(t, realTDXDir, "automata-alibaba_quote_5.dat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	june := time.Date(2025, 6, 25, 0, 0, 0, 0, time.UTC)
+	var res Result
+	if err := VerifyTDX(context.Background(), ev, HardwareOptions{Now: june, Collateral: automataSource(t, ev, june.Add(-24*time.Hour))}, &res); err != nil || res.TCBStatus != TCBUpToDate {
+		t.Fatalf("June 2025: %v, status %q\n%+v", err, res.TCBStatus, res.Checks)
+	}
+
+	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	hw := HardwareOptions{Now: march, Collateral: qvlToSource(t, ev, readReal(t, realTDXDir, realTDXv5.collateral), march.Add(-24*time.Hour))}
+	res = Result{}
+	err = VerifyTDX(context.Background(), ev, hw, &res)
+	if ClassOf(err) != ClassTCB || res.TCBStatus != TCBOutOfDate || !slices.Contains(res.TCBAdvisories, "INTEL-SA-01036") {
+		t.Fatalf("March 2026: %v, status %q advisories %v\n%+v", err, res.TCBStatus, res.TCBAdvisories, res.Checks)
+	}
+	hw.TCBPolicy = TCBPolicy{TDXAcceptStatuses: []string{TCBOutOfDate}, TDXAcceptAdvisories: res.TCBAdvisories}
+	var res2 Result
+	if err := VerifyTDX(context.Background(), ev, hw, &res2); err != nil || !strings.Contains(res2.TCBAcceptedBy, "OutOfDate") {
+		t.Fatalf("accepted by policy: %v %q", err, res2.TCBAcceptedBy)
+	}
+	if err := CheckTDX(ev, []TDXReference{refFromQuote(ev)}, Binding{}, &res2); ClassOf(err) != ClassMeasurement {
+		t.Fatalf("service TD bound: %v", err)
+	}
+}
