@@ -354,6 +354,10 @@ func snpCheckRevocation(ctx context.Context, ev *SNPEvidence, ek *x509.Certifica
 		}
 	}
 	res.Collateral = append(res.Collateral, best.use)
+	if best.crl.ThisUpdate.After(now.Add(collateralClockSkew)) || best.use.FetchedAt.After(now.Add(collateralClockSkew)) {
+		return newError(ClassCollateral, item, nil, "AMD CRL (%s) is dated %s / fetched %s, in the future; check this machine's clock or the bundle",
+			best.use.Source, best.crl.ThisUpdate.UTC().Format(time.RFC3339), best.use.FetchedAt.UTC().Format(time.RFC3339))
+	}
 	if !now.Before(best.crl.NextUpdate) {
 		return newError(ClassCollateralStale, item, nil, "AMD CRL (%s) expired at %s (nextUpdate); %s", best.use.Source, best.crl.NextUpdate.UTC().Format(time.RFC3339), RefreshHint)
 	}
