@@ -66,6 +66,9 @@ type Appliance struct {
 
 // New builds the appliance from configuration; it does no network I/O.
 func New(o Options) (*Appliance, error) {
+	if o.Sandbox != nil && !SandboxBuilt {
+		return nil, errors.New("sandbox mode is not part of this build: a packaged duo-confidential never trusts test roots")
+	}
 	cfg := o.Config
 	log := o.Logger
 	if log == nil {

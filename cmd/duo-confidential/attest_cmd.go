@@ -75,6 +75,9 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 		}
 		hw.Now = at
 	}
+	if c.TestRoots != "" && !testRootsBuilt {
+		return errNoTestRoots("--test-roots")
+	}
 	if c.TestRoots != "" {
 		b, err := os.ReadFile(c.TestRoots)
 		if err != nil {
