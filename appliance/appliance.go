@@ -66,6 +66,9 @@ type Appliance struct {
 
 // New builds the appliance from configuration; it does no network I/O.
 func New(o Options) (*Appliance, error) {
+	if o.Sandbox != nil && !SandboxBuilt {
+		return nil, errors.New("sandbox mode is not part of this build: a packaged duo-confidential never trusts test roots")
+	}
 	cfg := o.Config
 	log := o.Logger
 	if log == nil {
@@ -195,6 +198,9 @@ func (a *Appliance) verifier() (*attest.Verifier, error) {
 	}
 	v := &attest.Verifier{TrustLog: tl}
 	v.Hardware.MaxCollateralAge = cfg.Attestation.Collateral.MaxAge
+	if v.Hardware.TCBPolicy, err = cfg.TCBPolicy(); err != nil {
+		return nil, err
+	}
 	if sb := a.o.Sandbox; sb != nil {
 		v.Manifest = attest.ManifestPolicy{Mode: attest.ModePinned, Pinned: sb.Manifest}
 		v.Hardware.Roots = sb.Roots

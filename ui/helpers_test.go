@@ -92,8 +92,11 @@ func fixtureSources(store *keys.Store) Sources {
 	res := &attest.Result{
 		Platform: attest.PlatformTDX, Verdict: attest.VerdictAccepted, VerifiedAt: t0.Add(-10 * time.Minute),
 		EvidenceSHA256: strings.Repeat("e", 64), ManifestSHA256: strings.Repeat("a", 64), PolicyHash: strings.Repeat("c", 64), Product: "00806F050000",
-		Measurements: []attest.Measurement{{Name: "MRTD", Actual: strings.Repeat("1", 96), Expected: strings.Repeat("1", 96), Match: true}},
-		TCB:          []attest.TCBComponent{{Name: "TDX TCB", Actual: "3", Minimum: "3", Status: "UpToDate"}},
+		Measurements:  []attest.Measurement{{Name: "MRTD", Actual: strings.Repeat("1", 96), Expected: strings.Repeat("1", 96), Match: true}},
+		TCB:           []attest.TCBComponent{{Name: "TDX TCB", Actual: "3", Minimum: "3", Status: "UpToDate"}},
+		TCBStatus:     "SWHardeningNeeded",
+		TCBAdvisories: []string{"INTEL-SA-00615"},
+		TCBAcceptedBy: "TDX TCB level: status SWHardeningNeeded accepted by operator policy",
 		Collateral: []attest.CollateralUse{{Name: "TDX TCB info", Source: "bundle", IssueDate: t0.Add(-72 * time.Hour), NextUpdate: t0.Add(27 * 24 * time.Hour)},
 			{Name: "PCK CRL", Source: "online", FetchedAt: t0.Add(-time.Hour), NextUpdate: t0.Add(-time.Minute)}},
 		Checks: []attest.Check{{Name: "quote signature", OK: true}, {Name: "report data binding", OK: true}},

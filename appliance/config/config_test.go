@@ -458,6 +458,13 @@ func sameValues(a, b *Config) bool {
 		if len(c.Admin.AllowedNetworks) == 0 {
 			c.Admin.AllowedNetworks = nil
 		}
+		tdx := &c.Attestation.TCBPolicy.TDX
+		if len(tdx.AcceptStatuses) == 0 {
+			tdx.AcceptStatuses = nil
+		}
+		if len(tdx.AcceptAdvisories) == 0 {
+			tdx.AcceptAdvisories = nil
+		}
 	}
 	norm(&x)
 	norm(&y)
@@ -520,5 +527,31 @@ func TestProxyConfig(t *testing.T) {
 	c, err := Parse("c.yaml", nil, []string{"DUO_CONFIDENTIAL_PROXY_LISTEN=[::1]:9000", "DUO_CONFIDENTIAL_PROXY_STRICT_OCSP=true"})
 	if err != nil || c.Proxy.Listen != "[::1]:9000" || !c.Proxy.StrictOCSP {
 		t.Fatalf("env overrides: %+v, %v", c, err)
+	}
+}
+
+func TestTCBPolicyConfig(t *testing.T) {
+	c := mustParse(t, "attestation:\n  tcb_policy:\n    tdx:\n      accept_statuses: [SWHardeningNeeded]\n      accept_advisories: [INTEL-SA-00615]\n    snp:\n      minimum_tcb:\n        turin: \"fmc=1 snp=22\"\n")
+	p, err := c.TCBPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.TDXAcceptStatuses) != 1 || p.TDXAcceptAdvisories[0] != "INTEL-SA-00615" {
+		t.Fatalf("TDX policy %+v", p)
+	}
+	m, ok := p.SNPMinimumTCB["Turin"]
+	if !ok || m.FMC == nil || *m.FMC != 1 || *m.SNP != 22 || m.Bootloader != nil {
+		t.Fatalf("Turin floor %+v", m)
+	}
+	for _, tc := range []struct{ yaml, key string }{
+		{"attestation:\n  tcb_policy:\n    tdx:\n      accept_statuses: [Revoked]\n", "attestation.tcb_policy"},
+		{"attestation:\n  tcb_policy:\n    tdx:\n      accept_advisories: [CVE-2024-1]\n", "attestation.tcb_policy"},
+		{"attestation:\n  tcb_policy:\n    snp:\n      minimum_tcb:\n        milan: \"fmc=1\"\n", "attestation.tcb_policy.snp.minimum_tcb.milan"},
+		{"attestation:\n  tcb_policy:\n    snp:\n      minimum_tcb:\n        genoa: \"snp=300\"\n", "attestation.tcb_policy.snp.minimum_tcb.genoa"},
+	} {
+		_, err := Parse("test.yaml", []byte(tc.yaml), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: got %v, want an error naming %s", tc.yaml, err, tc.key)
+		}
 	}
 }

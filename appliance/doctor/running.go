@@ -42,6 +42,11 @@ func (e *env) checkAttestation(ctx context.Context) checkResult {
 	cfg := e.cfg
 	endpoint := cfg.Privatemode.Endpoint
 	hw := attest.HardwareOptions{MaxCollateralAge: cfg.Attestation.Collateral.MaxAge}
+	tcbPolicy, err := cfg.TCBPolicy()
+	if err != nil {
+		return fail("fix attestation.tcb_policy in the configuration", "%v", err)
+	}
+	hw.TCBPolicy = tcbPolicy
 	var policy attest.ManifestPolicy
 	var apiKey string
 	if e.o.Sandbox != "" {

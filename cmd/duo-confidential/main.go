@@ -48,13 +48,13 @@ type CLI struct {
 	Attest     AttestCmd     `cmd:"" help:"Attestation commands."`
 	Collateral CollateralCmd `cmd:"" help:"Offline collateral bundle commands (for air-gapped sites)."`
 	Serve      ServeCmd      `cmd:"" help:"Run the appliance: attest the backend and serve the encrypting proxy."`
-	Demo       DemoCmd       `cmd:"" help:"Run the proxy against an embedded sandbox backend (NOT confidential) and print ready-to-paste requests."`
-	Sandbox    SandboxCmd    `cmd:"" help:"Run the sandbox backend alone (NOT confidential), for interoperability tests and benchmarks."`
-	Proxy      ProxyCmd      `cmd:"" help:"Proxy helpers (inbound tokens)."`
-	Keys       KeysCmd       `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
-	TLS        TLSCmd        `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
-	Admin      AdminCmd      `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
-	Doctor     DoctorCmd     `cmd:"" help:"Check the installation: configuration, state, TLS, GitLab, attestation and the running appliance (PASS/WARN/FAIL/SKIP with fixes)."`
+	// demo and sandbox, in developer builds only (scaffolding_*.go).
+	scaffoldingCommands `embed:""`
+	Proxy               ProxyCmd  `cmd:"" help:"Proxy helpers (inbound tokens)."`
+	Keys                KeysCmd   `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
+	TLS                 TLSCmd    `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
+	Admin               AdminCmd  `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
+	Doctor              DoctorCmd `cmd:"" help:"Check the installation: configuration, state, TLS, GitLab, attestation and the running appliance (PASS/WARN/FAIL/SKIP with fixes)."`
 }
 
 func main() {
