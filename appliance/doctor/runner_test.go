@@ -124,13 +124,13 @@ func TestDoctorFormat(t *testing.T) {
 	if err := writeText(&text, sampleResults); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Golden(t, "testdata/doctor/format.txt", []byte(text.String()))
+	testutil.Golden(t, "testdata/doctor/format.txt", text.Bytes())
 
 	var js bytes.Buffer
 	if err := writeJSON(&js, sampleResults); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Golden(t, "testdata/doctor/format.json", []byte(js.String()))
+	testutil.Golden(t, "testdata/doctor/format.json", js.Bytes())
 	var back []checkResult
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back) != len(sampleResults) || back[1] != sampleResults[1] {
 		t.Errorf("JSON does not round-trip: %v %+v", err, back)
