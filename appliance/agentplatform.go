@@ -7,6 +7,8 @@ import (
 	"net"
 	"slices"
 
+	"github.com/duo-confidential/duo-confidential/gateway/model"
+
 	"github.com/duo-confidential/duo-confidential/gateway"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/chat"
@@ -25,13 +27,15 @@ func (a *Appliance) newAgentPlatform() (*agentplatform.Service, error) {
 		return nil, fmt.Errorf("agent platform auth: %w", err)
 	}
 	log := a.log.With("part", "agent-platform")
-	agent, err := chat.New(chat.Options{Model: f.model, Logger: log})
-	if err != nil {
-		return nil, err
-	}
 	metrics, err := agentplatform.NewPrometheusMetrics(a.admin.registry)
 	if err != nil {
 		return nil, fmt.Errorf("agent platform metrics: %w", err)
+	}
+	agent, err := chat.New(chat.Options{Model: f.model, Logger: log, ModelCalls: func(u model.Usage, err error) {
+		metrics.ModelCall(u.PromptTokens, u.CompletionTokens, err != nil)
+	}})
+	if err != nil {
+		return nil, err
 	}
 	served := slices.Clone(f.models)
 	for _, m := range cfg.Gateway.AllowedModels {

@@ -31,6 +31,9 @@ type Options struct {
 	StreamInterval time.Duration
 	// Logger gets metadata only (tool names, counts), never content.
 	Logger *slog.Logger
+	// ModelCalls, if set, is told about every model call: its token usage
+	// and whether it failed (for metrics).
+	ModelCalls func(usage model.Usage, err error)
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -175,6 +178,9 @@ func (r *run) turn(ctx context.Context) (out flow.Outcome, done bool, err error)
 		r.st.log[idx].Content += d
 		return r.notify(ctx, false)
 	})
+	if r.a.o.ModelCalls != nil {
+		r.a.o.ModelCalls(res.Usage, err)
+	}
 	r.a.o.Logger.Debug("chat: model answered", "workflow_id", r.w.ID, "tool_calls", len(res.ToolCalls), "finish", res.FinishReason,
 		"prompt_tokens", res.Usage.PromptTokens, "completion_tokens", res.Usage.CompletionTokens)
 	if err != nil {
