@@ -64,8 +64,9 @@ func New(o Options) (*Agent, error) {
 // Tools implements flow.Flow.
 func (a *Agent) Tools() []map[string]any { return Tools() }
 
-// FeatureQualifiedName is what the billing event names this feature.
-const FeatureQualifiedName = "duo_agent_platform_agentic_chat"
+// FeatureQualifiedName is what the billing event names this feature:
+// GitLab's service uses the workflow definition ("chat", or "<flow>/v1").
+const FeatureQualifiedName = "chat"
 
 // compressFlag is the feature flag with which Rails asks for compressed
 // checkpoints.

@@ -108,8 +108,8 @@ func TestIDEToolsMCPAndBilling(t *testing.T) {
 	for _, a := range s.actions {
 		switch {
 		case a.GetTrackLlmCallForSelfHosted() != nil:
-			if a.GetTrackLlmCallForSelfHosted().GetWorkflowID() != "9" {
-				t.Fatal("billing event without workflow id")
+			if tr := a.GetTrackLlmCallForSelfHosted(); tr.GetWorkflowID() != "9" || tr.GetFeatureQualifiedName() != "chat" || tr.GetFeatureAiCatalogItem() {
+				t.Fatalf("billing event %v", tr)
 			}
 			kinds = append(kinds, "track")
 		case a.GetRunReadFile() != nil:
