@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
@@ -139,7 +140,7 @@ func (a *Agent) Run(ctx context.Context, s flow.Session) (flow.Outcome, error) {
 	}
 	if start.GetApproval() == nil && start.GetGoal() != "" {
 		st.addLog(gitlabapi.UIChatLogEntry{MessageType: "user", Content: start.GetGoal(), Status: ptr("success")})
-		st.conv.Messages = append(st.conv.Messages, model.Message{Role: "user", Content: start.GetGoal()})
+		st.conv.Messages = append(st.conv.Messages, model.Message{Role: "user", Content: start.GetGoal() + contextText(start.GetAdditionalContext())})
 	}
 	if err := r.notify(ctx, true); err != nil {
 		return "", err
@@ -401,4 +402,37 @@ func (r *run) trackLLMCall(ctx context.Context) error {
 		return fmt.Errorf("GitLab refused the model call for billing: %s", boundResult(e))
 	}
 	return nil
+}
+
+// Bounds of the additional context a client attaches to a message.
+const (
+	maxContextItems     = 16
+	maxContextItemBytes = 32 << 10
+)
+
+// contextText renders the client's additional context (open files,
+// selections, issues) after the user's message, bounded.
+func contextText(items []*contract.AdditionalContext) string {
+	var b strings.Builder
+	for i, c := range items {
+		if i == maxContextItems {
+			break
+		}
+		if c.GetContent() == "" {
+			continue
+		}
+		content := c.GetContent()
+		if len(content) > maxContextItemBytes {
+			content = content[:maxContextItemBytes] + "\n[truncated]"
+		}
+		fmt.Fprintf(&b, "\n\n<additional_context category=%q id=%q>\n%s\n</additional_context>", bounded(c.GetCategory(), 64), bounded(c.GetId(), 256), content)
+	}
+	return b.String()
+}
+
+func bounded(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }
