@@ -109,6 +109,17 @@ func TestAgentPlatformEndToEnd(t *testing.T) {
 		t.Errorf("DWS token minting: %v", err)
 	}
 
+	// A model the backend lists without tool_calling is refused.
+	codeMD := md("duo_chat")
+	codeMD.Set(agentplatform.HeaderModelMetadata, `{"provider":"openai","name":"general","identifier":"custom_openai/`+sandbox.ModelCode+`"}`)
+	if st, err := client.ExecuteWorkflow(call(codeMD)); err == nil {
+		_ = st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_StartRequest{StartRequest: &contract.StartWorkflowRequest{WorkflowID: "9", WorkflowDefinition: "chat", Goal: "x"}}})
+		_, err = st.Recv()
+		if s := status.Convert(err); s.Code() != codes.FailedPrecondition || !strings.Contains(s.Message(), "cannot call tools") {
+			t.Errorf("code model for chat: %v", err)
+		}
+	}
+
 	// One Agentic Chat session with a secret goal; the demo GitLab's issue
 	// text is the tool result that must stay secret too.
 	// Letters only: the sandbox takes the message's first number as the
