@@ -1,0 +1,177 @@
+package gitlabconnect
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// DefaultPollInterval is how often the drift watch looks at GitLab.
+const DefaultPollInterval = 5 * time.Minute
+
+// MinPollInterval keeps the watch from hammering GitLab: every poll makes
+// GitLab fetch model definitions from its cloud gateway and run its probes.
+const MinPollInterval = 30 * time.Second
+
+// WatchOptions configures a Watcher.
+type WatchOptions struct {
+	Client *Client
+	Target Target
+	// State holds the ids and features of the last apply; may be nil.
+	State *State
+	// Interval between polls; DefaultPollInterval if zero.
+	Interval time.Duration
+	// AutoRepair re-assigns drifted features to the appliance's model
+	// records, and nothing else: it never changes settings or records,
+	// never deletes, never chooses a GitLab-managed model.
+	AutoRepair bool
+	// SkipStatus skips cloudConnectorStatus (tests of feature drift alone).
+	SkipStatus bool
+	// OnReport receives every poll's report (readiness, metrics, trust log,
+	// admin UI). It must not block for long.
+	OnReport func(*Report)
+	Logger   *slog.Logger
+}
+
+// Watcher polls GitLab for drift from the appliance's configuration.
+type Watcher struct {
+	o    WatchOptions
+	mu   sync.Mutex
+	last *Report
+	poke chan struct{}
+}
+
+// NewWatcher checks o and returns a Watcher; Run starts it.
+func NewWatcher(o WatchOptions) (*Watcher, error) {
+	if o.Client == nil {
+		return nil, errors.New("drift watch: no GitLab client")
+	}
+	if _, err := o.Target.Check(); err != nil {
+		return nil, err
+	}
+	if o.Interval == 0 {
+		o.Interval = DefaultPollInterval
+	}
+	if o.Interval < MinPollInterval {
+		o.Interval = MinPollInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.State == nil {
+		o.State = &State{}
+	}
+	return &Watcher{o: o, poke: make(chan struct{}, 1)}, nil
+}
+
+// Run polls at once and then every Interval until ctx ends.
+func (w *Watcher) Run(ctx context.Context) {
+	t := time.NewTicker(w.o.Interval)
+	defer t.Stop()
+	for {
+		w.Poll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-w.poke:
+		}
+	}
+}
+
+// PollSoon asks Run for a poll now (after a connect from the admin UI).
+func (w *Watcher) PollSoon() {
+	select {
+	case w.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Last is the latest report, nil before the first poll ends.
+func (w *Watcher) Last() *Report {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+// Poll looks at GitLab once, repairs if allowed, and reports.
+func (w *Watcher) Poll(ctx context.Context) *Report {
+	r := w.look(ctx)
+	if w.o.AutoRepair && r.Err == "" && slices.ContainsFunc(r.Problems, func(p Problem) bool { return p.Repairable }) {
+		repaired := w.repair(ctx)
+		if len(repaired) > 0 {
+			r = w.look(ctx)
+			r.Repaired = repaired
+		}
+	}
+	w.mu.Lock()
+	w.last = r
+	w.mu.Unlock()
+	if r.Err != "" {
+		w.o.Logger.Warn("GitLab drift watch: cannot read GitLab", "gitlab", w.o.Client.GitLabURL(), "error", r.Err)
+	}
+	for _, p := range r.Problems {
+		w.o.Logger.Warn("GitLab drift", "feature", p.Feature, "problem", p.What, "fix", p.Fix)
+	}
+	if w.o.OnReport != nil {
+		w.o.OnReport(r)
+	}
+	return r
+}
+
+// look reads GitLab and evaluates it.
+func (w *Watcher) look(ctx context.Context) *Report {
+	s, err := w.o.Client.Read(ctx, w.o.State.IDs())
+	if err != nil {
+		return &Report{Checked: time.Now().UTC(), Err: err.Error(), Counts: map[string]int{}}
+	}
+	var probes []string
+	if !w.o.SkipStatus {
+		if _, names, err := w.o.Client.ConnectorStatus(ctx); err == nil {
+			probes = names
+		} else {
+			w.o.Logger.Warn("GitLab drift watch: cloudConnectorStatus", "error", err)
+		}
+	}
+	return Evaluate(s, w.o.Target, w.o.State.Managed(), probes)
+}
+
+// repair re-assigns drifted features, and only that.
+func (w *Watcher) repair(ctx context.Context) []string {
+	s, err := w.o.Client.Read(ctx, w.o.State.IDs())
+	if err != nil {
+		return nil
+	}
+	p, err := PlanFrom(s, w.o.Target)
+	if err != nil {
+		return nil
+	}
+	var keep []Change
+	for _, c := range p.Changes {
+		if c.Kind != ChangeAssign && c.Kind != ChangeAssignPlatform {
+			continue
+		}
+		if _, ok := s.Models[c.Model]; !ok {
+			continue // the record is gone: that needs connect, not a repair
+		}
+		keep = append(keep, c)
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	p.Changes = keep
+	res := w.o.Client.Apply(ctx, p, w.o.Target)
+	var done []string
+	for _, c := range res.Changes {
+		if c.Outcome == OutcomeDone {
+			done = append(done, c.Target)
+		} else {
+			w.o.Logger.Warn("GitLab drift watch: repair failed", "feature", c.Target, "error", c.Error)
+		}
+	}
+	w.o.Logger.Info("GitLab drift watch: re-assigned features to the appliance's models", "features", done)
+	return done
+}
