@@ -128,11 +128,11 @@ func (c *Client) call(ctx context.Context, slow bool, f func(context.Context, gr
 	if err == nil {
 		return nil
 	}
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("%w (%s): no answer within %s", ErrUnreachable, c.api.Host, d)
+	}
 	if errors.Is(err, ErrUnreachable) {
 		return err
-	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%s): no answer within %s", ErrUnreachable, c.api.Host, d)
 	}
 	var list gqlerror.List
 	if errors.As(err, &list) {
