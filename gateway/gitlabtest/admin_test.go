@@ -254,3 +254,23 @@ func TestAdminBetaFeaturesAndUpgrade(t *testing.T) {
 		t.Errorf("new value not usable: %s %v", p, r.errs())
 	}
 }
+
+func TestIssuerServesTheAdminAPI(t *testing.T) {
+	iss, err := gitlabtest.New(gitlabtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(iss.Handler())
+	defer srv.Close()
+	iss.SetURL(srv.URL)
+	s := &standIn{url: srv.URL}
+	if r := s.do(t, "admin", `{ currentUser { username } }`, nil); r.status != http.StatusNotFound {
+		t.Errorf("without SetAdmin: %d", r.status)
+	}
+	gl, _ := gitlabtest.NewAdmin(gitlabtest.AdminOptions{})
+	gl.AddToken("admin", "root", true, "api")
+	iss.SetAdmin(gl)
+	if r := s.do(t, "admin", `{ currentUser { username } }`, nil); r.at("currentUser", "username") != "root" {
+		t.Errorf("with SetAdmin: %d %v", r.status, r.Data)
+	}
+}
