@@ -152,7 +152,7 @@ func (c *Client) call(ctx context.Context, slow bool, f func(context.Context, gr
 			}
 			msgs = append(msgs, m)
 		}
-		detail := fmt.Sprintf("HTTP %d %s", he.StatusCode, strings.Join(msgs, "; "))
+		detail := strings.TrimSpace(fmt.Sprintf("HTTP %d %s", he.StatusCode, strings.Join(msgs, "; ")))
 		switch {
 		case he.StatusCode == http.StatusUnauthorized:
 			return errors.New("GitLab refused the token (401 Unauthorized): it is wrong, expired or revoked")

@@ -89,9 +89,9 @@ func manualSteps(s *Snapshot, t Target, p *Plan) []ManualStep {
 		})
 		return out
 	}
-	secure := "true (the default)"
+	secure, how := "true", "TLS (GitLab's default)"
 	if !t.AgentPlatformTLS {
-		secure = "false"
+		secure, how = "false", "plain gRPC"
 	}
 	out = append(out,
 		ManualStep{
@@ -101,9 +101,9 @@ func manualSteps(s *Snapshot, t Target, p *Plan) []ManualStep {
 			Status: StepUnknown,
 		},
 		ManualStep{
-			Title:  "Set DUO_AGENT_PLATFORM_SERVICE_SECURE=" + strings.Fields(secure)[0],
-			Where:  "/etc/gitlab/gitlab.rb: gitlab_rails['env'] = { 'DUO_AGENT_PLATFORM_SERVICE_SECURE' => '" + strings.Fields(secure)[0] + "' }, then gitlab-ctl reconfigure",
-			Why:    "GitLab dials the Agent Platform with TLS unless told otherwise; the appliance's listener speaks TLS: " + secure,
+			Title:  "Set DUO_AGENT_PLATFORM_SERVICE_SECURE=" + secure,
+			Where:  "/etc/gitlab/gitlab.rb: gitlab_rails['env'] = { 'DUO_AGENT_PLATFORM_SERVICE_SECURE' => '" + secure + "' }, then gitlab-ctl reconfigure",
+			Why:    "GitLab dials the Agent Platform with TLS unless told otherwise; this appliance's listener speaks " + how,
 			Status: StepUnknown,
 		},
 		ManualStep{
