@@ -115,7 +115,7 @@ func PlanFrom(s *Snapshot, t Target) (*Plan, error) {
 		switch {
 		case !ok:
 			p.Changes = append(p.Changes, Change{Kind: ChangeCreateModel, Target: m.Name, To: want})
-		case strings.ToLower(cur.Family) != strings.ToLower(m.family()) || cur.Endpoint != m.Endpoint || cur.Identifier != m.Identifier:
+		case !strings.EqualFold(cur.Family, m.family()) || cur.Endpoint != m.Endpoint || cur.Identifier != m.Identifier:
 			p.Changes = append(p.Changes, Change{Kind: ChangeUpdateModel, Target: m.Name,
 				From: fmt.Sprintf("%s %s %s", cur.Family, cur.Endpoint, cur.Identifier), To: want})
 		}

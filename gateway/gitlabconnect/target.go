@@ -74,7 +74,7 @@ func (t Target) Check() (warnings []string, err error) {
 	}
 	if t.AgentPlatformAddr != "" {
 		if err := checkHostPort(t.AgentPlatformAddr); err != nil {
-			errs = append(errs, fmt.Errorf("Agent Platform address: %w", err))
+			errs = append(errs, fmt.Errorf("the Agent Platform address: %w", err))
 		} else if h, _, _ := net.SplitHostPort(t.AgentPlatformAddr); isLocalhost(h) {
 			warnings = append(warnings, fmt.Sprintf("the Agent Platform address %s is a loopback address GitLab's nodes cannot reach", t.AgentPlatformAddr))
 		}

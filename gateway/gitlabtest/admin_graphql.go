@@ -157,7 +157,7 @@ func (r *adminRoot) AiSelfHostedModels(ctx context.Context, args struct{ ID *mod
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.canManage(userOf(ctx)) {
-		return nil, errors.New(PermissionError)
+		return nil, errPermission
 	}
 	var nodes []*aiModel
 	for id := 1; id < a.nextID; id++ {
@@ -198,7 +198,7 @@ func (r *adminRoot) AiFeatureSettings(ctx context.Context, args struct{ SelfHost
 	defer a.mu.Unlock()
 	u := userOf(ctx)
 	if !a.canManage(u) {
-		return nil, errors.New(PermissionError)
+		return nil, errPermission
 	}
 	var nodes []*featureSetting
 	for _, f := range a.features {
@@ -252,7 +252,7 @@ func (r *adminRoot) CloudConnectorStatus(ctx context.Context) (*connectorStatus,
 	}
 	a.mu.Unlock()
 	if !u.admin {
-		return nil, errors.New(PermissionError)
+		return nil, errPermission
 	}
 	var probes []probeResult
 	add := func(name string, err error, okMsg string) {
@@ -332,3 +332,12 @@ func (a *Admin) checkGatewayURL(s string) string {
 func contextWithUser(r *http.Request, u adminUser) context.Context {
 	return context.WithValue(r.Context(), userKey{}, u)
 }
+
+// gitlabError is an error text GitLab answers verbatim (capitalised, with
+// punctuation), returned as a top-level GraphQL error.
+type gitlabError string
+
+func (e gitlabError) Error() string { return string(e) }
+
+// errPermission is GitLab's answer to anything the caller may not see or do.
+var errPermission = gitlabError(PermissionError)

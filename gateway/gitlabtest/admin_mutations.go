@@ -2,7 +2,6 @@ package gitlabtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -39,7 +38,7 @@ func (a *Admin) mutating(ctx context.Context) (adminUser, error) {
 	u := userOf(ctx)
 	a.mutations++
 	if !slices.Contains(u.scopes, "api") {
-		return u, errors.New(PermissionError)
+		return u, errPermission
 	}
 	return u, nil
 }
@@ -64,7 +63,7 @@ func (r *adminRoot) DuoSettingsUpdate(ctx context.Context, args struct {
 	if !a.canManage(u) {
 		for name, set := range map[string]bool{"ai_gateway_url": in.AiGatewayUrl != nil, "ai_gateway_timeout_seconds": in.AiGatewayTimeoutSeconds != nil, "duo_agent_platform_service_url": in.DuoAgentPlatformServiceUrl != nil} {
 			if set {
-				return nil, fmt.Errorf("You don't have permission to update the setting %s.", name)
+				return nil, gitlabError(fmt.Sprintf("You don't have permission to update the setting %s.", name))
 			}
 		}
 	}
@@ -148,7 +147,7 @@ func (r *adminRoot) AiSelfHostedModelCreate(ctx context.Context, args struct{ In
 		return nil, err
 	}
 	if !a.canManage(u) {
-		return nil, errors.New(PermissionError)
+		return nil, errPermission
 	}
 	if errs := a.validateModel(args.Input, 0); len(errs) > 0 {
 		return &modelPayload{ClientMutationId: args.Input.ClientMutationId, Errors: errs}, nil
@@ -175,7 +174,7 @@ func (r *adminRoot) AiSelfHostedModelUpdate(ctx context.Context, args struct {
 	}
 	m := a.models[args.Input.Id.num()]
 	if !a.canManage(u) || m == nil {
-		return nil, errors.New(PermissionError)
+		return nil, errPermission
 	}
 	if errs := a.validateModel(args.Input.modelInput, m.ID); len(errs) > 0 {
 		return &modelPayload{ClientMutationId: args.Input.ClientMutationId, SelfHostedModel: a.modelView(m), Errors: errs}, nil
@@ -199,7 +198,7 @@ func (r *adminRoot) AiSelfHostedModelDelete(ctx context.Context, args struct {
 	}
 	m := a.models[args.Input.Id.num()]
 	if !a.canManage(u) || m == nil {
-		return nil, errors.New(PermissionError)
+		return nil, errPermission
 	}
 	view := a.modelView(m)
 	a.deleteModel(m.ID) // ON DELETE CASCADE: its features lose their rows
@@ -217,7 +216,7 @@ func (r *adminRoot) AiSelfHostedModelConnectionCheck(ctx context.Context, args s
 		return nil, err
 	}
 	if !can {
-		return nil, errors.New(PermissionError)
+		return nil, errPermission
 	}
 	in := args.Input
 	m := AdminModel{Name: in.Name, Family: strings.ToLower(in.Model), Endpoint: in.Endpoint}
@@ -267,13 +266,13 @@ func (r *adminRoot) AiFeatureSettingUpdate(ctx context.Context, args struct {
 	// with classic ones manage_self_hosted_models_settings: a mixed batch needs both.
 	for _, f := range in.Features {
 		if (isPlatform(f) && !a.canPlatform(u)) || (!isPlatform(f) && !a.canManage(u)) {
-			return nil, errors.New(PermissionError)
+			return nil, errPermission
 		}
 	}
 	var model *AdminModel
 	if in.AiSelfHostedModelId != nil {
 		if model = a.models[in.AiSelfHostedModelId.num()]; model == nil {
-			return nil, errors.New(PermissionError)
+			return nil, errPermission
 		}
 	}
 	for _, f := range in.Features {
