@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
@@ -34,7 +36,7 @@ type Sandbox struct {
 
 // Options configures an Appliance.
 type Options struct {
-	Config  *Config
+	Config  *config.Config
 	Logger  *slog.Logger
 	Version string
 	Sandbox *Sandbox
@@ -133,7 +135,7 @@ func New(o Options) (*Appliance, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := proxy.ParseTokenDigests(digests)
+	tokens, err := bearer.ParseDigests(digests)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +159,7 @@ func New(o Options) (*Appliance, error) {
 	if sb != nil {
 		po.Notice = "SANDBOX MODE: local sandbox backend with test-signed evidence, NOT CONFIDENTIAL"
 	}
-	if cfg.Proxy.CacheSalt == CacheSaltShared {
+	if cfg.Proxy.CacheSalt == config.CacheSaltShared {
 		b, err := os.ReadFile(cfg.Proxy.SharedSaltFile)
 		if err != nil {
 			return nil, fmt.Errorf("read proxy.shared_salt_file: %w", err)

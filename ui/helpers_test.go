@@ -21,8 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/jwks"
-	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
 )
@@ -60,11 +61,11 @@ type fixtureOptions struct {
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	store, err := keys.Open(filepath.Join(dir, "keys"), keys.Options{Bits: keys.MinBits, Now: func() time.Time { return t0.Add(-48 * time.Hour) }})
+	store, err := keys.Open(filepath.Join(dir, statedir.KeysDir), keys.Options{Bits: keys.MinBits, Now: func() time.Time { return t0.Add(-48 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pw := filepath.Join(dir, "admin-password")
+	pw := filepath.Join(dir, statedir.AdminPasswordFile)
 	if !fo.noPassword {
 		if err := WritePasswordFile(pw, []byte(testPassword), 4); err != nil {
 			t.Fatal(err)
@@ -267,7 +268,7 @@ func diffLines(want, got string) string {
 }
 
 func mustDigest(tok string) string {
-	return proxy.TokenDigest(tok)
+	return bearer.Digest(tok)
 }
 
 func readme(t *testing.T) string {

@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 )
 
@@ -110,7 +110,7 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 	return nil
 }
 
-func (c *AttestVerifyCmd) verifyDoc(ctx context.Context, cfg *appliance.Config, hw attest.HardwareOptions, nonce []byte) (*attest.Result, error) {
+func (c *AttestVerifyCmd) verifyDoc(ctx context.Context, cfg *config.Config, hw attest.HardwareOptions, nonce []byte) (*attest.Result, error) {
 	b, err := os.ReadFile(c.Doc)
 	if err != nil {
 		return nil, fmt.Errorf("read document: %w", err)

@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	tdxtestdata "github.com/google/go-tdx-guest/testing/testdata"
+
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/attesttest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
-	tdxtestdata "github.com/google/go-tdx-guest/testing/testdata"
 )
 
 // sandboxFiles writes a sandbox backend's evidence, manifest, roots and
@@ -122,7 +124,7 @@ func TestAttestVerifyDoc(t *testing.T) {
 		})
 	}
 	// --record wrote the accepted TDX document to the trust log, 0600.
-	fi, err := os.Stat(filepath.Join(state, "trust-log.jsonl"))
+	fi, err := os.Stat(filepath.Join(state, statedir.TrustLogFile))
 	if err != nil {
 		t.Fatalf("trust log not written: %v", err)
 	}

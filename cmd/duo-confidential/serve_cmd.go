@@ -18,6 +18,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
@@ -188,7 +189,7 @@ func loadFixedSecret(path string) (*envelope.Secret, error) {
 }
 
 // listenAdmin opens admin.listen, or returns nil when it is empty.
-func listenAdmin(cfg *appliance.Config) (net.Listener, error) {
+func listenAdmin(cfg *config.Config) (net.Listener, error) {
 	if !cfg.Admin.Enabled() {
 		return nil, nil
 	}

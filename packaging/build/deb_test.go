@@ -112,8 +112,8 @@ func TestDebPayload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(cfg) != repoFile(t, "appliance/config.example.yaml") {
-		t.Error("packaged config.yaml differs from appliance/config.example.yaml")
+	if string(cfg) != repoFile(t, "appliance/config/config.example.yaml") {
+		t.Error("packaged config.yaml differs from appliance/config/config.example.yaml")
 	}
 	bin := filepath.Join(root, "usr/bin/duo-confidential")
 	if out := run(t, bin, "version"); !strings.Contains(out, " 0.0.1 ") {

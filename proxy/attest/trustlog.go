@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // TrustEntry is one accepted attestation in the trust log. Entries are

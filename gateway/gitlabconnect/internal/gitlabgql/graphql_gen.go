@@ -327,6 +327,11 @@ type EnumValuesResponse struct {
 func (v *EnumValuesResponse) GetType() *EnumValuesType { return v.Type }
 
 // EnumValuesType includes the requested fields of the GraphQL type __Type.
+// The GraphQL type's documentation follows.
+//
+// The fundamental unit of any GraphQL Schema is the type. There are many kinds of types in GraphQL as represented by the `__TypeKind` enum.
+//
+// Depending on the kind of a type, certain fields describe information about that type. Scalar types provide no information beyond a name, description and optional `specifiedByURL`, while Enum types provide their values. Object and Interface types provide the fields they describe. Abstract types, Union and Interface, provide the Object types possible at runtime. List and NonNull types compose other types.
 type EnumValuesType struct {
 	EnumValues []EnumValuesTypeEnumValuesEnumValue `json:"enumValues"`
 }
@@ -335,6 +340,9 @@ type EnumValuesType struct {
 func (v *EnumValuesType) GetEnumValues() []EnumValuesTypeEnumValuesEnumValue { return v.EnumValues }
 
 // EnumValuesTypeEnumValuesEnumValue includes the requested fields of the GraphQL type __EnumValue.
+// The GraphQL type's documentation follows.
+//
+// One possible value for a given Enum. Enum values are unique values, not a placeholder for a string or numeric value. However an Enum value is returned in a JSON response as a string.
 type EnumValuesTypeEnumValuesEnumValue struct {
 	Name string `json:"name"`
 }
