@@ -2,22 +2,13 @@ package gitlabconnect
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"time"
-)
 
-// StateFile is the connect state's name inside the appliance's state
-// directory; TokenFile is where the admin token is kept when the admin
-// opts into the drift watch.
-const (
-	StateFile = "gitlab-connect.json"
-	TokenFile = "gitlab-admin-token"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // State is what connect remembers between runs: the ids of the records it
@@ -68,12 +59,12 @@ func (s *State) Record(gitlabURL string, p *Plan, r *Result) {
 
 // LoadState reads the state file; a missing file is an empty State.
 func LoadState(path string) (*State, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &State{}, nil
-	}
+	b, err := statedir.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, err
+	}
+	if b == nil {
+		return &State{}, nil
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
@@ -88,41 +79,13 @@ func (s *State) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return statedir.WriteFile(path, append(b, '\n'), statedir.SecretMode)
 }
 
 // SaveToken keeps the admin token for the drift watch: 0600, written
 // atomically, never anywhere but path.
-func SaveToken(path, token string) error { return writeFileAtomic(path, []byte(token+"\n")) }
-
-// writeFileAtomic writes data to a 0600 temporary file beside path and
-// renames it into place.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+func SaveToken(path, token string) error {
+	return statedir.WriteFile(path, []byte(token+"\n"), statedir.SecretMode)
 }
 
 // ReadToken reads a token file: one line, surrounding white space trimmed.
