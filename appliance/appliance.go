@@ -62,6 +62,7 @@ type Appliance struct {
 	certs   *apptls.Manager
 	serving chan struct{} // closed once every listener serves
 	admin   *adminPart
+	gitlab  *gitlabWatch // nil unless gitlab_admin.watch
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -179,6 +180,7 @@ func New(o Options) (*Appliance, error) {
 	} else {
 		log.Info("gateway off: set gateway.gitlab_url to serve GitLab Duo")
 	}
+	a.gitlab = newGitLabWatch(cfg, o.GitLabClient, log)
 	if err := a.buildAdmin(); err != nil {
 		return nil, err
 	}
@@ -285,6 +287,7 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	}
 	a.serveAdmin(ls, errc)
 	close(a.serving)
+	a.gitlab.run(mctx) // after serving: GitLab's checks call back into the gateway
 	select {
 	case err := <-errc:
 		return err

@@ -20,8 +20,9 @@ const MinPollInterval = 30 * time.Second
 type WatchOptions struct {
 	Client *Client
 	Target Target
-	// State holds the ids and features of the last apply; may be nil.
-	State *State
+	// State returns the ids and features of the last apply (read at every
+	// poll, so a connect made meanwhile counts); nil means none.
+	State func() *State
 	// Interval between polls; DefaultPollInterval if zero.
 	Interval time.Duration
 	// AutoRepair re-assigns drifted features to the appliance's model
@@ -62,7 +63,7 @@ func NewWatcher(o WatchOptions) (*Watcher, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.State == nil {
-		o.State = &State{}
+		o.State = func() *State { return &State{} }
 	}
 	return &Watcher{o: o, poke: make(chan struct{}, 1)}, nil
 }
@@ -124,7 +125,7 @@ func (w *Watcher) Poll(ctx context.Context) *Report {
 
 // look reads GitLab and evaluates it.
 func (w *Watcher) look(ctx context.Context) *Report {
-	s, err := w.o.Client.Read(ctx, w.o.State.IDs())
+	s, err := w.o.Client.Read(ctx, w.o.State().IDs())
 	if err != nil {
 		return &Report{Checked: time.Now().UTC(), Err: err.Error(), Counts: map[string]int{}}
 	}
@@ -136,12 +137,12 @@ func (w *Watcher) look(ctx context.Context) *Report {
 			w.o.Logger.Warn("GitLab drift watch: cloudConnectorStatus", "error", err)
 		}
 	}
-	return Evaluate(s, w.o.Target, w.o.State.Managed(), probes)
+	return Evaluate(s, w.o.Target, w.o.State().Managed(), probes)
 }
 
 // repair re-assigns drifted features, and only that.
 func (w *Watcher) repair(ctx context.Context) []string {
-	s, err := w.o.Client.Read(ctx, w.o.State.IDs())
+	s, err := w.o.Client.Read(ctx, w.o.State().IDs())
 	if err != nil {
 		return nil
 	}

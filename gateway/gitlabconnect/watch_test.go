@@ -26,7 +26,7 @@ func connected(t *testing.T) (*fixture, *gitlabconnect.Client, *gitlabconnect.St
 func watcher(t *testing.T, c *gitlabconnect.Client, st *gitlabconnect.State, repair bool) (*gitlabconnect.Watcher, *[]*gitlabconnect.Report) {
 	t.Helper()
 	var reports []*gitlabconnect.Report
-	w, err := gitlabconnect.NewWatcher(gitlabconnect.WatchOptions{Client: c, Target: target(), State: st, AutoRepair: repair,
+	w, err := gitlabconnect.NewWatcher(gitlabconnect.WatchOptions{Client: c, Target: target(), State: func() *gitlabconnect.State { return st }, AutoRepair: repair,
 		OnReport: func(r *gitlabconnect.Report) { reports = append(reports, r) }})
 	if err != nil {
 		t.Fatal(err)
