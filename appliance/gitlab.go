@@ -304,3 +304,22 @@ func (a *Appliance) ConnectGitLab(ctx context.Context, token string, o ConnectOp
 	a.log.Info("admin: GitLab connect", "apply", o.Apply, "ok", out.OK(), "keep_token", o.KeepToken)
 	return b.String(), out.OK(), nil
 }
+
+// Verify runs GitLab's checks and the drift rules without changing anything.
+func (g GitLabConnector) Verify(ctx context.Context, token string) (*gitlabconnect.Verification, error) {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	t, err := GitLabTarget(g.Config)
+	if err != nil {
+		return nil, err
+	}
+	c, err := g.client(token)
+	if err != nil {
+		return nil, err
+	}
+	st, err := gitlabconnect.LoadState(g.Config.GitLabConnectStatePath())
+	if err != nil {
+		return nil, err
+	}
+	return c.Verify(ctx, t, st.IDs(), st.Managed())
+}
