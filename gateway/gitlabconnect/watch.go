@@ -109,14 +109,10 @@ func (w *Watcher) Poll(ctx context.Context) *Report {
 		}
 	}
 	w.mu.Lock()
+	prev := w.last
 	w.last = r
 	w.mu.Unlock()
-	if r.Err != "" {
-		w.o.Logger.Warn("GitLab drift watch: cannot read GitLab", "gitlab", w.o.Client.GitLabURL(), "error", r.Err)
-	}
-	for _, p := range r.Problems {
-		w.o.Logger.Warn("GitLab drift", "feature", p.Feature, "problem", p.What, "fix", p.Fix)
-	}
+	w.logChanges(prev, r)
 	if w.o.OnReport != nil {
 		w.o.OnReport(r)
 	}
@@ -175,4 +171,33 @@ func (w *Watcher) repair(ctx context.Context) []string {
 	}
 	w.o.Logger.Info("GitLab drift watch: re-assigned features to the appliance's models", "features", done)
 	return done
+}
+
+// logChanges logs what is new in r compared with prev (every problem once,
+// when it appears, and when it is gone), so a lasting drift does not fill
+// the log every few minutes.
+func (w *Watcher) logChanges(prev, r *Report) {
+	var before []Problem
+	prevErr := ""
+	if prev != nil {
+		before, prevErr = prev.Problems, prev.Err
+	}
+	if r.Err != "" && r.Err != prevErr {
+		w.o.Logger.Warn("GitLab drift watch: cannot read GitLab", "gitlab", w.o.Client.GitLabURL(), "error", r.Err)
+	}
+	has := func(list []Problem, p Problem) bool {
+		return slices.ContainsFunc(list, func(q Problem) bool { return q.What == p.What })
+	}
+	for _, p := range r.Problems {
+		if !has(before, p) {
+			w.o.Logger.Warn("GitLab drift", "feature", p.Feature, "problem", p.What, "fix", p.Fix)
+		}
+	}
+	if r.Err == "" {
+		for _, p := range before {
+			if !has(r.Problems, p) {
+				w.o.Logger.Info("GitLab drift resolved", "feature", p.Feature, "problem", p.What)
+			}
+		}
+	}
 }
