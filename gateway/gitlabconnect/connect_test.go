@@ -246,3 +246,47 @@ func TestBetaModelHiddenFromListingIsStillFound(t *testing.T) {
 		t.Errorf("models %+v", f.gl.Models())
 	}
 }
+
+func TestDisabledFeatures(t *testing.T) {
+	f := newFixture(t, gitlabtest.AdminOptions{})
+	c := f.client(t, adminToken)
+	f.gl.SetFeature("DUO_CHAT_FIX_CODE", "disabled", 0)
+	f.gl.SetFeature("DUO_AGENT_PLATFORM", "disabled", 0)
+	st := &gitlabconnect.State{}
+	p, r := connect(t, c, target(), st)
+	if r.Failed() {
+		t.Fatal(r.Err)
+	}
+	if len(p.Kept) != 1 || !strings.Contains(p.Kept[0], "DUO_CHAT_FIX_CODE") {
+		t.Errorf("kept %v", p.Kept)
+	}
+	if prov, _ := f.gl.Feature("DUO_CHAT_FIX_CODE"); prov != "disabled" {
+		t.Errorf("a deliberately disabled classic feature was changed: %s", prov)
+	}
+	// A disabled Agent Platform feature still goes to GitLab's cloud: assigned.
+	if prov, _ := f.gl.Feature("DUO_AGENT_PLATFORM"); prov != "self_hosted" {
+		t.Errorf("DUO_AGENT_PLATFORM: %s", prov)
+	}
+	v, err := c.Verify(ctx(t), target(), st.IDs(), st.Managed())
+	if err != nil || !v.OK() || v.Drift.Counts[gitlabconnect.StateDisabled] != 1 {
+		t.Errorf("verify with a disabled feature: %v %+v", err, v.Drift)
+	}
+}
+
+func TestOldGitLabWarnsAndAdminModeHint(t *testing.T) {
+	f := newFixture(t, gitlabtest.AdminOptions{Version: "17.11.2-ee"})
+	p, err := f.client(t, adminToken).Plan(ctx(t), target(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Warnings) == 0 || !strings.Contains(p.Warnings[0], "older than 18.8") {
+		t.Errorf("warnings %v", p.Warnings)
+	}
+	f.gl.AddToken("glpat-no-admin-mode", "root", true, "api")
+	f.gl.SetLicence(gitlabtest.Licence{})
+	_, err = f.client(t, "glpat-no-admin-mode").Plan(ctx(t), target(), nil)
+	var ge *gitlabconnect.GateError
+	if !errors.As(err, &ge) || !strings.Contains(ge.Fix, "admin_mode scope") {
+		t.Errorf("err = %v", err)
+	}
+}

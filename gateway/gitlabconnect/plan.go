@@ -90,6 +90,9 @@ func (c *Client) Plan(ctx context.Context, t Target, knownIDs []string) (*Plan, 
 // PlanFrom computes the plan for a snapshot already read.
 func PlanFrom(s *Snapshot, t Target) (*Plan, error) {
 	p := &Plan{Snapshot: s, Instance: s.Instance}
+	if older(s.Instance.Version, 18, 8) {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("GitLab %s is older than 18.8, the oldest version connect was written for: the admin API (all \"Experiment\" fields) may differ", s.Instance.Version))
+	}
 	for _, m := range t.Models {
 		if !slices.Contains(s.Families, m.family()) {
 			return nil, fmt.Errorf("model %s: GitLab %s has no model family %s (it has %s)", m.Name, s.Instance.Version, m.family(), strings.Join(s.Families, ", "))
@@ -164,4 +167,19 @@ func itoaOrEmpty(n int) string {
 		return ""
 	}
 	return strconv.Itoa(n)
+}
+
+// older reports whether a GitLab version ("18.9.0-ee") is below major.minor;
+// an unparsable version is not.
+func older(version string, major, minor int) bool {
+	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma < major || (ma == major && mi < minor)
 }

@@ -123,8 +123,11 @@ func (c *Client) Preflight(ctx context.Context) (Instance, Settings, error) {
 		return in, Settings{}, err
 	}
 	if err != nil || ms.AiSelfHostedModels == nil || pf.DuoSettings == nil {
-		return in, Settings{}, &GateError{Gate: "licence", Problem: "GitLab does not let " + in.Username + " manage self-hosted models on this instance",
-			Fix: "the instance needs a licence with GitLab Duo Self-Hosted and an active GitLab Duo Enterprise add-on (or the Duo Agent Platform Self-Hosted add-on for offline licences): Admin → Subscription and Admin → GitLab Duo; on GitLab.com or with Amazon Q connected it is not available"}
+		fix := "the instance needs a licence with GitLab Duo Self-Hosted and an active GitLab Duo Enterprise add-on (or the Duo Agent Platform Self-Hosted add-on for offline licences): Admin → Subscription and Admin → GitLab Duo; on GitLab.com or with Amazon Q connected it is not available"
+		if ti.Known && !slices.Contains(ti.Scopes, "admin_mode") {
+			fix += "; if Admin Mode is on (Admin → Settings → General → Sign-in restrictions), the token also needs the admin_mode scope"
+		}
+		return in, Settings{}, &GateError{Gate: "licence", Problem: "GitLab does not let " + in.Username + " manage self-hosted models on this instance", Fix: fix}
 	}
 	return in, settingsOf(pf.DuoSettings.AiGatewayUrl, pf.DuoSettings.DuoAgentPlatformServiceUrl, pf.DuoSettings.AiGatewayTimeoutSeconds), nil
 }
