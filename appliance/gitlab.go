@@ -158,7 +158,7 @@ func (g GitLabConnector) client(token string) (*gitlabconnect.Client, error) {
 	hc := g.HTTPClient
 	if hc == nil {
 		var err error
-		if hc, err = g.Config.OutboundClient(false); err != nil {
+		if hc, err = g.Config.OutboundStreamClient(); err != nil {
 			return nil, err
 		}
 	}
@@ -234,7 +234,7 @@ func newGitLabWatch(cfg *config.Config, hc *http.Client, log *slog.Logger) *gitl
 	}
 	t, err := GitLabTarget(cfg)
 	if err == nil && hc == nil {
-		hc, err = cfg.OutboundClient(false)
+		hc, err = cfg.OutboundStreamClient()
 	}
 	var c *gitlabconnect.Client
 	if err == nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/wording"
 )
 
 // progName prefixes every error message, so an admin can tell which tool
@@ -47,14 +48,14 @@ type CLI struct {
 	Attest     AttestCmd     `cmd:"" help:"Attestation commands."`
 	Collateral CollateralCmd `cmd:"" help:"Offline collateral bundle commands (for air-gapped sites)."`
 	Serve      ServeCmd      `cmd:"" help:"Run the appliance: attest the backend and serve the encrypting proxy."`
-	Demo       DemoCmd       `cmd:"" help:"Run the proxy against an embedded sandbox backend (NOT confidential) and print ready-to-paste requests."`
-	Sandbox    SandboxCmd    `cmd:"" help:"Run the sandbox backend alone (NOT confidential), for interoperability tests and benchmarks."`
-	Proxy      ProxyCmd      `cmd:"" help:"Proxy helpers (inbound tokens)."`
-	Keys       KeysCmd       `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
-	TLS        TLSCmd        `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
-	Admin      AdminCmd      `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
-	GitLab     GitLabCmd     `cmd:"" name:"gitlab" help:"Connect GitLab Duo Self-Hosted to this appliance through GitLab's admin API, and verify it."`
-	Doctor     DoctorCmd     `cmd:"" help:"Check the installation: configuration, state, TLS, GitLab, attestation and the running appliance (PASS/WARN/FAIL/SKIP with fixes)."`
+	// demo and sandbox, in developer builds only (scaffolding_*.go).
+	scaffoldingCommands `embed:""`
+	Proxy               ProxyCmd  `cmd:"" help:"Proxy helpers (inbound tokens)."`
+	Keys                KeysCmd   `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
+	TLS                 TLSCmd    `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
+	Admin               AdminCmd  `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
+	GitLab              GitLabCmd `cmd:"" name:"gitlab" help:"Connect GitLab Duo Self-Hosted to this appliance through GitLab's admin API, and verify it."`
+	Doctor              DoctorCmd `cmd:"" help:"Check the installation: configuration, state, TLS, GitLab, attestation and the running appliance (PASS/WARN/FAIL/SKIP with fixes)."`
 }
 
 func main() {
@@ -257,15 +258,8 @@ func (g *Globals) loadConfigFile(path string, named bool) (cfg *config.Config, f
 		if errors.As(err, &multi) {
 			n = len(multi.Unwrap())
 		}
-		return nil, found, fmt.Errorf("configuration %s is not valid (%d %s):\n%w", path, n, plural(n, "problem", "problems"), err)
+		return nil, found, fmt.Errorf("configuration %s is not valid (%d %s):\n%w", path, n, wording.Plural(n, "problem", "problems"), err)
 	}
 	g.cfg = cfg
 	return cfg, found, nil
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }

@@ -52,6 +52,9 @@ func (c *ServeCmd) Run(g *Globals) error {
 	if c.FixedSecret != "" && c.Sandbox == "" {
 		return errors.New("--fixed-secret skips attestation and is refused outside sandbox mode (--sandbox DIR)")
 	}
+	if c.Sandbox != "" && !testRootsBuilt {
+		return errNoTestRoots("--sandbox")
+	}
 	if c.Sandbox != "" {
 		sb, key, err := loadSandboxDir(c.Sandbox)
 		if err != nil {
@@ -133,6 +136,12 @@ const (
 	sandboxCollateralFile = "collateral.json"
 	sandboxAPIKey         = "sandbox-api-key"
 )
+
+// errNoTestRoots is the answer of a packaged build to a flag that would
+// trust test vendor roots.
+func errNoTestRoots(flag string) error {
+	return fmt.Errorf("%s trusts TEST vendor roots and is not part of this build: packaged duo-confidential builds never trust them (use a build from a source checkout for tests and demos)", flag)
+}
 
 // loadSandboxDir reads what `sandbox --out DIR` wrote.
 func loadSandboxDir(dir string) (*appliance.Sandbox, string, error) {
