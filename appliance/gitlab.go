@@ -280,10 +280,11 @@ func (w *gitlabWatch) report() *gitlabconnect.Report {
 	return w.last.Load()
 }
 
-// pollSoon asks the watch to look now (after a connect).
-func (w *gitlabWatch) pollSoon() {
+// pollNow looks at GitLab now (after a connect), so the report matches
+// what connect just did.
+func (w *gitlabWatch) pollNow(ctx context.Context) {
 	if w != nil && w.watcher != nil {
-		w.watcher.PollSoon()
+		w.watcher.Poll(ctx)
 	}
 }
 
@@ -335,7 +336,9 @@ func (a *Appliance) ConnectGitLab(ctx context.Context, token string, o ConnectOp
 			fmt.Fprintln(&b, "GitLab's connection checks did not reach this appliance: check gitlab_admin.gateway_url and GitLab's trust of the appliance's certificate.")
 		}
 	}
-	a.gitlab.pollSoon()
+	if o.Apply {
+		a.gitlab.pollNow(ctx) // the page shown next reflects what connect did
+	}
 	a.log.Info("admin: GitLab connect", "apply", o.Apply, "ok", out.OK(), "keep_token", o.KeepToken)
 	return b.String(), out.OK(), nil
 }

@@ -42,7 +42,6 @@ type Watcher struct {
 	o    WatchOptions
 	mu   sync.Mutex
 	last *Report
-	poke chan struct{}
 }
 
 // NewWatcher checks o and returns a Watcher; Run starts it.
@@ -65,7 +64,7 @@ func NewWatcher(o WatchOptions) (*Watcher, error) {
 	if o.State == nil {
 		o.State = func() *State { return &State{} }
 	}
-	return &Watcher{o: o, poke: make(chan struct{}, 1)}, nil
+	return &Watcher{o: o}, nil
 }
 
 // Run polls at once and then every Interval until ctx ends.
@@ -78,16 +77,7 @@ func (w *Watcher) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-w.poke:
 		}
-	}
-}
-
-// PollSoon asks Run for a poll now (after a connect from the admin UI).
-func (w *Watcher) PollSoon() {
-	select {
-	case w.poke <- struct{}{}:
-	default:
 	}
 }
 
@@ -98,7 +88,8 @@ func (w *Watcher) Last() *Report {
 	return w.last
 }
 
-// Poll looks at GitLab once, repairs if allowed, and reports.
+// Poll looks at GitLab once, repairs if allowed, and reports. It is safe to
+// call while Run runs (after a connect, say).
 func (w *Watcher) Poll(ctx context.Context) *Report {
 	r := w.look(ctx)
 	if w.o.AutoRepair && r.Err == "" && slices.ContainsFunc(r.Problems, func(p Problem) bool { return p.Repairable }) {
