@@ -234,3 +234,39 @@ func (c *Client) TokenSelf(ctx context.Context) (TokenInfo, error) {
 	ti.Known = true
 	return ti, nil
 }
+
+// userSelf is what GET /api/v4/user says about the token's user; GitLab
+// includes is_admin only when the user is an administrator.
+type userSelf struct {
+	Username string `json:"username"`
+	IsAdmin  bool   `json:"is_admin"`
+}
+
+// UserSelf reads the token's user over REST: GitLab's GraphQL CurrentUser
+// has no administrator flag.
+func (c *Client) UserSelf(ctx context.Context) (userSelf, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.CallTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.api.String()+"/api/v4/user", nil)
+	if err != nil {
+		return userSelf{}, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return userSelf{}, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return userSelf{}, errors.New("GitLab refused the token (401 Unauthorized): it is wrong, expired or revoked")
+	case resp.StatusCode >= 500:
+		return userSelf{}, fmt.Errorf("%w (%s): HTTP %d", ErrUnreachable, c.api.Host, resp.StatusCode)
+	case resp.StatusCode != http.StatusOK:
+		return userSelf{}, fmt.Errorf("GitLab answered HTTP %d for the token's user (the token needs the api or read_user scope)", resp.StatusCode)
+	}
+	var u userSelf
+	if err := json.NewDecoder(resp.Body).Decode(&u); err != nil {
+		return userSelf{}, fmt.Errorf("GitLab's user details: %w", err)
+	}
+	return u, nil
+}

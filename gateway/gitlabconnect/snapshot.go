@@ -108,7 +108,14 @@ func (c *Client) Preflight(ctx context.Context) (Instance, Settings, error) {
 				Fix: "install GitLab Enterprise Edition (with a licence that includes GitLab Duo)"}
 		}
 	}
-	if pf.CurrentUser.Admin == nil || !*pf.CurrentUser.Admin {
+	me, err := c.UserSelf(ctx)
+	if err != nil {
+		if errors.Is(err, ErrUnreachable) {
+			return in, Settings{}, err
+		}
+		return in, Settings{}, &GateError{Gate: "admin", Problem: err.Error(), Fix: "use a personal access token of an instance administrator with the api scope"}
+	}
+	if !me.IsAdmin {
 		return in, Settings{}, &GateError{Gate: "admin", Problem: fmt.Sprintf("%s is not an instance administrator", in.Username),
 			Fix: "use a token of an administrator (Admin → Users → Access level: Administrator); with Admin Mode on, the token also needs the admin_mode scope"}
 	}

@@ -18,6 +18,7 @@ import (
 const (
 	AdminPath     = "/api/graphql"
 	TokenSelfPath = "/api/v4/personal_access_tokens/self"
+	UserPath      = "/api/v4/user"
 )
 
 // DefaultAdminVersion is the GitLab version the admin API stand-in claims;

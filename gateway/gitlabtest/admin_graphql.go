@@ -60,7 +60,6 @@ func (t timeScalar) MarshalJSON() ([]byte, error) { return json.Marshal(t.UTC().
 
 type currentUser struct {
 	Username string
-	Admin    *bool
 }
 
 type metadata struct {
@@ -121,7 +120,7 @@ func (a *Admin) canPlatform(u adminUser) bool { return u.admin && a.licence.Agen
 
 func (r *adminRoot) CurrentUser(ctx context.Context) *currentUser {
 	u := userOf(ctx)
-	return &currentUser{Username: u.username, Admin: ptr(u.admin)}
+	return &currentUser{Username: u.username}
 }
 
 func (r *adminRoot) Metadata() *metadata {

@@ -32,6 +32,13 @@ func (a *Admin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == TokenSelfPath && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, map[string]any{"id": 1, "name": "duo-confidential", "revoked": false, "active": true,
 			"scopes": u.scopes, "user_id": 1, "created_at": time.Now().UTC().Format(time.RFC3339), "expires_at": time.Now().AddDate(0, 3, 0).Format("2006-01-02")})
+	case r.URL.Path == UserPath && r.Method == http.MethodGet:
+		// GitLab adds is_admin only for administrators (API::Entities::UserWithAdmin).
+		body := map[string]any{"id": 1, "username": u.username, "state": "active"}
+		if u.admin {
+			body["is_admin"] = true
+		}
+		writeJSON(w, http.StatusOK, body)
 	case r.URL.Path == AdminPath && r.Method == http.MethodPost:
 		a.serveGraphQL(w, r, u)
 	case r.URL.Path == AdminPath:

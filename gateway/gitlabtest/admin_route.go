@@ -3,7 +3,7 @@ package gitlabtest
 import "net/http"
 
 // SetAdmin makes the issuer's Handler also serve the admin API stand-in
-// (AdminPath, TokenSelfPath under the issuer URL's path), so the demo's one
+// (AdminPath, TokenSelfPath, UserPath under the issuer URL's path), so the demo's one
 // GitLab answers both the gateway's key fetches and `gitlab connect`.
 func (i *Issuer) SetAdmin(a *Admin) {
 	i.mu.Lock()
@@ -17,7 +17,7 @@ func (i *Issuer) adminRoute(prefix, path string) http.Handler {
 	i.mu.RLock()
 	a := i.admin
 	i.mu.RUnlock()
-	if a == nil || (path != prefix+AdminPath && path != prefix+TokenSelfPath) {
+	if a == nil || (path != prefix+AdminPath && path != prefix+TokenSelfPath && path != prefix+UserPath) {
 		return nil
 	}
 	return http.StripPrefix(prefix, a.Handler())

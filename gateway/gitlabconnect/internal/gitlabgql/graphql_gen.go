@@ -435,14 +435,10 @@ func (v *FeatureSettingsResponse) GetAiFeatureSettings() *FeatureSettingsAiFeatu
 // PreflightCurrentUser includes the requested fields of the GraphQL type CurrentUser.
 type PreflightCurrentUser struct {
 	Username string `json:"username"`
-	Admin    *bool  `json:"admin"`
 }
 
 // GetUsername returns PreflightCurrentUser.Username, and is useful for accessing the field via an interface.
 func (v *PreflightCurrentUser) GetUsername() string { return v.Username }
-
-// GetAdmin returns PreflightCurrentUser.Admin, and is useful for accessing the field via an interface.
-func (v *PreflightCurrentUser) GetAdmin() *bool { return v.Admin }
 
 // PreflightDuoSettings includes the requested fields of the GraphQL type DuoSettings.
 type PreflightDuoSettings struct {
@@ -1060,7 +1056,6 @@ const Preflight_Operation = `
 query Preflight {
 	currentUser {
 		username
-		admin
 	}
 	metadata {
 		version
