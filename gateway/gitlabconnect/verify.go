@@ -82,9 +82,6 @@ func (c *Client) checkModel(ctx context.Context, m Model) Check {
 		if res.Message != nil {
 			ch.Detail = *res.Message
 		}
-		if len(res.Errors) > 0 {
-			ch.Detail = strings.TrimSpace(ch.Detail + " " + strings.Join(res.Errors, "; "))
-		}
 	}
 	return ch
 }

@@ -104,7 +104,6 @@ type probeResult struct {
 	Name    *string
 	Success *bool
 	Message *string
-	Errors  *[]string
 }
 
 type connectorStatus struct {
@@ -255,10 +254,9 @@ func (r *adminRoot) CloudConnectorStatus(ctx context.Context) (*connectorStatus,
 	}
 	var probes []probeResult
 	add := func(name string, err error, okMsg string) {
-		p := probeResult{Name: ptr(name), Success: ptr(err == nil), Message: ptr(okMsg), Errors: ptr([]string{})}
+		p := probeResult{Name: ptr(name), Success: ptr(err == nil), Message: ptr(okMsg)}
 		if err != nil {
 			p.Message = ptr(err.Error())
-			p.Errors = ptr([]string{err.Error()})
 		}
 		probes = append(probes, p)
 	}

@@ -223,7 +223,7 @@ func (r *adminRoot) AiSelfHostedModelConnectionCheck(ctx context.Context, args s
 	if in.Identifier != nil {
 		m.Identifier = *in.Identifier
 	}
-	res := &probeResult{Name: ptr("self_hosted_model_configuration_probe"), Errors: ptr([]string{})}
+	res := &probeResult{Name: ptr("self_hosted_model_configuration_probe")}
 	msg := ""
 	switch {
 	case gw == "":
@@ -234,7 +234,7 @@ func (r *adminRoot) AiSelfHostedModelConnectionCheck(ctx context.Context, args s
 	if msg == "" {
 		res.Success, res.Message = ptr(true), ptr(SuccessMessage)
 	} else {
-		res.Success, res.Message, res.Errors = ptr(false), ptr("ERROR: "+msg), ptr([]string{msg})
+		res.Success, res.Message = ptr(false), ptr("ERROR: "+msg)
 	}
 	return &checkPayload{ClientMutationId: in.ClientMutationId, Result: res, Errors: []string{}}, nil
 }
@@ -264,10 +264,15 @@ func (r *adminRoot) AiFeatureSettingUpdate(ctx context.Context, args struct {
 	}
 	// A model id with Agent Platform features needs update_dap_self_hosted_model,
 	// with classic ones manage_self_hosted_models_settings: a mixed batch needs both.
-	for _, f := range in.Features {
-		if (isPlatform(f) && !a.canPlatform(u)) || (!isPlatform(f) && !a.canManage(u)) {
-			return nil, errPermission
+	if in.AiSelfHostedModelId != nil {
+		for _, f := range in.Features {
+			if (isPlatform(f) && !a.canPlatform(u)) || (!isPlatform(f) && !a.canManage(u)) {
+				return nil, gitlabError("You don't have permission to update the setting ai_self_hosted_model_id.")
+			}
 		}
+	}
+	if !u.admin {
+		return nil, errPermission
 	}
 	var model *AdminModel
 	if in.AiSelfHostedModelId != nil {

@@ -205,7 +205,7 @@ func TestAdminModelsAndFeatures(t *testing.T) {
 	// Agent Platform features need their own ability: a mixed batch fails whole.
 	s.gl.SetLicence(gitlabtest.Licence{SelfHostedModels: true})
 	r = s.do(t, "admin", assign, map[string]any{"f": []string{"DUO_CHAT", "DUO_AGENT_PLATFORM_AGENTIC_CHAT"}, "m": "gid://gitlab/Ai::SelfHostedModel/1"})
-	if !slices.Contains(r.errs(), gitlabtest.PermissionError) {
+	if !slices.Contains(r.errs(), "You don't have permission to update the setting ai_self_hosted_model_id.") {
 		t.Errorf("mixed batch without the Agent Platform ability: %v", r.errs())
 	}
 	if p, _ := s.gl.Feature("DUO_CHAT"); p != "unassigned" {

@@ -158,10 +158,9 @@ func (v *CheckModelAiSelfHostedModelConnectionCheckAiSelfHostedModelConnectionCh
 
 // CheckModelAiSelfHostedModelConnectionCheckAiSelfHostedModelConnectionCheckPayloadResultCloudConnectorProbeResult includes the requested fields of the GraphQL type CloudConnectorProbeResult.
 type CheckModelAiSelfHostedModelConnectionCheckAiSelfHostedModelConnectionCheckPayloadResultCloudConnectorProbeResult struct {
-	Name    *string  `json:"name"`
-	Success *bool    `json:"success"`
-	Message *string  `json:"message"`
-	Errors  []string `json:"errors"`
+	Name    *string `json:"name"`
+	Success *bool   `json:"success"`
+	Message *string `json:"message"`
 }
 
 // GetName returns CheckModelAiSelfHostedModelConnectionCheckAiSelfHostedModelConnectionCheckPayloadResultCloudConnectorProbeResult.Name, and is useful for accessing the field via an interface.
@@ -177,11 +176,6 @@ func (v *CheckModelAiSelfHostedModelConnectionCheckAiSelfHostedModelConnectionCh
 // GetMessage returns CheckModelAiSelfHostedModelConnectionCheckAiSelfHostedModelConnectionCheckPayloadResultCloudConnectorProbeResult.Message, and is useful for accessing the field via an interface.
 func (v *CheckModelAiSelfHostedModelConnectionCheckAiSelfHostedModelConnectionCheckPayloadResultCloudConnectorProbeResult) GetMessage() *string {
 	return v.Message
-}
-
-// GetErrors returns CheckModelAiSelfHostedModelConnectionCheckAiSelfHostedModelConnectionCheckPayloadResultCloudConnectorProbeResult.Errors, and is useful for accessing the field via an interface.
-func (v *CheckModelAiSelfHostedModelConnectionCheckAiSelfHostedModelConnectionCheckPayloadResultCloudConnectorProbeResult) GetErrors() []string {
-	return v.Errors
 }
 
 // CheckModelResponse is returned by CheckModel on success.
@@ -210,10 +204,9 @@ func (v *ConnectorStatusCloudConnectorStatus) GetProbeResults() []ConnectorStatu
 
 // ConnectorStatusCloudConnectorStatusProbeResultsCloudConnectorProbeResult includes the requested fields of the GraphQL type CloudConnectorProbeResult.
 type ConnectorStatusCloudConnectorStatusProbeResultsCloudConnectorProbeResult struct {
-	Name    *string  `json:"name"`
-	Success *bool    `json:"success"`
-	Message *string  `json:"message"`
-	Errors  []string `json:"errors"`
+	Name    *string `json:"name"`
+	Success *bool   `json:"success"`
+	Message *string `json:"message"`
 }
 
 // GetName returns ConnectorStatusCloudConnectorStatusProbeResultsCloudConnectorProbeResult.Name, and is useful for accessing the field via an interface.
@@ -229,11 +222,6 @@ func (v *ConnectorStatusCloudConnectorStatusProbeResultsCloudConnectorProbeResul
 // GetMessage returns ConnectorStatusCloudConnectorStatusProbeResultsCloudConnectorProbeResult.Message, and is useful for accessing the field via an interface.
 func (v *ConnectorStatusCloudConnectorStatusProbeResultsCloudConnectorProbeResult) GetMessage() *string {
 	return v.Message
-}
-
-// GetErrors returns ConnectorStatusCloudConnectorStatusProbeResultsCloudConnectorProbeResult.Errors, and is useful for accessing the field via an interface.
-func (v *ConnectorStatusCloudConnectorStatusProbeResultsCloudConnectorProbeResult) GetErrors() []string {
-	return v.Errors
 }
 
 // ConnectorStatusResponse is returned by ConnectorStatus on success.
@@ -264,13 +252,12 @@ func (v *CreateModelAiSelfHostedModelCreateAiSelfHostedModelCreatePayload) GetEr
 
 // CreateModelAiSelfHostedModelCreateAiSelfHostedModelCreatePayloadSelfHostedModelAiSelfHostedModel includes the requested fields of the GraphQL type AiSelfHostedModel.
 type CreateModelAiSelfHostedModelCreateAiSelfHostedModelCreatePayloadSelfHostedModelAiSelfHostedModel struct {
-	Id           string  `json:"id"`
-	Name         string  `json:"name"`
-	Model        string  `json:"model"`
-	Endpoint     string  `json:"endpoint"`
-	Identifier   *string `json:"identifier"`
-	HasApiToken  bool    `json:"hasApiToken"`
-	ReleaseState *string `json:"releaseState"`
+	Id          string  `json:"id"`
+	Name        string  `json:"name"`
+	Model       string  `json:"model"`
+	Endpoint    string  `json:"endpoint"`
+	Identifier  *string `json:"identifier"`
+	HasApiToken bool    `json:"hasApiToken"`
 }
 
 // GetId returns CreateModelAiSelfHostedModelCreateAiSelfHostedModelCreatePayloadSelfHostedModelAiSelfHostedModel.Id, and is useful for accessing the field via an interface.
@@ -301,11 +288,6 @@ func (v *CreateModelAiSelfHostedModelCreateAiSelfHostedModelCreatePayloadSelfHos
 // GetHasApiToken returns CreateModelAiSelfHostedModelCreateAiSelfHostedModelCreatePayloadSelfHostedModelAiSelfHostedModel.HasApiToken, and is useful for accessing the field via an interface.
 func (v *CreateModelAiSelfHostedModelCreateAiSelfHostedModelCreatePayloadSelfHostedModelAiSelfHostedModel) GetHasApiToken() bool {
 	return v.HasApiToken
-}
-
-// GetReleaseState returns CreateModelAiSelfHostedModelCreateAiSelfHostedModelCreatePayloadSelfHostedModelAiSelfHostedModel.ReleaseState, and is useful for accessing the field via an interface.
-func (v *CreateModelAiSelfHostedModelCreateAiSelfHostedModelCreatePayloadSelfHostedModelAiSelfHostedModel) GetReleaseState() *string {
-	return v.ReleaseState
 }
 
 // CreateModelResponse is returned by CreateModel on success.
@@ -498,13 +480,12 @@ func (v *SelfHostedModelsAiSelfHostedModelsAiSelfHostedModelConnection) GetNodes
 
 // SelfHostedModelsAiSelfHostedModelsAiSelfHostedModelConnectionNodesAiSelfHostedModel includes the requested fields of the GraphQL type AiSelfHostedModel.
 type SelfHostedModelsAiSelfHostedModelsAiSelfHostedModelConnectionNodesAiSelfHostedModel struct {
-	Id           string  `json:"id"`
-	Name         string  `json:"name"`
-	Model        string  `json:"model"`
-	Endpoint     string  `json:"endpoint"`
-	Identifier   *string `json:"identifier"`
-	HasApiToken  bool    `json:"hasApiToken"`
-	ReleaseState *string `json:"releaseState"`
+	Id          string  `json:"id"`
+	Name        string  `json:"name"`
+	Model       string  `json:"model"`
+	Endpoint    string  `json:"endpoint"`
+	Identifier  *string `json:"identifier"`
+	HasApiToken bool    `json:"hasApiToken"`
 }
 
 // GetId returns SelfHostedModelsAiSelfHostedModelsAiSelfHostedModelConnectionNodesAiSelfHostedModel.Id, and is useful for accessing the field via an interface.
@@ -535,11 +516,6 @@ func (v *SelfHostedModelsAiSelfHostedModelsAiSelfHostedModelConnectionNodesAiSel
 // GetHasApiToken returns SelfHostedModelsAiSelfHostedModelsAiSelfHostedModelConnectionNodesAiSelfHostedModel.HasApiToken, and is useful for accessing the field via an interface.
 func (v *SelfHostedModelsAiSelfHostedModelsAiSelfHostedModelConnectionNodesAiSelfHostedModel) GetHasApiToken() bool {
 	return v.HasApiToken
-}
-
-// GetReleaseState returns SelfHostedModelsAiSelfHostedModelsAiSelfHostedModelConnectionNodesAiSelfHostedModel.ReleaseState, and is useful for accessing the field via an interface.
-func (v *SelfHostedModelsAiSelfHostedModelsAiSelfHostedModelConnectionNodesAiSelfHostedModel) GetReleaseState() *string {
-	return v.ReleaseState
 }
 
 // SelfHostedModelsResponse is returned by SelfHostedModels on success.
@@ -618,13 +594,12 @@ func (v *UpdateModelAiSelfHostedModelUpdateAiSelfHostedModelUpdatePayload) GetEr
 
 // UpdateModelAiSelfHostedModelUpdateAiSelfHostedModelUpdatePayloadSelfHostedModelAiSelfHostedModel includes the requested fields of the GraphQL type AiSelfHostedModel.
 type UpdateModelAiSelfHostedModelUpdateAiSelfHostedModelUpdatePayloadSelfHostedModelAiSelfHostedModel struct {
-	Id           string  `json:"id"`
-	Name         string  `json:"name"`
-	Model        string  `json:"model"`
-	Endpoint     string  `json:"endpoint"`
-	Identifier   *string `json:"identifier"`
-	HasApiToken  bool    `json:"hasApiToken"`
-	ReleaseState *string `json:"releaseState"`
+	Id          string  `json:"id"`
+	Name        string  `json:"name"`
+	Model       string  `json:"model"`
+	Endpoint    string  `json:"endpoint"`
+	Identifier  *string `json:"identifier"`
+	HasApiToken bool    `json:"hasApiToken"`
 }
 
 // GetId returns UpdateModelAiSelfHostedModelUpdateAiSelfHostedModelUpdatePayloadSelfHostedModelAiSelfHostedModel.Id, and is useful for accessing the field via an interface.
@@ -655,11 +630,6 @@ func (v *UpdateModelAiSelfHostedModelUpdateAiSelfHostedModelUpdatePayloadSelfHos
 // GetHasApiToken returns UpdateModelAiSelfHostedModelUpdateAiSelfHostedModelUpdatePayloadSelfHostedModelAiSelfHostedModel.HasApiToken, and is useful for accessing the field via an interface.
 func (v *UpdateModelAiSelfHostedModelUpdateAiSelfHostedModelUpdatePayloadSelfHostedModelAiSelfHostedModel) GetHasApiToken() bool {
 	return v.HasApiToken
-}
-
-// GetReleaseState returns UpdateModelAiSelfHostedModelUpdateAiSelfHostedModelUpdatePayloadSelfHostedModelAiSelfHostedModel.ReleaseState, and is useful for accessing the field via an interface.
-func (v *UpdateModelAiSelfHostedModelUpdateAiSelfHostedModelUpdatePayloadSelfHostedModelAiSelfHostedModel) GetReleaseState() *string {
-	return v.ReleaseState
 }
 
 // UpdateModelResponse is returned by UpdateModel on success.
@@ -847,7 +817,6 @@ mutation CheckModel ($name: String!, $model: AiAcceptedSelfHostedModels!, $endpo
 			name
 			success
 			message
-			errors
 		}
 		errors
 	}
@@ -896,7 +865,6 @@ query ConnectorStatus {
 			name
 			success
 			message
-			errors
 		}
 	}
 }
@@ -934,7 +902,6 @@ mutation CreateModel ($name: String!, $model: AiAcceptedSelfHostedModels!, $endp
 			endpoint
 			identifier
 			hasApiToken
-			releaseState
 		}
 		errors
 	}
@@ -1101,7 +1068,6 @@ query SelfHostedModels ($id: AiSelfHostedModelID) {
 			endpoint
 			identifier
 			hasApiToken
-			releaseState
 		}
 	}
 }
@@ -1186,7 +1152,6 @@ mutation UpdateModel ($id: AiSelfHostedModelID!, $name: String!, $model: AiAccep
 			endpoint
 			identifier
 			hasApiToken
-			releaseState
 		}
 		errors
 	}
