@@ -63,6 +63,9 @@ type Appliance struct {
 	serving chan struct{} // closed once every listener serves
 	admin   *adminPart
 	gitlab  *gitlabWatch // nil unless gitlab_admin.watch
+	// trustLog is the verifier's trust log (nil with a fixed secret); GitLab
+	// drift events go into the same chain through the same instance.
+	trustLog *attest.TrustLog
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -183,7 +186,7 @@ func New(o Options) (*Appliance, error) {
 	} else {
 		log.Info("gateway off: set gateway.gitlab_url to serve GitLab Duo")
 	}
-	a.gitlab = newGitLabWatch(cfg, o.GitLabClient, log)
+	a.gitlab = newGitLabWatch(cfg, o.GitLabClient, log, a.recordGitLab)
 	if err := a.buildAdmin(); err != nil {
 		return nil, err
 	}
@@ -198,6 +201,7 @@ func (a *Appliance) verifier() (*attest.Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.trustLog = tl
 	v := &attest.Verifier{TrustLog: tl}
 	v.Hardware.MaxCollateralAge = cfg.Attestation.Collateral.MaxAge
 	if v.Hardware.TCBPolicy, err = cfg.TCBPolicy(); err != nil {

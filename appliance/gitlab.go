@@ -222,7 +222,7 @@ type gitlabWatch struct {
 
 // newGitLabWatch sets up the drift watch when gitlab_admin.watch is on. A
 // missing token does not stop the start: the watch reports it instead.
-func newGitLabWatch(cfg *config.Config, hc *http.Client, log *slog.Logger) *gitlabWatch {
+func newGitLabWatch(cfg *config.Config, hc *http.Client, log *slog.Logger, record func(*gitlabconnect.Report)) *gitlabWatch {
 	if !cfg.GitLabAdmin.Watch || !cfg.Gateway.Enabled() {
 		return nil
 	}
@@ -252,7 +252,12 @@ func newGitLabWatch(cfg *config.Config, hc *http.Client, log *slog.Logger) *gitl
 				}
 				return st
 			},
-			OnReport: func(r *gitlabconnect.Report) { w.last.Store(r) },
+			OnReport: func(r *gitlabconnect.Report) {
+				w.last.Store(r)
+				if record != nil {
+					record(r)
+				}
+			},
 			Logger:   log.With("part", "gitlab-watch"),
 		})
 	}
@@ -287,6 +292,30 @@ func (w *gitlabWatch) pollNow(ctx context.Context) {
 		w.watcher.Poll(ctx)
 	}
 }
+
+// recordGitLab puts what the drift watch found into the trust log: an entry
+// when GitLab starts or stops sending something elsewhere (the same state
+// seen again adds nothing). An unreadable GitLab is not recorded: nothing is
+// known then.
+func (a *Appliance) recordGitLab(r *gitlabconnect.Report) {
+	if a.trustLog == nil || r.Err != "" {
+		return
+	}
+	detail := fmt.Sprintf("connected: %d features on this appliance's models, nothing drifted", r.Counts[gitlabconnect.StateOurs])
+	if len(r.Problems) > 0 {
+		var what []string
+		for _, p := range r.Problems {
+			what = append(what, p.What)
+		}
+		detail = fmt.Sprintf("drift: %d problems: %s", len(r.Problems), strings.Join(what, "; "))
+	}
+	if _, err := a.trustLog.AppendEvent(gitlabTrustEvent, detail, r.Checked); err != nil {
+		a.log.Warn("trust log: cannot record the GitLab drift watch's finding", "error", err)
+	}
+}
+
+// gitlabTrustEvent names the drift watch's trust log entries.
+const gitlabTrustEvent = "gitlab"
 
 // gatewayChecks counts the gateway's successful answers to GitLab's
 // connection check (POST /v1/prompts/model_configuration%2Fcheck), from

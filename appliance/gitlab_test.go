@@ -58,11 +58,11 @@ func TestGitLabTarget(t *testing.T) {
 
 func TestGitLabWatchWithoutTokenSaysWhat(t *testing.T) {
 	cfg := gitlabConfig(t)
-	if w := newGitLabWatch(cfg, nil, nil); w != nil {
+	if w := newGitLabWatch(cfg, nil, nil, nil); w != nil {
 		t.Fatal("a watch without gitlab_admin.watch")
 	}
 	cfg.GitLabAdmin.Watch = true
-	w := newGitLabWatch(cfg, nil, nil)
+	w := newGitLabWatch(cfg, nil, nil, nil)
 	r := w.report()
 	if r == nil || !strings.Contains(r.Err, "gitlab connect --apply --watch") || r.OK() {
 		t.Fatalf("report %+v", r)

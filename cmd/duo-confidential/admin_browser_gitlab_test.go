@@ -161,6 +161,13 @@ func adminGitLabConnect(t *testing.T, ctx context.Context, d *demoProc, demoOut,
 	if st.GitLab.OK || st.GitLab.Counts["vendored"] != 1 || len(st.GitLab.Problems) == 0 || st.GitLab.Problems[0].Feature != "DUO_CHAT" {
 		t.Errorf("/api/status gitlab: %+v", st.GitLab)
 	}
+	// The drift is in the trust log too, hash-chained with the attestations.
+	text = waitPageText(t, ctx, d.admin+"/admin/attestation", "drift: 2 problems: General Chat (DUO_CHAT) is on a GitLab-managed model", 10*time.Second)
+	if !strings.Contains(text, "hash chain verified") || !strings.Contains(text, "connected: 16 features on this appliance's models") {
+		t.Errorf("trust log:\n%s", text)
+	}
+	lowContrast(t, ctx, "attestation (GitLab events)")
+
 	// Back to a page (the caller signs out through its form).
 	if err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
 		t.Fatal(err)
