@@ -159,7 +159,7 @@ func (l *TrustLog) CheckRollback(manifestSHA256 string, approved []string) error
 }
 
 func checkRollback(entries []TrustEntry, manifestSHA256 string, approved []string) error {
-	entries = attestations(entries)
+	entries = Attestations(entries)
 	if len(entries) == 0 || entries[len(entries)-1].ManifestSHA256 == manifestSHA256 {
 		return nil
 	}
@@ -191,7 +191,7 @@ func (l *TrustLog) Append(res *Result) (*TrustEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if att := attestations(entries); len(att) > 0 {
+	if att := Attestations(entries); len(att) > 0 {
 		last := att[len(att)-1]
 		if last.ManifestSHA256 == res.ManifestSHA256 && last.EvidenceSHA256 == res.EvidenceSHA256 {
 			return &last, nil
@@ -236,8 +236,8 @@ func (l *TrustLog) AppendEvent(event, detail string, at time.Time) (*TrustEntry,
 	return l.write(entries, TrustEntry{Seq: len(entries) + 1, Time: at.UTC(), Event: event, Detail: detail})
 }
 
-// attestations returns the attestation entries, without events.
-func attestations(entries []TrustEntry) []TrustEntry {
+// Attestations returns the attestation entries of a log, without events.
+func Attestations(entries []TrustEntry) []TrustEntry {
 	out := make([]TrustEntry, 0, len(entries))
 	for _, e := range entries {
 		if e.Event == "" {
