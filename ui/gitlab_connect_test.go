@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,9 +15,15 @@ import (
 const testGitLabToken = "glpat-ui-test-secret-token"
 
 func TestGitLabConnectForm(t *testing.T) {
-	var got []ConnectRequest
+	var (
+		mu  sync.Mutex
+		got []ConnectRequest
+	)
+	calls := func() []ConnectRequest { mu.Lock(); defer mu.Unlock(); return append([]ConnectRequest(nil), got...) }
 	answer := func(ctx context.Context, req ConnectRequest) (string, bool, error) {
+		mu.Lock()
 		got = append(got, req)
+		mu.Unlock()
 		if req.Token == "glpat-read-only" {
 			return "", false, &gitlabconnect.GateError{Gate: "token", Problem: "the token has the scopes [read_api]", Fix: "create a token with the api scope"}
 		}
@@ -44,8 +51,8 @@ func TestGitLabConnectForm(t *testing.T) {
 	if r := f.do(f.client(), http.MethodPost, "/admin/gitlab/connect", url.Values{"csrf": {tok}, "token": {testGitLabToken}}); r.status != http.StatusForbidden {
 		t.Errorf("connect without a session: %d", r.status)
 	}
-	if len(got) != 0 {
-		t.Fatalf("a refused form ran connect: %+v", got)
+	if len(calls()) != 0 {
+		t.Fatalf("a refused form ran connect: %+v", calls())
 	}
 
 	r := f.do(c, http.MethodPost, "/admin/gitlab/connect", url.Values{"csrf": {tok}, "token": {testGitLabToken}, "action": {"apply"}, "keep": {"on"}})
@@ -55,7 +62,7 @@ func TestGitLabConnectForm(t *testing.T) {
 	if strings.Contains(r.body, testGitLabToken) {
 		t.Error("the page echoes the token")
 	}
-	if len(got) != 1 || !got[0].Apply || !got[0].KeepToken || got[0].Token != testGitLabToken {
+	if got := calls(); len(got) != 1 || !got[0].Apply || !got[0].KeepToken || got[0].Token != testGitLabToken {
 		t.Errorf("requests %+v", got)
 	}
 
@@ -64,8 +71,8 @@ func TestGitLabConnectForm(t *testing.T) {
 		t.Errorf("gate: %s", r.body)
 	}
 	r = f.do(c, http.MethodPost, "/admin/gitlab/connect", url.Values{"csrf": {tok}, "action": {"plan"}})
-	if !strings.Contains(r.body, "enter a GitLab personal access token") || len(got) != 2 {
-		t.Errorf("no token: %d calls\n%s", len(got), r.body)
+	if !strings.Contains(r.body, "enter a GitLab personal access token") || len(calls()) != 2 {
+		t.Errorf("no token: %d calls\n%s", len(calls()), r.body)
 	}
 
 	st := f.do(c, http.MethodGet, "/api/status", nil)
