@@ -258,7 +258,7 @@ func newGitLabWatch(cfg *config.Config, hc *http.Client, log *slog.Logger, recor
 					record(r)
 				}
 			},
-			Logger:   log.With("part", "gitlab-watch"),
+			Logger: log.With("part", "gitlab-watch"),
 		})
 	}
 	if err != nil {

@@ -18,9 +18,15 @@ func TestTrustLogEvents(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	steps := []func() error{
 		func() error { _, err := l.Append(acceptedResult("m1", "e1", t0)); return err },
-		func() error { _, err := l.AppendEvent("gitlab-drift", "DUO_CHAT vendored", t0.Add(time.Minute)); return err },
+		func() error {
+			_, err := l.AppendEvent("gitlab-drift", "DUO_CHAT vendored", t0.Add(time.Minute))
+			return err
+		},
 		// The same drift seen again is not re-recorded.
-		func() error { _, err := l.AppendEvent("gitlab-drift", "DUO_CHAT vendored", t0.Add(6*time.Minute)); return err },
+		func() error {
+			_, err := l.AppendEvent("gitlab-drift", "DUO_CHAT vendored", t0.Add(6*time.Minute))
+			return err
+		},
 		// Re-attestation with the same evidence is still recorded once, events in between or not.
 		func() error { _, err := l.Append(acceptedResult("m1", "e1", t0.Add(time.Hour))); return err },
 		func() error { _, err := l.AppendEvent("gitlab-drift", "", t0.Add(2*time.Hour)); return err },
