@@ -98,6 +98,10 @@ func (a *Appliance) adminSources() ui.Sources {
 		s.Keys = func() *keys.Store { return a.Keys() }
 		s.TestConnection = a.front.gw.TestConnection
 	}
+	if a.agent != nil {
+		s.AgentPlatformReady = a.AgentPlatformReady
+		s.AgentPlatformSessions = a.agent.ActiveSessions
+	}
 	return s
 }
 

@@ -246,3 +246,33 @@ func TestPasswordFile(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentPlatformComponent: a configured Agent Platform is one overview
+// line with its sessions, and its reason when it cannot serve.
+func TestAgentPlatformComponent(t *testing.T) {
+	for _, c := range []struct {
+		ready  bool
+		reason string
+		want   string
+	}{
+		{true, "", "serving Agentic Chat; 3 sessions running"},
+		{false, "waiting for GitLab keys", "waiting for GitLab keys"},
+	} {
+		st := buildStatus(Sources{
+			AgentPlatformReady:    func() (bool, string) { return c.ready, c.reason },
+			AgentPlatformSessions: func() int { return 3 },
+		}, time.Now(), nil)
+		var got *Component
+		for i := range st.Components {
+			if st.Components[i].Name == "agent_platform" {
+				got = &st.Components[i]
+			}
+		}
+		if got == nil || got.Ready != c.ready || got.Detail != c.want || st.AgentPlatform.Sessions != 3 {
+			t.Fatalf("component %+v, status %+v", got, st.AgentPlatform)
+		}
+	}
+	if st := buildStatus(Sources{}, time.Now(), nil); st.AgentPlatform != nil {
+		t.Fatal("an unconfigured Agent Platform shows up")
+	}
+}

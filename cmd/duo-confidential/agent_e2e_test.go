@@ -5,11 +5,16 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
@@ -142,6 +147,22 @@ func TestAgentPlatformEndToEnd(t *testing.T) {
 		if strings.Contains(logs, secret) {
 			t.Errorf("%q is in the appliance's log", secret)
 		}
+	}
+	// The CLI plays Workhorse the same way, from a headers file.
+	var hb strings.Builder
+	for k, v := range chatMD {
+		fmt.Fprintf(&hb, "%s: %s\n", k, v[0])
+	}
+	gl := httptest.NewServer(api)
+	defer gl.Close()
+	r := runBin(t, nil, "agent", "chat", "--addr", agentAddr, "--ca", filepath.Join(e.state, statedir.LocalCADir, statedir.LocalCACertFile),
+		"--headers", writeTemp(t, "agent-headers.txt", hb.String()), "--gitlab", gl.URL, "--workflow-id", "4", "--reject",
+		"call create_work_item_note on issue 1")
+	if r.code != 0 || !strings.Contains(r.stdout, "[approval needed] create_work_item_note") || !strings.Contains(r.stdout, "rejecting") || !strings.Contains(r.stdout, "[INPUT_REQUIRED]") {
+		t.Fatalf("agent chat CLI: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if n := len(api.Notes("issues/1")); n != 2 {
+		t.Fatalf("a rejected note was written: %d notes", n)
 	}
 	if !strings.Contains(logs, "agent platform listening") {
 		t.Errorf("no listening log line:\n%s", logs)

@@ -56,9 +56,8 @@ type session struct {
 
 	sendMu sync.Mutex
 
-	mu         sync.Mutex
-	pending    map[string]chan *contract.ActionResponse
-	stopReason string
+	mu      sync.Mutex
+	pending map[string]chan *contract.ActionResponse
 }
 
 // stopped wraps flow.ErrStopped with the client's reason.
@@ -94,6 +93,10 @@ func (s *Service) execute(stream contract.DuoWorkflow_ExecuteWorkflowServer, sta
 		return status.Error(codes.InvalidArgument, msgFirstNotStart)
 	}
 	def := start.GetWorkflowDefinition()
+	if def == "" {
+		// Newer clients name the flow by flowConfigId instead.
+		def = start.GetFlowConfigId()
+	}
 	if !requireExecuteScope(claimsFrom(ctx), def) {
 		return status.Error(codes.PermissionDenied, msgUnauthorizedExec+def)
 	}
@@ -354,14 +357,14 @@ func (ss *session) Do(ctx context.Context, a *contract.Action) (*contract.Action
 	defer t.Stop()
 	select {
 	case r := <-ch:
-		ss.svc.o.Metrics.Action(actionKind(a), time.Since(sent))
+		ss.svc.o.Metrics.Action(a.Kind(), time.Since(sent))
 		return r, nil
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)
 	case <-ss.ctx.Done():
 		return nil, context.Cause(ss.ctx)
 	case <-t.C:
-		return nil, fmt.Errorf("%s action not answered within %s", actionKind(a), ss.svc.o.ActionTimeout)
+		return nil, fmt.Errorf("%s action not answered within %s", a.Kind(), ss.svc.o.ActionTimeout)
 	}
 }
 
@@ -371,7 +374,7 @@ func (ss *session) Notify(ctx context.Context, c *contract.NewCheckpoint) error 
 	if err := ss.send(ctx, a); err != nil {
 		return err
 	}
-	ss.svc.o.Metrics.Action(actionKind(a), 0)
+	ss.svc.o.Metrics.Action(a.Kind(), 0)
 	return nil
 }
 
@@ -396,15 +399,7 @@ func (ss *session) sendRaw(ctx context.Context, a *contract.Action) error {
 	defer ss.sendMu.Unlock()
 	if err := ss.stream.Send(a); err != nil {
 		ss.cancel(errPeerGone)
-		return fmt.Errorf("send %s action: %w", actionKind(a), err)
+		return fmt.Errorf("send %s action: %w", a.Kind(), err)
 	}
 	return nil
-}
-
-// actionKind is the action's oneof name, for logs and metrics.
-func actionKind(a *contract.Action) string {
-	if a == nil || a.Action == nil {
-		return "none"
-	}
-	return string(a.ProtoReflect().WhichOneof(a.ProtoReflect().Descriptor().Oneofs().ByName("action")).Name())
 }

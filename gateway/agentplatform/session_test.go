@@ -304,3 +304,17 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestFlowConfigIDNamesTheFlow: newer clients name the flow by
+// flowConfigId and leave workflowDefinition empty.
+func TestFlowConfigIDNamesTheFlow(t *testing.T) {
+	h := newHarness(t, harnessOptions{flows: map[string]flow.Flow{"chat": scriptFlow(echoHTTP)}})
+	st, err := h.client.ExecuteWorkflow(h.ctx(h.railsMD("duo_agent_platform")))
+	must(t, err)
+	id := "chat"
+	must(t, st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_StartRequest{StartRequest: &contract.StartWorkflowRequest{WorkflowID: "7", FlowConfigId: &id}}}))
+	// Scope check uses the resolved name: chat needs duo_chat.
+	if _, err := st.Recv(); status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "Unauthorized to execute chat") {
+		t.Fatalf("got %v", err)
+	}
+}

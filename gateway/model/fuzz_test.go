@@ -18,6 +18,8 @@ func FuzzStreamChunk(f *testing.F) {
 		`{"error":{"message":"broke off","type":"upstream_error","param":null,"code":null}}`,
 		`{"error":{"code":502}}`, `{"error":"x"}`, `{"choices":null}`, `{"choices":[null]}`,
 		`[DONE]`, `null`, `[]`, `{`, ``, `{"choices":[{"index":-1,"delta":{"content":1}}]}`,
+		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_issue","arguments":"{\"issue_iid\":"}}]}}]}`,
+		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":31,"function":{"arguments":"1}"}},{"index":32}]}}]}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -172,3 +172,18 @@ func TestCatalogueShape(t *testing.T) {
 		}
 	}
 }
+
+func TestBounds(t *testing.T) {
+	long := strings.Repeat("a", maxToolResultBytes) + "THE ERROR"
+	if got := boundTail(long); !strings.HasSuffix(got, "THE ERROR") || len(got) > maxToolResultBytes+64 {
+		t.Fatalf("tail lost the end")
+	}
+	if got := boundResult(long); strings.Contains(got, "THE ERROR") || !strings.Contains(got, "truncated") {
+		t.Fatalf("head kept too much")
+	}
+	for _, bad := range []any{".", "..", "a\nb"} {
+		if _, err := str(map[string]any{"x": bad}, "x", true); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -26,11 +26,7 @@ func restRead(name, desc string, required []string, path func(p string, a map[st
 		name: name, description: desc, privilege: PrivReadOnlyGitLab,
 		params: schema(required, props...),
 		run: func(ctx context.Context, env *toolEnv, args map[string]any) (string, error) {
-			p, err := projectArg(env, args)
-			if err != nil {
-				return "", err
-			}
-			apiPath, err := path(p, args)
+			apiPath, err := apiPathFor(env, args, path)
 			if err != nil {
 				return "", err
 			}
@@ -38,9 +34,23 @@ func restRead(name, desc string, required []string, path func(p string, a map[st
 			if err != nil {
 				return "", err
 			}
+			if name == "get_job_logs" {
+				// A failure is at the end of a log: keep the tail.
+				return boundTail(string(r.Body)), nil
+			}
 			return boundResult(compactJSON(r.Body)), nil
 		},
 	}
+}
+
+// apiPathFor builds a tool's API path under its project (the argument, or
+// the workflow's).
+func apiPathFor(env *toolEnv, args map[string]any, path func(p string, a map[string]any) (string, error)) (string, error) {
+	p, err := projectArg(env, args)
+	if err != nil {
+		return "", err
+	}
+	return path(p, args)
 }
 
 func projectArg(env *toolEnv, args map[string]any) (string, error) {
@@ -184,11 +194,7 @@ func restWrite(name, desc, method string, required []string, path func(p string,
 		name: name, description: desc, privilege: PrivReadWriteGitLab, write: true,
 		params: schema(required, props...),
 		run: func(ctx context.Context, env *toolEnv, args map[string]any) (string, error) {
-			p, err := projectArg(env, args)
-			if err != nil {
-				return "", err
-			}
-			apiPath, err := path(p, args)
+			apiPath, err := apiPathFor(env, args, path)
 			if err != nil {
 				return "", err
 			}

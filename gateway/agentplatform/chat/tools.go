@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
+	"unicode"
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
@@ -183,9 +185,14 @@ func parseArgs(s string) (map[string]any, error) {
 }
 
 // str reads a string (or number, as GitLab ids often come) argument.
+// Values that would change an API path's meaning ("." and "..", control
+// characters) are refused: arguments end up in paths.
 func str(args map[string]any, name string, required bool) (string, error) {
 	switch v := args[name].(type) {
 	case string:
+		if v == "." || v == ".." || strings.ContainsFunc(v, unicode.IsControl) {
+			return "", fmt.Errorf("%w: %s is not a valid value", errBadArgs, name)
+		}
 		if v != "" || !required {
 			return v, nil
 		}
@@ -205,4 +212,13 @@ func boundResult(s string) string {
 		return s
 	}
 	return s[:maxToolResultBytes] + "\n[result truncated: ask for a narrower page or path]"
+}
+
+// boundTail keeps the last maxToolResultBytes of s (job logs end with the
+// failure), saying so.
+func boundTail(s string) string {
+	if len(s) <= maxToolResultBytes {
+		return s
+	}
+	return "[log truncated: only its end is shown]\n" + s[len(s)-maxToolResultBytes:]
 }

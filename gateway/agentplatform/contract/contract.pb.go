@@ -214,7 +214,10 @@ type StartWorkflowRequest struct {
 	ClientVersion string                 `protobuf:"bytes,1,opt,name=clientVersion,proto3" json:"clientVersion,omitempty"`
 	// workflowID is Rails' numeric workflow id, as a string.
 	WorkflowID string `protobuf:"bytes,2,opt,name=workflowID,proto3" json:"workflowID,omitempty"`
-	// Deprecated: Marked as deprecated in contract.proto.
+	// workflowDefinition names the flow ("chat"). GitLab marks it
+	// deprecated in favour of flowConfigId/flowConfigSchemaVersion/
+	// flowVersion, but 18.x clients still send it; the option is left off
+	// here so Go code reading it is not flagged.
 	WorkflowDefinition string `protobuf:"bytes,3,opt,name=workflowDefinition,proto3" json:"workflowDefinition,omitempty"`
 	// goal is the user's request (for chat: the next message).
 	Goal string `protobuf:"bytes,4,opt,name=goal,proto3" json:"goal,omitempty"`
@@ -280,7 +283,6 @@ func (x *StartWorkflowRequest) GetWorkflowID() string {
 	return ""
 }
 
-// Deprecated: Marked as deprecated in contract.proto.
 func (x *StartWorkflowRequest) GetWorkflowDefinition() string {
 	if x != nil {
 		return x.WorkflowDefinition
@@ -3778,13 +3780,13 @@ const file_contract_proto_rawDesc = "" +
 	"\theartbeat\x18\x03 \x01(\v2\x11.HeartbeatRequestH\x00R\theartbeat\x12:\n" +
 	"\fstopWorkflow\x18\x04 \x01(\v2\x14.StopWorkflowRequestH\x00R\fstopWorkflowB\n" +
 	"\n" +
-	"\bresponse\"\xbf\a\n" +
+	"\bresponse\"\xbb\a\n" +
 	"\x14StartWorkflowRequest\x12$\n" +
 	"\rclientVersion\x18\x01 \x01(\tR\rclientVersion\x12\x1e\n" +
 	"\n" +
 	"workflowID\x18\x02 \x01(\tR\n" +
-	"workflowID\x122\n" +
-	"\x12workflowDefinition\x18\x03 \x01(\tB\x02\x18\x01R\x12workflowDefinition\x12\x12\n" +
+	"workflowID\x12.\n" +
+	"\x12workflowDefinition\x18\x03 \x01(\tR\x12workflowDefinition\x12\x12\n" +
 	"\x04goal\x18\x04 \x01(\tR\x04goal\x12*\n" +
 	"\x10workflowMetadata\x18\x05 \x01(\tR\x10workflowMetadata\x12.\n" +
 	"\x12clientCapabilities\x18\x06 \x03(\tR\x12clientCapabilities\x12$\n" +

@@ -87,3 +87,18 @@ func TestWorkhorseFrame(t *testing.T) {
 		t.Fatalf("round trip %s: %v", b, err)
 	}
 }
+
+func TestActionKind(t *testing.T) {
+	for want, a := range map[string]*Action{
+		"runHTTPRequest": {Action: &Action_RunHTTPRequest{RunHTTPRequest: &RunHTTPRequest{}}},
+		"newCheckpoint":  {Action: &Action_NewCheckpoint{NewCheckpoint: &NewCheckpoint{}}},
+		"none":           {},
+	} {
+		if got := a.Kind(); got != want {
+			t.Errorf("Kind() = %q, want %q", got, want)
+		}
+	}
+	if (*Action)(nil).Kind() != "none" {
+		t.Error("nil action")
+	}
+}

@@ -65,7 +65,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body any) (Respons
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return Response{}, fmt.Errorf("encode %s %s: %w", method, path, err)
+			return Response{}, fmt.Errorf("encode %s %s: %w", method, pathOnly(path), err)
 		}
 		s := string(b)
 		req.Body = &s
@@ -82,16 +82,16 @@ func (c *Client) Do(ctx context.Context, method, path string, body any) (Respons
 			if strings.Contains(e, "size limit") {
 				return Response{}, ErrTruncated
 			}
-			return Response{}, fmt.Errorf("executor failed %s %s: %s", method, path, bounded(e, 200))
+			return Response{}, fmt.Errorf("executor failed %s %s: %s", method, pathOnly(path), bounded(e, 200))
 		}
 		res = Response{Status: int(h.GetStatusCode()), Body: []byte(h.GetBody())}
 	case *contract.ActionResponse_PlainTextResponse:
 		if e := x.PlainTextResponse.GetError(); e != "" {
-			return Response{}, fmt.Errorf("executor failed %s %s: %s", method, path, bounded(e, 200))
+			return Response{}, fmt.Errorf("executor failed %s %s: %s", method, pathOnly(path), bounded(e, 200))
 		}
-		return Response{}, fmt.Errorf("executor answered %s %s without an HTTP response", method, path)
+		return Response{}, fmt.Errorf("executor answered %s %s without an HTTP response", method, pathOnly(path))
 	default:
-		return Response{}, fmt.Errorf("executor answered %s %s with nothing", method, path)
+		return Response{}, fmt.Errorf("executor answered %s %s with nothing", method, pathOnly(path))
 	}
 	if len(res.Body) >= BodyLimit {
 		return Response{}, ErrTruncated

@@ -64,7 +64,7 @@ func Run(ctx context.Context, c contract.DuoWorkflowClient, s Session) (Result, 
 		if err != nil {
 			return res, err
 		}
-		kind := kindOf(a)
+		kind := a.Kind()
 		res.Actions[kind]++
 		if s.OnAction != nil {
 			s.OnAction(a)
@@ -153,11 +153,4 @@ func (c *capped) Write(p []byte) (int, error) {
 		return max(room, 0), io.ErrShortWrite
 	}
 	return c.body.Write(p)
-}
-
-func kindOf(a *contract.Action) string {
-	if a.Action == nil {
-		return "none"
-	}
-	return string(a.ProtoReflect().WhichOneof(a.ProtoReflect().Descriptor().Oneofs().ByName("action")).Name())
 }
