@@ -11,6 +11,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/chat"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/foundationalflows"
 )
 
 // newAgentPlatform builds the Agent Platform service on the gateway's
@@ -29,6 +30,14 @@ func (a *Appliance) newAgentPlatform() (*agentplatform.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	flows, err := foundationalflows.New(foundationalflows.Options{Model: f.model, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("agent platform flows: %w", err)
+	}
+	byDef := map[string]flow.Flow{"chat": agent}
+	for name, fl := range flows.ByDefinition {
+		byDef[name] = fl
+	}
 	metrics, err := agentplatform.NewPrometheusMetrics(a.admin.registry)
 	if err != nil {
 		return nil, fmt.Errorf("agent platform metrics: %w", err)
@@ -46,7 +55,8 @@ func (a *Appliance) newAgentPlatform() (*agentplatform.Service, error) {
 	return agentplatform.New(agentplatform.Options{
 		Validator:   v,
 		Signer:      agentplatform.TokenSigner(signer),
-		Flows:       map[string]flow.Flow{"chat": agent},
+		Flows:       byDef,
+		InlineFlow:  flows.Inline,
 		Models:      agentplatform.ServedModels(served, windows),
 		TLS:         a.agentPlatformTLS(),
 		MaxSessions: cfg.AgentPlatform.MaxSessions,
