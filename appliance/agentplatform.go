@@ -7,6 +7,8 @@ import (
 	"net"
 	"slices"
 
+	"github.com/duo-confidential/duo-confidential/gateway/model"
+
 	"github.com/duo-confidential/duo-confidential/gateway"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/chat"
@@ -26,7 +28,13 @@ func (a *Appliance) newAgentPlatform() (*agentplatform.Service, error) {
 		return nil, fmt.Errorf("agent platform auth: %w", err)
 	}
 	log := a.log.With("part", "agent-platform")
-	agent, err := chat.New(chat.Options{Model: f.model, Logger: log})
+	metrics, err := agentplatform.NewPrometheusMetrics(a.admin.registry)
+	if err != nil {
+		return nil, fmt.Errorf("agent platform metrics: %w", err)
+	}
+	agent, err := chat.New(chat.Options{Model: f.model, Logger: log, ModelCalls: func(u model.Usage, err error) {
+		metrics.ModelCall(u.PromptTokens, u.CompletionTokens, err != nil)
+	}})
 	if err != nil {
 		return nil, err
 	}
@@ -37,10 +45,6 @@ func (a *Appliance) newAgentPlatform() (*agentplatform.Service, error) {
 	byDef := map[string]flow.Flow{"chat": agent}
 	for name, fl := range flows.ByDefinition {
 		byDef[name] = fl
-	}
-	metrics, err := agentplatform.NewPrometheusMetrics(a.admin.registry)
-	if err != nil {
-		return nil, fmt.Errorf("agent platform metrics: %w", err)
 	}
 	served := slices.Clone(f.models)
 	for _, m := range cfg.Gateway.AllowedModels {

@@ -108,7 +108,7 @@ func New(o Options) (*Appliance, error) {
 		endpoint = sb.Endpoint
 		log.Warn("SANDBOX MODE: the backend is a local sandbox with test-signed evidence; NOTHING IS CONFIDENTIAL")
 	}
-	client, err := cfg.OutboundClient(false)
+	client, err := cfg.OutboundStreamClient()
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func New(o Options) (*Appliance, error) {
 		if err != nil {
 			return nil, err
 		}
-		control, err := cfg.OutboundClient(true)
+		control, err := cfg.OutboundClient()
 		if err != nil {
 			return nil, err
 		}
@@ -210,16 +210,19 @@ func (a *Appliance) verifier() (*attest.Verifier, error) {
 	}
 	v := &attest.Verifier{TrustLog: tl}
 	v.Hardware.MaxCollateralAge = cfg.Attestation.Collateral.MaxAge
+	if v.Hardware.TCBPolicy, err = cfg.TCBPolicy(); err != nil {
+		return nil, err
+	}
 	if sb := a.o.Sandbox; sb != nil {
 		v.Manifest = attest.ManifestPolicy{Mode: attest.ModePinned, Pinned: sb.Manifest}
 		v.Hardware.Roots = sb.Roots
 		v.Hardware.Collateral = sb.Collateral
 		return v, nil
 	}
-	if v.Manifest, err = cfg.ManifestPolicy("", false); err != nil {
+	if v.Manifest, err = cfg.ManifestPolicy("", config.Online); err != nil {
 		return nil, err
 	}
-	if v.Hardware.Collateral, err = cfg.CollateralSource("", !cfg.Attestation.Collateral.Online); err != nil {
+	if v.Hardware.Collateral, err = cfg.CollateralSource("", config.OfflineIf(!cfg.Attestation.Collateral.Online)); err != nil {
 		return nil, err
 	}
 	return v, nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
@@ -119,6 +120,66 @@ type AttestationConfig struct {
 	Manifest         ManifestConfig   `yaml:"manifest"`
 	Collateral       CollateralConfig `yaml:"collateral"`
 	ReattestInterval time.Duration    `yaml:"reattest_interval"`
+	TCBPolicy        TCBPolicyConfig  `yaml:"tcb_policy"`
+}
+
+// TCBPolicyConfig is the operator's explicit decision on platforms whose
+// TCB is not current: Intel TCB statuses besides UpToDate that are accepted
+// (with every advisory they name listed), and per AMD product line a floor
+// for the SEV-SNP security patch levels. The zero value accepts only
+// UpToDate TDX platforms and adds no SEV-SNP floor.
+type TCBPolicyConfig struct {
+	TDX TDXTCBPolicyConfig `yaml:"tdx"`
+	SNP SNPTCBPolicyConfig `yaml:"snp"`
+}
+
+// TDXTCBPolicyConfig lists the accepted Intel TCB statuses and advisory IDs.
+type TDXTCBPolicyConfig struct {
+	AcceptStatuses   []string `yaml:"accept_statuses"`
+	AcceptAdvisories []string `yaml:"accept_advisories"`
+}
+
+// SNPTCBPolicyConfig holds the operator's minimum SEV-SNP TCB per product
+// line, each written as "bootloader=4 tee=0 snp=22 microcode=213" (Turin
+// also fmc=N); empty means no floor beyond the manifest's.
+type SNPTCBPolicyConfig struct {
+	MinimumTCB SNPMinimumTCBConfig `yaml:"minimum_tcb"`
+}
+
+// SNPMinimumTCBConfig is SNPTCBPolicyConfig's floor per product line.
+type SNPMinimumTCBConfig struct {
+	Milan string `yaml:"milan"`
+	Genoa string `yaml:"genoa"`
+	Turin string `yaml:"turin"`
+}
+
+// TCBPolicy turns the tcb_policy section into the verifier's policy.
+func (c *Config) TCBPolicy() (attest.TCBPolicy, error) {
+	tp := c.Attestation.TCBPolicy
+	p := attest.TCBPolicy{
+		TDXAcceptStatuses:   tp.TDX.AcceptStatuses,
+		TDXAcceptAdvisories: tp.TDX.AcceptAdvisories,
+	}
+	for _, pl := range []struct{ product, key, text string }{
+		{"Milan", "milan", tp.SNP.MinimumTCB.Milan},
+		{"Genoa", "genoa", tp.SNP.MinimumTCB.Genoa},
+		{"Turin", "turin", tp.SNP.MinimumTCB.Turin},
+	} {
+		m, ok, err := attest.ParseSNPMinimumTCB(pl.product, pl.text)
+		if err != nil {
+			return attest.TCBPolicy{}, fmt.Errorf("attestation.tcb_policy.snp.minimum_tcb.%s: %w", pl.key, err)
+		}
+		if ok {
+			if p.SNPMinimumTCB == nil {
+				p.SNPMinimumTCB = map[string]attest.SNPMinimumTCB{}
+			}
+			p.SNPMinimumTCB[pl.product] = m
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return attest.TCBPolicy{}, fmt.Errorf("attestation.tcb_policy: %w", err)
+	}
+	return p, nil
 }
 
 // ManifestConfig selects the manifest trust mode and its inputs; see the

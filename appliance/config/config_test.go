@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // parseStr parses a YAML string under the name "config.yaml".
@@ -373,7 +375,7 @@ func TestNoKeyWeakensAttestation(t *testing.T) {
 
 func TestCABundle(t *testing.T) {
 	dir := t.TempDir()
-	good := writeFile(t, dir, "ca.pem", testCertPEM(t), 0o644)
+	good := writeFile(t, dir, "ca.pem", string(testutil.NewCA(t, "duo-confidential test CA", time.Hour).PEM), 0o644)
 	c := mustParse(t, "outbound:\n  ca_bundle: "+good+"\n")
 	pool, err := c.Outbound.RootCAs()
 	if err != nil || pool == nil {
@@ -382,7 +384,7 @@ func TestCABundle(t *testing.T) {
 	empty := writeFile(t, dir, "empty.pem", "no pem here\n", 0o644)
 	_, err = parseStr("outbound:\n  ca_bundle: " + empty + "\n")
 	wantErr(t, err, "outbound.ca_bundle:", "holds no PEM certificates")
-	key := writeFile(t, dir, "key.pem", testCertPEM(t)+"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", 0o644)
+	key := writeFile(t, dir, "key.pem", string(testutil.NewCA(t, "duo-confidential test CA", time.Hour).PEM)+"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", 0o644)
 	_, err = parseStr("outbound:\n  ca_bundle: " + key + "\n")
 	wantErr(t, err, `PEM block 2 is a "PRIVATE KEY", not a CERTIFICATE`)
 	broken := writeFile(t, dir, "broken.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", 0o644)
@@ -456,6 +458,13 @@ func sameValues(a, b *Config) bool {
 		if len(c.Admin.AllowedNetworks) == 0 {
 			c.Admin.AllowedNetworks = nil
 		}
+		tdx := &c.Attestation.TCBPolicy.TDX
+		if len(tdx.AcceptStatuses) == 0 {
+			tdx.AcceptStatuses = nil
+		}
+		if len(tdx.AcceptAdvisories) == 0 {
+			tdx.AcceptAdvisories = nil
+		}
 	}
 	norm(&x)
 	norm(&y)
@@ -518,5 +527,31 @@ func TestProxyConfig(t *testing.T) {
 	c, err := Parse("c.yaml", nil, []string{"DUO_CONFIDENTIAL_PROXY_LISTEN=[::1]:9000", "DUO_CONFIDENTIAL_PROXY_STRICT_OCSP=true"})
 	if err != nil || c.Proxy.Listen != "[::1]:9000" || !c.Proxy.StrictOCSP {
 		t.Fatalf("env overrides: %+v, %v", c, err)
+	}
+}
+
+func TestTCBPolicyConfig(t *testing.T) {
+	c := mustParse(t, "attestation:\n  tcb_policy:\n    tdx:\n      accept_statuses: [SWHardeningNeeded]\n      accept_advisories: [INTEL-SA-00615]\n    snp:\n      minimum_tcb:\n        turin: \"fmc=1 snp=22\"\n")
+	p, err := c.TCBPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.TDXAcceptStatuses) != 1 || p.TDXAcceptAdvisories[0] != "INTEL-SA-00615" {
+		t.Fatalf("TDX policy %+v", p)
+	}
+	m, ok := p.SNPMinimumTCB["Turin"]
+	if !ok || m.FMC == nil || *m.FMC != 1 || *m.SNP != 22 || m.Bootloader != nil {
+		t.Fatalf("Turin floor %+v", m)
+	}
+	for _, tc := range []struct{ yaml, key string }{
+		{"attestation:\n  tcb_policy:\n    tdx:\n      accept_statuses: [Revoked]\n", "attestation.tcb_policy"},
+		{"attestation:\n  tcb_policy:\n    tdx:\n      accept_advisories: [CVE-2024-1]\n", "attestation.tcb_policy"},
+		{"attestation:\n  tcb_policy:\n    snp:\n      minimum_tcb:\n        milan: \"fmc=1\"\n", "attestation.tcb_policy.snp.minimum_tcb.milan"},
+		{"attestation:\n  tcb_policy:\n    snp:\n      minimum_tcb:\n        genoa: \"snp=300\"\n", "attestation.tcb_policy.snp.minimum_tcb.genoa"},
+	} {
+		_, err := Parse("test.yaml", []byte(tc.yaml), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: got %v, want an error naming %s", tc.yaml, err, tc.key)
+		}
 	}
 }

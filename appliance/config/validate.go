@@ -265,6 +265,10 @@ func (v *validator) collateral() {
 		v.fail("attestation.collateral.bundle", "must be set (the default is <state_dir>/%s)", statedir.CollateralFile)
 	}
 	v.durationIn("attestation.collateral.max_age", col.MaxAge, minCollateralMaxAge, maxCollateralMaxAge)
+	if _, err := v.c.TCBPolicy(); err != nil {
+		key, msg, _ := strings.Cut(err.Error(), ": ")
+		v.fail(key, "%s", msg)
+	}
 }
 
 func (v *validator) proxy() {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 
+	"github.com/duo-confidential/duo-confidential/internal/wording"
+
 	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
@@ -93,7 +95,7 @@ func (e *env) checkAgentSystemRoots(ctx context.Context) checkResult {
 	}
 	defer conn.Close()
 	if p := conn.(*tls.Conn).ConnectionState().NegotiatedProtocol; p != "h2" {
-		return fail("upgrade the appliance: the Agent Platform must announce h2 in ALPN", "%s negotiated ALPN %q, gRPC clients need h2", l.addr, orDash(p))
+		return fail("upgrade the appliance: the Agent Platform must announce h2 in ALPN", "%s negotiated ALPN %q, gRPC clients need h2", l.addr, wording.OrDash(p))
 	}
 	return pass("%s (%s) as %q verifies against the system roots with ALPN h2, as Workhorse needs", l.addr, l.key, tc.ServerName)
 }

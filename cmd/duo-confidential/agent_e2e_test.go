@@ -138,7 +138,7 @@ func TestAgentPlatformEndToEnd(t *testing.T) {
 	if e.backend.posts() < 3 {
 		t.Fatalf("the backend saw %d inference requests", e.backend.posts())
 	}
-	wire := string(e.backend.bytes())
+	wire := string(e.backend.Bytes())
 	logs := e.serve.stderr.String() + e.serve.stdout.String()
 	for _, secret := range []string{canary, "Cart total ignores quantity", "sums prices only"} {
 		if strings.Contains(wire, secret) {

@@ -14,6 +14,8 @@ type PrometheusMetrics struct {
 	actions   *prometheus.CounterVec
 	roundTrip *prometheus.HistogramVec
 	authFail  *prometheus.CounterVec
+	calls     *prometheus.CounterVec
+	tokens    *prometheus.CounterVec
 }
 
 // NewPrometheusMetrics registers the Agent Platform's collectors on reg.
@@ -30,7 +32,11 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 		authFail: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "duo_agent_platform_auth_failures_total",
 			Help: "Refused calls, by gRPC code."}, []string{"code"}),
 	}
-	for _, c := range []prometheus.Collector{m.active, m.finished, m.actions, m.roundTrip, m.authFail} {
+	m.calls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "duo_agent_platform_model_calls_total",
+		Help: "Model calls of agents through the attesting proxy, by outcome (ok, error)."}, []string{"outcome"})
+	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "duo_agent_platform_model_tokens_total",
+		Help: "Tokens of agents' model calls as the backend reported them, by kind (prompt, completion)."}, []string{"kind"})
+	for _, c := range []prometheus.Collector{m.active, m.finished, m.actions, m.roundTrip, m.authFail, m.calls, m.tokens} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -59,3 +65,14 @@ func (m *PrometheusMetrics) Action(kind string, rt time.Duration) {
 
 // AuthFailed implements Metrics.
 func (m *PrometheusMetrics) AuthFailed(code string) { m.authFail.WithLabelValues(code).Inc() }
+
+// ModelCall records one agent model call (chat.Options.ModelCalls).
+func (m *PrometheusMetrics) ModelCall(promptTokens, completionTokens int, failed bool) {
+	outcome := "ok"
+	if failed {
+		outcome = "error"
+	}
+	m.calls.WithLabelValues(outcome).Inc()
+	m.tokens.WithLabelValues("prompt").Add(float64(max(promptTokens, 0)))
+	m.tokens.WithLabelValues("completion").Add(float64(max(completionTokens, 0)))
+}

@@ -299,9 +299,7 @@ func (ss *session) watchIdle() {
 		case <-ss.ctx.Done():
 			return
 		case <-ss.touch:
-			if !t.Stop() {
-				<-t.C
-			}
+			// Go ≥ 1.23 timers: Reset discards a pending expiry, no drain.
 			t.Reset(ss.svc.o.IdleTimeout)
 		case <-t.C:
 			ss.cancel(errIdle)

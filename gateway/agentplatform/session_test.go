@@ -318,3 +318,26 @@ func TestFlowConfigIDNamesTheFlow(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestHeartbeatsKeepASessionAlive: heartbeats reset the idle timer, so a
+// session that outlives its idle timeout by heartbeats alone stays up.
+func TestHeartbeatsKeepASessionAlive(t *testing.T) {
+	const idle = 2 * time.Second
+	h := newHarness(t, harnessOptions{flows: map[string]flow.Flow{"chat": waitingFlow()}, idle: idle})
+	st, err := h.client.ExecuteWorkflow(h.ctx(h.railsMD("duo_chat")))
+	must(t, err)
+	must(t, st.Send(start("chat")))
+	if _, err := st.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(idle + idle/2); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		must(t, st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_Heartbeat{Heartbeat: &contract.HeartbeatRequest{Timestamp: time.Now().UnixMilli()}}}))
+	}
+	if n := h.svc.ActiveSessions(); n != 1 {
+		t.Fatalf("%d sessions after heartbeats past the idle timeout", n)
+	}
+	must(t, st.CloseSend())
+	if cp, err := st.Recv(); err != nil || cp.GetNewCheckpoint().GetStatus() != "STOPPED" {
+		t.Fatalf("%v %v", cp, err)
+	}
+}

@@ -201,6 +201,8 @@ func TestPrometheusMetrics(t *testing.T) {
 		}
 	}
 	_, _ = h.client.ListTools(h.ctx(metadata.MD{}), &contract.ListToolsRequest{})
+	m.ModelCall(100, 20, false)
+	m.ModelCall(0, 0, true)
 	got := map[string]float64{}
 	mfs, _ := reg.Gather()
 	for _, mf := range mfs {
@@ -217,6 +219,8 @@ func TestPrometheusMetrics(t *testing.T) {
 		"duo_agent_platform_sessions_active": 0, "duo_agent_platform_sessions_total/OK": 1,
 		"duo_agent_platform_actions_total/runHTTPRequest": 1, "duo_agent_platform_actions_total/newCheckpoint": 1,
 		"duo_agent_platform_action_round_trip_seconds/runHTTPRequest": 1, "duo_agent_platform_auth_failures_total/Unauthenticated": 1,
+		"duo_agent_platform_model_calls_total/ok": 1, "duo_agent_platform_model_calls_total/error": 1,
+		"duo_agent_platform_model_tokens_total/prompt": 100, "duo_agent_platform_model_tokens_total/completion": 20,
 	}
 	for k, v := range want {
 		if got[k] != v {

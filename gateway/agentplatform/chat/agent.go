@@ -31,6 +31,9 @@ type Options struct {
 	StreamInterval time.Duration
 	// Logger gets metadata only (tool names, counts), never content.
 	Logger *slog.Logger
+	// ModelCalls, if set, is told about every model call: its token usage
+	// and whether it failed (for metrics).
+	ModelCalls func(usage model.Usage, err error)
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -61,8 +64,9 @@ func New(o Options) (*Agent, error) {
 // Tools implements flow.Flow.
 func (a *Agent) Tools() []map[string]any { return Tools() }
 
-// FeatureQualifiedName is what the billing event names this feature.
-const FeatureQualifiedName = "duo_agent_platform_agentic_chat"
+// FeatureQualifiedName is what the billing event names this feature:
+// GitLab's service uses the workflow definition ("chat", or "<flow>/v1").
+const FeatureQualifiedName = "chat"
 
 // compressFlag is the feature flag with which Rails asks for compressed
 // checkpoints.
@@ -175,6 +179,9 @@ func (r *run) turn(ctx context.Context) (out flow.Outcome, done bool, err error)
 		r.st.log[idx].Content += d
 		return r.notify(ctx, false)
 	})
+	if r.a.o.ModelCalls != nil {
+		r.a.o.ModelCalls(res.Usage, err)
+	}
 	r.a.o.Logger.Debug("chat: model answered", "workflow_id", r.w.ID, "tool_calls", len(res.ToolCalls), "finish", res.FinishReason,
 		"prompt_tokens", res.Usage.PromptTokens, "completion_tokens", res.Usage.CompletionTokens)
 	if err != nil {

@@ -91,10 +91,11 @@ func TestIDEToolsMCPAndBilling(t *testing.T) {
 			{ID: "b", Function: model.ToolCallFunction{Name: "jira_search", Arguments: `{"q":"cart"}`}}}},
 		{Text: "done"},
 	}}
-	agent, _ := New(Options{Model: m})
+	calls := 0
+	agent, _ := New(Options{Model: m, ModelCalls: func(model.Usage, error) { calls++ }})
 	out, err := agent.Run(context.Background(), s)
-	if err != nil || out != flow.InputRequired {
-		t.Fatalf("%v %v", out, err)
+	if err != nil || out != flow.InputRequired || calls != 2 {
+		t.Fatalf("%v %v, %d model calls reported", out, err, calls)
 	}
 	names := map[string]bool{}
 	for _, tl := range m.reqs[0].Tools {
@@ -107,8 +108,8 @@ func TestIDEToolsMCPAndBilling(t *testing.T) {
 	for _, a := range s.actions {
 		switch {
 		case a.GetTrackLlmCallForSelfHosted() != nil:
-			if a.GetTrackLlmCallForSelfHosted().GetWorkflowID() != "9" {
-				t.Fatal("billing event without workflow id")
+			if tr := a.GetTrackLlmCallForSelfHosted(); tr.GetWorkflowID() != "9" || tr.GetFeatureQualifiedName() != "chat" || tr.GetFeatureAiCatalogItem() {
+				t.Fatalf("billing event %v", tr)
 			}
 			kinds = append(kinds, "track")
 		case a.GetRunReadFile() != nil:

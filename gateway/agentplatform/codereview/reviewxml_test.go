@@ -108,12 +108,12 @@ func TestCorrect(t *testing.T) {
 func TestCheckRejects(t *testing.T) {
 	files := map[string]Lines{"a.go": DiffLines("@@ -1,1 +1,2 @@\n x\n+y\n")}
 	for name, out := range map[string]string{
-		"no block":      "hello",
-		"two blocks":    "<review>\n</review>\n<review>\n</review>",
-		"invalid":       "<review>\n<comment file=\"a.go\">x</comment>\n</review>",
-		"not in diff":   "<review>\n<comment file=\"a.go\" old_line=\"\" new_line=\"5\">\nx\n</comment>\n</review>",
-		"unknown file":  "<review>\n<comment file=\"b.go\" old_line=\"\" new_line=\"1\">\nx\n</comment>\n</review>",
-		"context pair":  "<review>\n<comment file=\"a.go\" old_line=\"\" new_line=\"1\">\nx\n</comment>\n</review>",
+		"no block":     "hello",
+		"two blocks":   "<review>\n</review>\n<review>\n</review>",
+		"invalid":      "<review>\n<comment file=\"a.go\">x</comment>\n</review>",
+		"not in diff":  "<review>\n<comment file=\"a.go\" old_line=\"\" new_line=\"5\">\nx\n</comment>\n</review>",
+		"unknown file": "<review>\n<comment file=\"b.go\" old_line=\"\" new_line=\"1\">\nx\n</comment>\n</review>",
+		"context pair": "<review>\n<comment file=\"a.go\" old_line=\"\" new_line=\"1\">\nx\n</comment>\n</review>",
 	} {
 		if err := Check(out, files); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -76,7 +76,9 @@ type StepError struct {
 }
 
 // Error implements error.
-func (e *StepError) Error() string { return fmt.Sprintf("component %s failed: %s", e.Component, e.Reason) }
+func (e *StepError) Error() string {
+	return fmt.Sprintf("component %s failed: %s", e.Component, e.Reason)
+}
 
 // Options configures an Engine.
 type Options struct {
