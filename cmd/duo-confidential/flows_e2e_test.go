@@ -145,6 +145,24 @@ func TestFlowsEndToEnd(t *testing.T) {
 		t.Fatal("the agent step made no model call through the proxy")
 	}
 
+	// code_review/v1 through the binary, as the demo's command runs it: the
+	// sandbox model cannot write a review (and this environment's proxy
+	// takes 16 KiB requests), so the flow builds the context, then fails
+	// (FAILED, reason in the UI log, INTERNAL) without posting anything.
+	var flowOut strings.Builder
+	st, err := runFlow(ctx, client, workhorse.Session{Metadata: md, GitLab: api, OAuthToken: api.Token}, "24", "code_review/v1", "1", &flowOut)
+	if status.Code(err) != codes.Internal || st != "" {
+		t.Fatalf("code review: %s %v\n%s", st, err, flowOut.String())
+	}
+	for _, want := range []string{"[tool] build_review_merge_request_context → success", "[end] The flow stopped: component "} {
+		if !strings.Contains(flowOut.String(), want) {
+			t.Errorf("code review output lacks %q:\n%s", want, flowOut.String())
+		}
+	}
+	if len(api.ReviewPosts()) != 0 || api.Workflow("24").Status != "failed" {
+		t.Fatalf("posted %d reviews; workflow %s", len(api.ReviewPosts()), api.Workflow("24").Status)
+	}
+
 	// An unknown foundational flow fails at once, named.
 	_, err = workhorse.Run(ctx, client, workhorse.Session{Metadata: md, GitLab: api, OAuthToken: api.Token,
 		Start: &contract.StartWorkflowRequest{WorkflowID: "22", WorkflowDefinition: "sast_fp_detection/v1", Goal: "x"}})

@@ -2,9 +2,12 @@ package gitlabtest
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
+
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/codereview"
 )
 
 // The parts of the demo API the foundational flows use: a second, multi-file
@@ -84,6 +87,24 @@ func (a *API) flowsRoute(w http.ResponseWriter, r *http.Request, path string, bo
 		return true
 	}
 	a.reviews = append(a.reviews, req)
+	// Like GitLab, turn the review into notes on the merge request (GitLab
+	// creates draft notes and publishes them as one review).
+	key := "merge_requests/" + strconv.Itoa(asInt(req.MergeRequestIID))
+	p := codereview.Parse(req.ReviewOutput)
+	if p.Summary != "" {
+		a.notes[key] = append(a.notes[key], map[string]any{"id": 2000 + len(a.notes[key]), "body": p.Summary, "author": map[string]any{"username": "GitLabDuo"}})
+	}
+	for i, c := range p.Comments {
+		if i >= codereview.MaxComments {
+			break
+		}
+		line := c.NewLine
+		if line == 0 {
+			line = c.OldLine
+		}
+		a.notes[key] = append(a.notes[key], map[string]any{"id": 2000 + len(a.notes[key]), "body": fmt.Sprintf("%s:%d — %s", c.File, line, c.Body),
+			"author": map[string]any{"username": "GitLabDuo"}, "position": map[string]any{"new_path": c.File, "new_line": c.NewLine, "old_line": c.OldLine}})
+	}
 	writeJSON(w, 200, map[string]any{"message": "Comments added successfully"})
 	return true
 }

@@ -67,7 +67,7 @@ func inputsText(in map[string]string) string {
 }
 
 // ask makes one model call within the budgets.
-func (r *run) ask(ctx context.Context, conv *conversation, tools []model.Tool, choice any) (model.Result, error) {
+func (r *run) ask(ctx context.Context, c *flowconfig.Component, conv *conversation, tools []model.Tool, choice any) (model.Result, error) {
 	caller := r.s.Caller()
 	if caller.BillingEnabled {
 		resp, err := r.s.Do(ctx, &contract.Action{Action: &contract.Action_TrackLlmCallForSelfHosted{TrackLlmCallForSelfHosted: &contract.TrackLlmCallForSelfHosted{
@@ -77,7 +77,7 @@ func (r *run) ask(ctx context.Context, conv *conversation, tools []model.Tool, c
 			return model.Result{}, err
 		}
 		if e := resp.GetPlainTextResponse().GetError(); e != "" {
-			return model.Result{}, &StepError{Component: "billing", Reason: "GitLab refused the model call: " + bound(e, 200)}
+			return model.Result{}, &StepError{Component: c.Name, Reason: "GitLab refused the model call: " + bound(e, 200)}
 		}
 	}
 	req := model.ChatRequest{
@@ -91,9 +91,9 @@ func (r *run) ask(ctx context.Context, conv *conversation, tools []model.Tool, c
 		}
 		var me *model.Error
 		if errors.As(err, &me) {
-			return res, &StepError{Component: "model", Reason: fmt.Sprintf("the model call failed: %d %s", me.Status, bound(me.Message, 200))}
+			return res, &StepError{Component: c.Name, Reason: fmt.Sprintf("the model call failed: %d %s", me.Status, bound(me.Message, 200))}
 		}
-		return res, &StepError{Component: "model", Reason: "the confidential model service is unreachable"}
+		return res, &StepError{Component: c.Name, Reason: "the confidential model service is unreachable"}
 	}
 	used := res.Usage.PromptTokens + res.Usage.CompletionTokens
 	if used == 0 {
@@ -136,7 +136,7 @@ func (r *run) agent(ctx context.Context, c *flowconfig.Component) error {
 	}
 	specs = append(specs, finalResponseSpec)
 	for range r.e.o.Budget.MaxStepsPerComponent {
-		res, err := r.ask(ctx, conv, specs, r.toolChoice(""))
+		res, err := r.ask(ctx, c, conv, specs, r.toolChoice(""))
 		if err != nil {
 			return err
 		}
@@ -235,7 +235,7 @@ func (r *run) oneOff(ctx context.Context, c *flowconfig.Component) error {
 	specs := []model.Tool{t.ModelTool()}
 	last := "the model did not call " + c.ToolName
 	for attempt := 0; attempt <= c.MaxCorrectionAttempts; attempt++ {
-		res, err := r.ask(ctx, conv, specs, r.toolChoice(c.ToolName))
+		res, err := r.ask(ctx, c, conv, specs, r.toolChoice(c.ToolName))
 		if err != nil {
 			return err
 		}

@@ -59,6 +59,9 @@ Use ` + "`=== undefined`" + ` (or ` + "`!(code in codes)`" + `): ` + "`==`" + ` 
 	if len(p.Comments) != 2 || p.Comments[0].File != "src/cart.js" || p.Comments[1].NewLine != 5 || !strings.HasPrefix(p.Summary, "Discounts work") {
 		t.Fatalf("posted %+v", p)
 	}
+	if notes := api.Notes("merge_requests/2"); len(notes) != 3 || !strings.HasPrefix(notes[1]["body"].(string), "src/cart.js:4 — ") {
+		t.Fatalf("merge request notes %v", notes)
+	}
 	if posts[0].WorkflowID != "11" || asString(posts[0].MergeRequestIID) != "2" {
 		t.Fatalf("post %+v", posts[0])
 	}
