@@ -38,7 +38,9 @@ func (a *Appliance) newAgentPlatform() (*agentplatform.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	flows, err := foundationalflows.New(foundationalflows.Options{Model: f.model, Logger: log})
+	flows, err := foundationalflows.New(foundationalflows.Options{Model: f.model, Logger: log, ModelCalls: func(u model.Usage, err error) {
+		metrics.ModelCall(u.PromptTokens, u.CompletionTokens, err != nil)
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("agent platform flows: %w", err)
 	}

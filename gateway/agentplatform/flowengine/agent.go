@@ -85,6 +85,9 @@ func (r *run) ask(ctx context.Context, c *flowconfig.Component, conv *conversati
 		MaxTokens: answerTokens, Tools: tools, Temperature: new(float64), ToolChoice: choice,
 	}
 	res, err := r.e.o.Model.ChatStream(ctx, req, func(string) error { return nil })
+	if r.e.o.ModelCalls != nil {
+		r.e.o.ModelCalls(res.Usage, err)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, context.Cause(ctx)

@@ -92,8 +92,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
-	// FeatureName is what the billing event names the flow.
-	FeatureName string
+	// ModelCalls, if set, is told about every model call (metrics).
+	ModelCalls func(usage model.Usage, err error)
 }
 
 // Engine runs flows.

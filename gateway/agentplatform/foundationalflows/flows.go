@@ -13,6 +13,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowengine"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowtools"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabtools"
+	"github.com/duo-confidential/duo-confidential/gateway/model"
 )
 
 //go:embed definitions/*.yml
@@ -52,6 +53,8 @@ type Options struct {
 	Model  flowengine.Model
 	Budget flowengine.Budget
 	Logger *slog.Logger
+	// ModelCalls, if set, is told about every model call (metrics).
+	ModelCalls func(usage model.Usage, err error)
 }
 
 // Flows are the runnable flows: by workflowDefinition, and the runner for
@@ -68,7 +71,7 @@ func New(o Options) (*Flows, error) {
 	if err != nil {
 		return nil, err
 	}
-	eng, err := flowengine.New(flowengine.Options{Model: o.Model, Tools: Tools(), Budget: o.Budget, Logger: o.Logger})
+	eng, err := flowengine.New(flowengine.Options{Model: o.Model, Tools: Tools(), Budget: o.Budget, Logger: o.Logger, ModelCalls: o.ModelCalls})
 	if err != nil {
 		return nil, err
 	}
