@@ -77,7 +77,7 @@ func (r *run) ask(ctx context.Context, c *flowconfig.Component, conv *conversati
 			return model.Result{}, err
 		}
 		if e := resp.GetPlainTextResponse().GetError(); e != "" {
-			return model.Result{}, &StepError{Component: c.Name, Reason: "GitLab refused the model call: " + bound(e, 200)}
+			return model.Result{}, &StepError{Component: c.Name, Reason: "GitLab refused the model call (billing)", Detail: bound(e, 200)}
 		}
 	}
 	req := model.ChatRequest{
@@ -274,7 +274,7 @@ func (r *run) oneOff(ctx context.Context, c *flowconfig.Component) error {
 		last = strings.TrimPrefix(out, "Error: ")
 		conv.msgs = append(conv.msgs, model.Message{Role: "tool", ToolCallID: call.ID, Content: out + "\nCorrect the call and try again."})
 	}
-	return &StepError{Component: c.Name, Reason: fmt.Sprintf("%s failed after %d correction attempts: %s", c.ToolName, c.MaxCorrectionAttempts, bound(last, 300))}
+	return &StepError{Component: c.Name, Reason: fmt.Sprintf("%s failed after %d correction attempts", c.ToolName, c.MaxCorrectionAttempts), Detail: bound(last, 300)}
 }
 
 // Token estimates: no tokenizer for every model, so count conservatively.

@@ -69,15 +69,27 @@ func (e *BudgetError) Error() string {
 }
 
 // StepError is a component that could not do its job (its tool failed,
-// the model never produced a valid call).
+// the model never produced a valid call). Reason is free of payload (it is
+// logged and ends the RPC); Detail, which may quote a tool's error text,
+// goes only to the workflow's UI log.
 type StepError struct {
 	Component string
 	Reason    string
+	Detail    string
 }
 
 // Error implements error.
 func (e *StepError) Error() string {
 	return fmt.Sprintf("component %s failed: %s", e.Component, e.Reason)
+}
+
+// uiText is the failure as the UI log shows it.
+func uiText(err error) string {
+	var se *StepError
+	if errors.As(err, &se) && se.Detail != "" {
+		return se.Error() + ": " + se.Detail
+	}
+	return err.Error()
 }
 
 // Options configures an Engine.
@@ -147,7 +159,7 @@ func (e *Engine) Run(ctx context.Context, s flow.Session, cfg *flowconfig.Config
 	var se *StepError
 	if errors.As(err, &be) || errors.As(err, &se) {
 		e.o.Logger.Info("flow: failed", "workflow_id", w.ID, "flow", cfg.Name, "reason", err.Error())
-		if _, ferr := r.end(ctx, statusFailed, gitlabapi.EventDrop, err.Error()); ferr != nil {
+		if _, ferr := r.end(ctx, statusFailed, gitlabapi.EventDrop, uiText(err)); ferr != nil {
 			return "", ferr
 		}
 		return "", err

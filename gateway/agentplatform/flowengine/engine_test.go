@@ -327,3 +327,28 @@ func TestDeterministicToolNotPermitted(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// TestStepFailureDetailStaysInUILog: a failing tool's text (which may
+// quote user content) reaches the UI log but not the error that is logged
+// and returned as the RPC status.
+func TestStepFailureDetailStaysInUILog(t *testing.T) {
+	api := gitlabtest.NewAPI("t")
+	s := newSession(t, api, "")
+	cfg, err := flowconfig.Parse([]byte(`{version: v1, environment: ambient, components: [{name: post, type: DeterministicStepComponent, tool_name: flaky, inputs: [{from: "SECRET", as: body, literal: true}]}], routers: [{from: post, to: end}], flow: {entry_point: post}}`), flowconfig.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretTools := flowtools.Merge([]*flowtools.Tool{{Name: "flaky", Privilege: flowtools.ReadOnlyGitLab,
+		Run: func(_ context.Context, _ *flowtools.Env, a map[string]any) (string, error) {
+			return "", errors.New("GitLab said: " + a["body"].(string))
+		}}})
+	e, _ := New(Options{Model: &scriptedModel{}, Tools: secretTools})
+	_, err = (&Defined{Engine: e, Config: cfg}).Run(context.Background(), s)
+	if err == nil || err.Error() != "component post failed: tool flaky failed" {
+		t.Fatalf("%v", err)
+	}
+	log := uiLog(t, s)
+	if end := log[len(log)-1]["content"].(string); end != "The flow stopped: component post failed: tool flaky failed: GitLab said: SECRET" {
+		t.Fatalf("ui log end %q", end)
+	}
+}

@@ -259,7 +259,7 @@ func (r *run) deterministic(ctx context.Context, c *flowconfig.Component) error 
 		return err
 	}
 	if !ok {
-		return &StepError{Component: c.Name, Reason: bound(strings.TrimPrefix(out, "Error: "), 500)}
+		return &StepError{Component: c.Name, Reason: "tool " + t.Name + " failed", Detail: bound(strings.TrimPrefix(out, "Error: "), 500)}
 	}
 	r.values[c.Name+".tool_responses"] = out
 	return nil
