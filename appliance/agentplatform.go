@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 
@@ -63,7 +65,7 @@ func (a *Appliance) newAgentPlatform() (*agentplatform.Service, error) {
 		Signer:      agentplatform.TokenSigner(signer),
 		Flows:       byDef,
 		InlineFlow:  flows.Inline,
-		Models:      agentplatform.ServedModels(served, windows),
+		Models:      agentplatform.RequireToolCalling(agentplatform.ServedModels(served, windows), (&modelTasks{client: f.model}).tasks),
 		TLS:         a.agentPlatformTLS(),
 		MaxSessions: cfg.AgentPlatform.MaxSessions,
 		IdleTimeout: cfg.AgentPlatform.IdleTimeout,
@@ -120,4 +122,38 @@ func (a *Appliance) shutdownAgentPlatform(ctx context.Context) {
 	if a.agent != nil && a.agentServing.Load() {
 		a.agent.Shutdown(ctx)
 	}
+}
+
+// modelTasks caches the backend's /v1/models tasks for the Agent
+// Platform's tool_calling check: one listing per modelTasksTTL at most, and
+// none on the session's critical path once cached.
+type modelTasks struct {
+	client *model.Client
+
+	mu      sync.Mutex
+	fetched time.Time
+	byID    map[string][]string
+}
+
+const modelTasksTTL = 5 * time.Minute
+
+// tasks returns the tasks the backend lists for id (nil when it lists
+// none, or cannot be asked: the check then lets the model pass).
+func (m *modelTasks) tasks(ctx context.Context, id string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.byID == nil || time.Since(m.fetched) > modelTasksTTL {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		infos, err := m.client.ModelInfos(cctx)
+		if err != nil {
+			return nil
+		}
+		m.byID = make(map[string][]string, len(infos))
+		for _, i := range infos {
+			m.byID[i.ID] = i.Tasks
+		}
+		m.fetched = time.Now()
+	}
+	return m.byID[id]
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,6 +107,17 @@ func TestAgentPlatformEndToEnd(t *testing.T) {
 	}
 	if _, err := client.GenerateToken(call(dws), &contract.GenerateTokenRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("DWS token minting: %v", err)
+	}
+
+	// A model the backend lists without tool_calling is refused.
+	codeMD := md("duo_chat")
+	codeMD.Set(agentplatform.HeaderModelMetadata, `{"provider":"openai","name":"general","identifier":"custom_openai/`+sandbox.ModelCode+`"}`)
+	if st, err := client.ExecuteWorkflow(call(codeMD)); err == nil {
+		_ = st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_StartRequest{StartRequest: &contract.StartWorkflowRequest{WorkflowID: "9", WorkflowDefinition: "chat", Goal: "x"}}})
+		_, err = st.Recv()
+		if s := status.Convert(err); s.Code() != codes.FailedPrecondition || !strings.Contains(s.Message(), "cannot call tools") {
+			t.Errorf("code model for chat: %v", err)
+		}
 	}
 
 	// One Agentic Chat session with a secret goal; the demo GitLab's issue
@@ -209,4 +221,66 @@ func TestAgentPlatformGitLabDownAtStart(t *testing.T) {
 		_, err := agentplatform.Probe(ctx, agentAddr, tc, md)
 		return err == nil
 	})
+}
+
+// TestAgentPlatformDrainOnSIGTERM: a session waiting on its client when
+// the service is told to stop gets a STOPPED checkpoint and UNAVAILABLE
+// (Workhorse retries), and the process exits cleanly.
+func TestAgentPlatformDrainOnSIGTERM(t *testing.T) {
+	e := startListenersEnv(t, "", nil)
+	var agentAddr string
+	e.serve.waitUntil(t, "the Agent Platform's listening line", func() bool {
+		_, rest, ok := strings.Cut(e.serve.stderr.String(), `msg="agent platform listening" addr=`)
+		if ok {
+			agentAddr, _, _ = strings.Cut(rest, " ")
+		}
+		return ok
+	})
+	conn, err := grpc.NewClient(agentAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: e.roots, ServerName: "localhost"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	opts := gitlabtest.TokenOptions{Audiences: []string{agentplatform.ServiceName}, Scopes: []string{"duo_chat"}}
+	tok, _ := e.gitlab.Token(opts)
+	md := metadata.MD{}
+	for k, v := range e.gitlab.Headers(tok, opts) {
+		md.Set(strings.ToLower(k), v...)
+	}
+	md.Set(agentplatform.HeaderModelMetadata, `{"provider":"openai","name":"general","identifier":"custom_openai/`+sandbox.ModelChat+`"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := contract.NewDuoWorkflowClient(conn).ExecuteWorkflow(metadata.NewOutgoingContext(ctx, md))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_StartRequest{StartRequest: &contract.StartWorkflowRequest{WorkflowID: "1", WorkflowDefinition: "chat", Goal: "hi"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The first action (the workflow fetch) is never answered.
+	if a, err := st.Recv(); err != nil || a.GetRunHTTPRequest() == nil {
+		t.Fatalf("first action %v %v", a, err)
+	}
+	if err := e.serve.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var last *contract.NewCheckpoint
+	for {
+		a, err := st.Recv()
+		if err != nil {
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("end of the session: %v", err)
+			}
+			break
+		}
+		if cp := a.GetNewCheckpoint(); cp != nil {
+			last = cp
+		}
+	}
+	if last == nil || last.Status != "STOPPED" {
+		t.Fatalf("last checkpoint %v", last)
+	}
+	if code := e.serve.wait(t); code != 0 {
+		t.Fatalf("serve exited %d\n%s", code, e.serve.stderr.String())
+	}
 }

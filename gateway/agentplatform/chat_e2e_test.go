@@ -16,7 +16,9 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/workhorse"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // scriptedModel answers each call with the next step of a script; each
@@ -321,5 +323,49 @@ func TestRunChatDriver(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestApprovalRememberedAndMismatch: an approval naming another tool is
+// refused; "remember approval" lets later calls of the tool run without
+// asking.
+func TestApprovalRememberedAndMismatch(t *testing.T) {
+	h := newChatHarness(t)
+	note := func(id string) func(*testing.T, model.ChatRequest) model.Result {
+		return func(*testing.T, model.ChatRequest) model.Result {
+			return model.Result{ToolCalls: []model.ToolCall{call(id, "create_work_item_note", `{"work_item_iid":1,"body":"n"}`)}}
+		}
+	}
+	h.model.steps = []func(*testing.T, model.ChatRequest) model.Result{
+		note("a"),
+		note("b"), // after the remembered approval: runs at once
+		func(*testing.T, model.ChatRequest) model.Result { return model.Result{Text: "done"} },
+	}
+	md := h.railsMD("duo_chat")
+	start := func() *contract.StartWorkflowRequest {
+		return &contract.StartWorkflowRequest{WorkflowID: "11", WorkflowDefinition: "chat"}
+	}
+	first := start()
+	first.Goal = "comment twice"
+	if res, _, err := h.session(t, md, first); err != nil || res.Last.Status != "TOOL_CALL_APPROVAL_REQUIRED" {
+		t.Fatalf("%v %v", res.Last, err)
+	}
+	wrong := start()
+	other := "create_merge_request"
+	wrong.Approval = &contract.Approval{UserDecision: &contract.Approval_Approval{Approval: &contract.Approval_Approved{ToolName: &other}}}
+	if _, _, err := h.session(t, md, wrong); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("mismatched approval: %v", err)
+	}
+	if wf := h.api.Workflow("11"); wf.Status != "tool_call_approval_required" {
+		t.Fatalf("a refused approval changed the workflow to %s", wf.Status)
+	}
+	remember, name := true, "create_work_item_note"
+	ok := start()
+	ok.Approval = &contract.Approval{UserDecision: &contract.Approval_Approval{Approval: &contract.Approval_Approved{ToolName: &name, RememberApproval: &remember}}}
+	if res, _, err := h.session(t, md, ok); err != nil || res.Last.Status != "INPUT_REQUIRED" {
+		t.Fatalf("%v %v", res.Last, err)
+	}
+	if n := len(h.api.Notes("issues/1")); n != 3 {
+		t.Fatalf("%d notes, want the first and the remembered second", n)
 	}
 }

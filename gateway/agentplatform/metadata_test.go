@@ -71,3 +71,17 @@ func TestServedModels(t *testing.T) {
 		t.Fatalf("unknown model: %v", err)
 	}
 }
+
+func TestRequireToolCalling(t *testing.T) {
+	tasks := map[string][]string{"chat": {"generate", "tool_calling"}, "code": {"generate"}}
+	r := RequireToolCalling(ServedModels([]string{"chat", "code", "unknown-tasks"}, nil), func(_ context.Context, id string) []string { return tasks[id] })
+	for id, ok := range map[string]bool{"chat": true, "code": false, "unknown-tasks": true} {
+		_, err := r(context.Background(), ModelMetadata{Provider: "openai", Identifier: id})
+		if (err == nil) != ok {
+			t.Errorf("%s: %v", id, err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "cannot call tools")) {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+}

@@ -41,3 +41,24 @@ func bounded(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// TaskToolCalling is the /v1/models task of models that call tools.
+const TaskToolCalling = "tool_calling"
+
+// RequireToolCalling wraps a resolver: a model the backend lists with
+// tasks that lack tool_calling is refused (an agent cannot work without
+// it). tasks returns the backend's tasks of a model; when the backend
+// says nothing (no tasks, or tasks fails) the model is accepted.
+func RequireToolCalling(next ModelResolver, tasks func(ctx context.Context, id string) []string) ModelResolver {
+	return func(ctx context.Context, m ModelMetadata) (flow.Model, error) {
+		fm, err := next(ctx, m)
+		if err != nil {
+			return fm, err
+		}
+		if t := tasks(ctx, fm.ID); len(t) > 0 && !slices.Contains(t, TaskToolCalling) {
+			return flow.Model{}, fmt.Errorf("model %q cannot call tools (the backend lists its tasks as %s); assign a model with tool_calling to the Agent Platform features",
+				fm.ID, strings.Join(t, ", "))
+		}
+		return fm, nil
+	}
+}

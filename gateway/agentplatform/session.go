@@ -97,6 +97,11 @@ func (s *Service) execute(stream contract.DuoWorkflow_ExecuteWorkflowServer, sta
 		// Newer clients name the flow by flowConfigId instead.
 		def = start.GetFlowConfigId()
 	}
+	// Client input goes into status texts and logs: keep it short.
+	def = bounded(def, 100)
+	if len(start.GetWorkflowID()) > 40 {
+		return status.Error(codes.InvalidArgument, "workflowID is too long")
+	}
 	if !requireExecuteScope(claimsFrom(ctx), def) {
 		return status.Error(codes.PermissionDenied, msgUnauthorizedExec+def)
 	}

@@ -172,21 +172,31 @@ func (a *API) graphql(w http.ResponseWriter, body []byte) {
 	writeJSON(w, 200, map[string]any{"data": map[string]any{"duoWorkflowWorkflows": map[string]any{"nodes": []any{node}}}})
 }
 
-// transitions is Rails' workflow state machine, reduced to what the demo
-// needs: event → allowed from-states and the new state.
-var transitions = map[string]struct {
+// transitions is Rails' workflow state machine (event → from-states and
+// the new state), as ee/app/models/ai/duo_workflows/workflow.rb has it.
+var transitions = func() map[string]struct {
 	from []string
 	to   string
-}{
-	"start":                      {[]string{"created"}, "running"},
-	"resume":                     {[]string{"paused", "input_required", "tool_call_approval_required", "plan_approval_required"}, "running"},
-	"retry":                      {[]string{"running", "failed", "stopped", "finished"}, "running"},
-	"require_input":              {[]string{"running"}, "input_required"},
-	"require_tool_call_approval": {[]string{"running"}, "tool_call_approval_required"},
-	"finish":                     {[]string{"running"}, "finished"},
-	"drop":                       {[]string{"running", "created"}, "failed"},
-	"stop":                       {[]string{"running", "created", "paused", "input_required", "tool_call_approval_required"}, "stopped"},
-}
+} {
+	waiting := []string{"paused", "input_required", "plan_approval_required", "tool_call_approval_required"}
+	active := append([]string{"created", "running"}, waiting...)
+	type tr = struct {
+		from []string
+		to   string
+	}
+	return map[string]tr{
+		"start":                      {[]string{"created"}, "running"},
+		"pause":                      {[]string{"running"}, "paused"},
+		"require_input":              {[]string{"running"}, "input_required"},
+		"require_plan_approval":      {[]string{"running"}, "plan_approval_required"},
+		"require_tool_call_approval": {[]string{"running"}, "tool_call_approval_required"},
+		"resume":                     {waiting, "running"},
+		"retry":                      {[]string{"running", "stopped", "failed"}, "running"},
+		"finish":                     {[]string{"running"}, "finished"},
+		"drop":                       {active, "failed"},
+		"stop":                       {active, "stopped"},
+	}
+}()
 
 func (a *API) workflowRoute(w http.ResponseWriter, method, id string, checkpoints bool, body []byte) {
 	wf := a.workflowLocked(id)

@@ -248,21 +248,42 @@ func (c *Client) CompleteStream(ctx context.Context, r CompletionRequest, onDelt
 
 // Models returns the ids /v1/models lists, in its order.
 func (c *Client) Models(ctx context.Context) ([]string, error) {
+	infos, err := c.ModelInfos(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(infos))
+	for _, m := range infos {
+		ids = append(ids, m.ID)
+	}
+	return ids, nil
+}
+
+// ModelInfo is one entry of /v1/models: its id and, where the backend
+// says (Privatemode does), its tasks ("generate", "tool_calling", …).
+type ModelInfo struct {
+	ID    string
+	Tasks []string
+}
+
+// ModelInfos returns the entries /v1/models lists, in its order.
+func (c *Client) ModelInfos(ctx context.Context) ([]ModelInfo, error) {
 	var out struct {
 		Data []struct {
-			ID string `json:"id"`
+			ID    string   `json:"id"`
+			Tasks []string `json:"tasks"`
 		} `json:"data"`
 	}
 	if err := c.unary(ctx, c.request(ctx, http.MethodGet, c.modelsURL, c.hdrGet, nil), &out); err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(out.Data))
+	infos := make([]ModelInfo, 0, len(out.Data))
 	for _, d := range out.Data {
 		if d.ID != "" {
-			ids = append(ids, d.ID)
+			infos = append(infos, ModelInfo{ID: d.ID, Tasks: d.Tasks})
 		}
 	}
-	return ids, nil
+	return infos, nil
 }
 
 // request builds a request without http.NewRequest's URL parse and header

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
@@ -76,6 +77,9 @@ const compressFlag = "duo_workflow_compress_checkpoint"
 // action limit.
 const maxCheckpointBytes = 3 << 20
 
+// maxRemembered bounds the remembered approvals of one workflow.
+const maxRemembered = 64
+
 var errCheckpointState = errors.New("the workflow's last checkpoint is not this service's state")
 
 // run is one session of the agent.
@@ -103,6 +107,11 @@ func (a *Agent) Run(ctx context.Context, s flow.Session) (flow.Outcome, error) {
 	if err != nil {
 		return "", err
 	}
+	// A decision about another tool than the one waiting is refused before
+	// anything changes in GitLab.
+	if n := start.GetApproval().GetApproval().GetToolName(); n != "" && len(st.conv.Pending) > 0 && n != st.conv.Pending[0].Function.Name {
+		return "", &flow.ClientError{Message: fmt.Sprintf("the approval names tool %q, but %q is waiting for approval", boundResult(n), st.conv.Pending[0].Function.Name)}
+	}
 	r := &run{a: a, s: s, gl: gl, w: w, st: st, ts: newToolset(w, start, s.Caller().ClientType)}
 	r.env = &toolEnv{gl: gl, session: s, projectID: w.ProjectID}
 	r.sentFrom = len(st.log)
@@ -118,7 +127,11 @@ func (a *Agent) Run(ctx context.Context, s flow.Session) (flow.Outcome, error) {
 	if len(st.conv.Pending) > 0 {
 		switch d := start.GetApproval().GetUserDecision().(type) {
 		case *contract.Approval_Approval:
+			pending := st.conv.Pending[0].Function.Name
 			approved = true
+			if d.Approval.GetRememberApproval() && !slices.Contains(st.conv.Remembered, pending) && len(st.conv.Remembered) < maxRemembered {
+				st.conv.Remembered = append(st.conv.Remembered, pending)
+			}
 		case *contract.Approval_Rejection:
 			r.rejectPending(d.Rejection.GetMessage())
 		default:
@@ -127,7 +140,7 @@ func (a *Agent) Run(ctx context.Context, s flow.Session) (flow.Outcome, error) {
 	}
 	if start.GetApproval() == nil && start.GetGoal() != "" {
 		st.addLog(gitlabapi.UIChatLogEntry{MessageType: "user", Content: start.GetGoal(), Status: ptr("success")})
-		st.conv.Messages = append(st.conv.Messages, model.Message{Role: "user", Content: start.GetGoal()})
+		st.conv.Messages = append(st.conv.Messages, model.Message{Role: "user", Content: start.GetGoal() + contextText(start.GetAdditionalContext())})
 	}
 	if err := r.notify(ctx, true); err != nil {
 		return "", err
@@ -229,7 +242,7 @@ func (r *run) runPending(ctx context.Context, approvedFirst bool) (flow.Outcome,
 		call := r.st.conv.Pending[0]
 		t := r.ts.byName[call.Function.Name]
 		args, argErr := parseArgs(call.Function.Arguments)
-		if t != nil && argErr == nil && !approvedFirst && !r.ts.preApproved(t) {
+		if t != nil && argErr == nil && !approvedFirst && !r.ts.preApproved(t) && !slices.Contains(r.st.conv.Remembered, t.name) {
 			r.st.addLog(gitlabapi.UIChatLogEntry{
 				MessageType: "request", Content: "Allow the tool " + t.name + "?",
 				ToolInfo: &gitlabapi.ToolInfo{Name: t.name, Args: args}, CorrelationID: ptr(call.ID),
@@ -389,4 +402,37 @@ func (r *run) trackLLMCall(ctx context.Context) error {
 		return fmt.Errorf("GitLab refused the model call for billing: %s", boundResult(e))
 	}
 	return nil
+}
+
+// Bounds of the additional context a client attaches to a message.
+const (
+	maxContextItems     = 16
+	maxContextItemBytes = 32 << 10
+)
+
+// contextText renders the client's additional context (open files,
+// selections, issues) after the user's message, bounded.
+func contextText(items []*contract.AdditionalContext) string {
+	var b strings.Builder
+	for i, c := range items {
+		if i == maxContextItems {
+			break
+		}
+		if c.GetContent() == "" {
+			continue
+		}
+		content := c.GetContent()
+		if len(content) > maxContextItemBytes {
+			content = content[:maxContextItemBytes] + "\n[truncated]"
+		}
+		fmt.Fprintf(&b, "\n\n<additional_context category=%q id=%q>\n%s\n</additional_context>", bounded(c.GetCategory(), 64), bounded(c.GetId(), 256), content)
+	}
+	return b.String()
+}
+
+func bounded(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }

@@ -188,3 +188,19 @@ func TestBounds(t *testing.T) {
 		}
 	}
 }
+
+func TestAdditionalContext(t *testing.T) {
+	id := "src/cart.js"
+	content := "export function total() {}"
+	got := contextText([]*contract.AdditionalContext{{Category: "file", Id: &id, Content: &content}, {Category: "empty"}})
+	if !strings.Contains(got, `category="file" id="src/cart.js"`) || !strings.Contains(got, content) || strings.Contains(got, "empty") {
+		t.Fatalf("%q", got)
+	}
+	many := make([]*contract.AdditionalContext, 40)
+	for i := range many {
+		many[i] = &contract.AdditionalContext{Category: "file", Content: &content}
+	}
+	if n := strings.Count(contextText(many), "<additional_context"); n != maxContextItems {
+		t.Fatalf("%d items rendered", n)
+	}
+}

@@ -24,6 +24,9 @@ type conversation struct {
 	// Pending are tool calls of the last assistant message still without
 	// a result (the first one awaits the user's approval).
 	Pending []model.ToolCall `json:"pending,omitempty"`
+	// Remembered are tools the user approved with "remember approval":
+	// later calls of them in this workflow run without asking.
+	Remembered []string `json:"remembered,omitempty"`
 }
 
 // state is one session's view of the workflow.

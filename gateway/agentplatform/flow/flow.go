@@ -46,7 +46,7 @@ type Caller struct {
 	BillingEnabled bool
 	// FeatureFlags are x-gitlab-enabled-feature-flags.
 	FeatureFlags []string
-	// UserID is x-gitlab-global-user-id (for logs: an opaque id).
+	// GlobalUserID is x-gitlab-global-user-id (an opaque id).
 	GlobalUserID string
 }
 
@@ -56,8 +56,6 @@ type Model struct {
 	ID string
 	// ContextWindow is the model's context window in tokens.
 	ContextWindow int
-	// ToolChoiceRequired says the model accepts tool_choice "required".
-	ToolChoiceRequired bool
 }
 
 // Outcome is how a flow left the workflow; each maps to a Rails status

@@ -110,7 +110,7 @@ func (r *run) ask(ctx context.Context, c *flowconfig.Component, conv *conversati
 
 // toolChoice forces a tool call where the model supports it.
 func (r *run) toolChoice(name string) any {
-	if !r.s.Caller().Model.ToolChoiceRequired {
+	if !r.e.o.ForceToolChoice {
 		return "auto"
 	}
 	if name != "" {

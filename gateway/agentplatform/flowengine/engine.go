@@ -106,6 +106,11 @@ type Options struct {
 	Now func() time.Time
 	// ModelCalls, if set, is told about every model call (metrics).
 	ModelCalls func(usage model.Usage, err error)
+	// ForceToolChoice sends tool_choice "required" (agents) or the named
+	// function (one-off steps) instead of "auto"; only for backends that
+	// support it (vLLM ≥ 0.8.3). With "auto" a model that answers in text
+	// is asked again to call the tool.
+	ForceToolChoice bool
 }
 
 // Engine runs flows.

@@ -143,7 +143,7 @@ flow:
 func newSession(t *testing.T, api *gitlabtest.API, cfg string) *fakeSession {
 	t.Helper()
 	s := &fakeSession{api: api, start: &contract.StartWorkflowRequest{WorkflowID: "5", Goal: "the cart total is wrong"},
-		caller: flow.Caller{Model: flow.Model{ID: "m", ContextWindow: 32000, ToolChoiceRequired: true}}}
+		caller: flow.Caller{Model: flow.Model{ID: "m", ContextWindow: 32000}}}
 	if cfg != "" {
 		var doc map[string]any
 		if err := json.Unmarshal(yamlToJSON(t, cfg), &doc); err != nil {
@@ -187,7 +187,7 @@ func TestInlineFlowWithRouter(t *testing.T) {
 		{ToolCalls: []model.ToolCall{call("3", "flaky", `{"ok":false}`)}},
 		{ToolCalls: []model.ToolCall{call("4", "flaky", `{"ok":true}`)}},
 	}}
-	e, _ := New(Options{Model: m, Tools: testTools})
+	e, _ := New(Options{Model: m, Tools: testTools, ForceToolChoice: true})
 	out, err := (&Inline{Engine: e}).Run(context.Background(), s)
 	if err != nil || out != flow.Finished {
 		t.Fatalf("%v %v", out, err)

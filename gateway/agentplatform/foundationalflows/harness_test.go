@@ -34,7 +34,7 @@ type ciSession struct {
 
 func (s *ciSession) Start() *contract.StartWorkflowRequest { return s.start }
 func (s *ciSession) Caller() flow.Caller {
-	return flow.Caller{ClientType: "gitlab-rails", Model: flow.Model{ID: "m", ContextWindow: 64000, ToolChoiceRequired: true}}
+	return flow.Caller{ClientType: "gitlab-rails", Model: flow.Model{ID: "m", ContextWindow: 64000}}
 }
 func (s *ciSession) Notify(_ context.Context, c *contract.NewCheckpoint) error {
 	s.mu.Lock()
