@@ -15,7 +15,38 @@ import (
 const (
 	maxDiffPages   = 10 // × gitlabapi.PerPage files
 	maxContextSize = 160 << 10
+	// Whole files (the source branch's version of modified files) are
+	// added while they fit: at most maxWholeFiles, each up to maxWholeFile.
+	maxWholeFiles = 5
+	maxWholeFile  = 12 << 10
 )
+
+// WholeFiles reads the source branch's version of modified (not new, not
+// deleted) files, the smallest diffs first, within the bounds; a file that
+// cannot be read is left out.
+func WholeFiles(ctx context.Context, gl *gitlabapi.Client, project string, mr *MergeRequest, files []FileDiff) map[string]string {
+	out := map[string]string{}
+	for _, f := range files {
+		if len(out) >= maxWholeFiles {
+			break
+		}
+		if f.NewFile || f.DeletedFile || f.NewPath == "" {
+			continue
+		}
+		p := gitlabapi.ProjectPath(project) + "/repository/files/" + url.PathEscape(f.NewPath) + "/raw?ref=" + url.QueryEscape(mr.SourceBranch)
+		r, err := gl.Do(ctx, "GET", p, nil)
+		if err != nil {
+			if ctx.Err() != nil {
+				return out
+			}
+			continue
+		}
+		if len(r.Body) <= maxWholeFile {
+			out[f.NewPath] = string(r.Body)
+		}
+	}
+	return out
+}
 
 // MergeRequest is what the review reads of a merge request.
 type MergeRequest struct {
@@ -75,9 +106,9 @@ func LinesByFile(files []FileDiff) map[string]Lines {
 	return out
 }
 
-// ContextText renders the review context: the merge request and each
-// file's diff with line numbers, bounded.
-func ContextText(mr *MergeRequest, files []FileDiff) string {
+// ContextText renders the review context: the merge request, each file's
+// diff with line numbers and the whole files given, bounded.
+func ContextText(mr *MergeRequest, files []FileDiff, whole map[string]string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Merge request !%d: %s\nSource branch %s into %s\n", mr.IID, mr.Title, mr.SourceBranch, mr.TargetBranch)
 	if d := strings.TrimSpace(mr.Description); d != "" {
@@ -104,6 +135,26 @@ func ContextText(mr *MergeRequest, files []FileDiff) string {
 			break
 		}
 		b.WriteString(section)
+	}
+	for _, f := range files {
+		content, ok := whole[f.NewPath]
+		if !ok {
+			continue
+		}
+		section := fmt.Sprintf("\n== whole file %s (source branch, for context; comment only on diff lines) ==\n%s\n", f.NewPath, numbered(content))
+		if b.Len()+len(section) > maxContextSize {
+			break
+		}
+		b.WriteString(section)
+	}
+	return b.String()
+}
+
+// numbered prefixes each line with its number.
+func numbered(s string) string {
+	var b strings.Builder
+	for i, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		fmt.Fprintf(&b, "%4d  %s\n", i+1, line)
 	}
 	return b.String()
 }
@@ -150,7 +201,7 @@ func Tools() []*flowtools.Tool {
 				if err != nil {
 					return "", err
 				}
-				return ContextText(mr, files), nil
+				return ContextText(mr, files, WholeFiles(ctx, env.GitLab, p, mr, files)), nil
 			},
 		},
 		{

@@ -3,6 +3,7 @@ package foundationalflows
 import (
 	"context"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,6 +71,12 @@ Use ` + "`=== undefined`" + ` (or ` + "`!(code in codes)`" + `): ` + "`==`" + ` 
 	pub := model.reqs[2].Messages
 	if !strings.Contains(pub[len(pub)-1].Content, "   5 | +  if (rate == undefined) return 0") || !strings.Contains(pub[len(pub)-1].Content, "README example") {
 		t.Fatalf("publish prompt:\n%s", pub[len(pub)-1].Content)
+	}
+	if !strings.Contains(pub[len(pub)-1].Content, "== whole file src/cart.js (source branch") || strings.Contains(pub[len(pub)-1].Content, "== whole file src/discount.js") {
+		t.Fatal("the review context lacks the modified file's whole version (or has the new file twice)")
+	}
+	if !slices.Contains(api.Requests(), "GET /api/v4/projects/1/repository/files/src%2Fcart.js/raw?ref=discounts") {
+		t.Fatalf("whole file not read at the source branch: %v", api.Requests())
 	}
 	retry := model.reqs[3].Messages
 	if !strings.Contains(retry[len(retry)-1].Content, "wrapped in <review>") {
