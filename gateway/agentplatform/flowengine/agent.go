@@ -48,8 +48,27 @@ func (r *run) start(c *flowconfig.Component) (*conversation, error) {
 	if strings.TrimSpace(user) == "" {
 		user = inputsText(in)
 	}
+	// The first messages are never trimmed away, so a large input (a big
+	// merge request's context) is cut to what the model's window holds.
+	room := r.promptRoom()
+	for _, m := range conv.msgs {
+		room -= len(m.Content)
+	}
+	if room = max(room, 1024); len(user) > room {
+		user = flowtools.Truncate(user, room)
+	}
 	conv.msgs = append(conv.msgs, model.Message{Role: "user", Content: user})
 	return conv, nil
+}
+
+// promptRoom is how many bytes the first prompt may take: the model's
+// window less the answer, the tool specs and room for a few tool rounds.
+func (r *run) promptRoom() int {
+	window := r.s.Caller().Model.ContextWindow
+	if window <= 0 {
+		window = 8192
+	}
+	return max((window-answerTokens-2000)*bytesPerToken*2/3, 2048)
 }
 
 // inputsText lists inputs for a prompt without a user template.

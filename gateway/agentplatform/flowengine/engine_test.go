@@ -352,3 +352,26 @@ func TestStepFailureDetailStaysInUILog(t *testing.T) {
 		t.Fatalf("ui log end %q", end)
 	}
 }
+
+// TestLargeInputFitsTheWindow: an input larger than the model's window is
+// cut (with a note) so the first request fits.
+func TestLargeInputFitsTheWindow(t *testing.T) {
+	api := gitlabtest.NewAPI("t")
+	s := newSession(t, api, "")
+	s.caller.Model.ContextWindow = 8192
+	cfg, err := flowconfig.Parse([]byte(`{version: v1, environment: ambient, prompts: [{prompt_id: p, prompt_template: {system: "Summarise.", user: "{{big}}"}}],
+  components: [{name: sum, type: AgentComponent, prompt_id: p, inputs: [{from: "`+strings.Repeat("x", 100<<10)+`", as: big, literal: true}]}],
+  routers: [{from: sum, to: end}], flow: {entry_point: sum}}`), flowconfig.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &scriptedModel{results: []model.Result{{Text: "short"}}}
+	e, _ := New(Options{Model: m, Tools: testTools})
+	if _, err := (&Defined{Engine: e, Config: cfg}).Run(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	user := m.reqs[0].Messages[1].Content
+	if len(user) > 8192*3 || !strings.Contains(user, "[output truncated:") {
+		t.Fatalf("first prompt %d bytes", len(user))
+	}
+}
