@@ -68,7 +68,7 @@ func hunkStart(h string) (oldStart, newStart int, ok bool) {
 	}
 	o, err1 := strconv.Atoi(strings.SplitN(f[1][1:], ",", 2)[0])
 	n, err2 := strconv.Atoi(strings.SplitN(f[2][1:], ",", 2)[0])
-	if err1 != nil || err2 != nil {
+	if err1 != nil || err2 != nil || o < 0 || n < 0 {
 		return 0, 0, false
 	}
 	return o, n, true

@@ -154,3 +154,24 @@ func FuzzWrite(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDiffLines: reading and annotating any diff never panics, line
+// numbers are positive, and every context line is commentable on both
+// sides.
+func FuzzDiffLines(f *testing.F) {
+	f.Add(cartDiff)
+	f.Fuzz(func(t *testing.T, diff string) {
+		l := DiffLines(diff)
+		_ = Annotate(diff)
+		for n, o := range l.Context {
+			if !l.New[n] || !l.Old[o] {
+				t.Fatalf("context %d→%d not on both sides", n, o)
+			}
+		}
+		for n := range l.New {
+			if n < 0 {
+				t.Fatalf("negative line %d", n)
+			}
+		}
+	})
+}
