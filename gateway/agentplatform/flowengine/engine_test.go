@@ -375,3 +375,27 @@ func TestLargeInputFitsTheWindow(t *testing.T) {
 		t.Fatalf("first prompt %d bytes", len(user))
 	}
 }
+
+// TestModelMistakesAreFedBack: with tool_choice auto, an unknown tool, an
+// empty final answer and a one-off step answered in text each get a
+// correction the model can act on; the flow still finishes.
+func TestModelMistakesAreFedBack(t *testing.T) {
+	api := gitlabtest.NewAPI("t")
+	s := newSession(t, api, routerFlow)
+	m := &scriptedModel{results: []model.Result{
+		{ToolCalls: []model.ToolCall{call("1", "rm_everything", `{}`)}},
+		{ToolCalls: []model.ToolCall{call("2", FinalResponseTool, `{"final_response":""}`)}},
+		{ToolCalls: []model.ToolCall{call("3", FinalResponseTool, `{"final_response":"bug"}`)}},
+		{Text: "I would post it now."},
+		{ToolCalls: []model.ToolCall{call("4", "flaky", `{"ok":true}`)}},
+	}}
+	e, _ := New(Options{Model: m, Tools: testTools})
+	if _, err := (&Inline{Engine: e}).Run(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	last := func(i int) string { msgs := m.reqs[i].Messages; return msgs[len(msgs)-1].Content }
+	if m.reqs[0].ToolChoice != "auto" || !strings.Contains(last(1), `no tool named "rm_everything"`) ||
+		!strings.Contains(last(2), "final_response must be a non-empty string") || last(4) != "You must call the tool flaky now." {
+		t.Fatalf("corrections: %q / %q / %q", last(1), last(2), last(4))
+	}
+}
