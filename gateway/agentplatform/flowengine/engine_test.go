@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -397,5 +398,42 @@ func TestModelMistakesAreFedBack(t *testing.T) {
 	if m.reqs[0].ToolChoice != "auto" || !strings.Contains(last(1), `no tool named "rm_everything"`) ||
 		!strings.Contains(last(2), "final_response must be a non-empty string") || last(4) != "You must call the tool flaky now." {
 		t.Fatalf("corrections: %q / %q / %q", last(1), last(2), last(4))
+	}
+}
+
+// TestRetryResumes: a flow that failed in its second component is retried
+// by GitLab; the retry continues with that component, using the first
+// one's persisted result instead of running it again.
+func TestRetryResumes(t *testing.T) {
+	api := gitlabtest.NewAPI("t")
+	gathered := 0
+	tools := flowtools.Merge([]*flowtools.Tool{testTools["flaky"], testTools["shell"], {Name: "echo", Privilege: flowtools.ReadOnlyGitLab,
+		Run: func(context.Context, *flowtools.Env, map[string]any) (string, error) {
+			gathered++
+			return "facts-from-run-1", nil
+		}}})
+	s := newSession(t, api, routerFlow)
+	e, _ := New(Options{Model: blockingModel{}, Tools: tools, Budget: Budget{WallTime: 50 * time.Millisecond}})
+	if _, err := (&Inline{Engine: e}).Run(context.Background(), s); err == nil {
+		t.Fatal("first run did not fail")
+	}
+	if api.Workflow("5").Status != "failed" {
+		t.Fatal(api.Workflow("5").Status)
+	}
+	s2 := newSession(t, api, routerFlow)
+	m := &scriptedModel{results: []model.Result{{ToolCalls: []model.ToolCall{call("1", FinalResponseTool, `{"final_response":"feature"}`)}}}}
+	e2, _ := New(Options{Model: m, Tools: tools})
+	if out, err := (&Inline{Engine: e2}).Run(context.Background(), s2); err != nil || out != flow.Finished {
+		t.Fatalf("%v %v", out, err)
+	}
+	if gathered != 1 || !strings.Contains(m.reqs[0].Messages[1].Content, "facts-from-run-1") {
+		t.Fatalf("gather ran %d times; prompt %q", gathered, m.reqs[0].Messages[1].Content)
+	}
+	if api.Workflow("5").Status != "finished" || !slices.Contains(api.Requests(), `PATCH /api/v4/ai/duo_workflows/workflows/5`) {
+		t.Fatal(api.Workflow("5").Status)
+	}
+	log := uiLog(t, s2)
+	if log[0]["message_type"] != "tool" || !strings.Contains(log[1]["content"].(string), "wall time") {
+		t.Fatalf("the retried run's UI log does not continue the first: %v", log)
 	}
 }

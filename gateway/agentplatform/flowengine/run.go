@@ -49,6 +49,9 @@ type run struct {
 	lastTS    string
 	toolCalls int
 	tokens    int
+	// next is the component to run next (flowconfig.End when done); it is
+	// persisted so a retry continues there.
+	next string
 }
 
 func newRun(e *Engine, s flow.Session, gl *gitlabapi.Client, w *gitlabapi.Workflow, cfg *flowconfig.Config, feature string) *run {
@@ -58,6 +61,7 @@ func newRun(e *Engine, s flow.Session, gl *gitlabapi.Client, w *gitlabapi.Workfl
 		env:    &flowtools.Env{Session: s, GitLab: gl, Workflow: w},
 		values: map[string]string{},
 	}
+	r.next = cfg.Flow.EntryPoint
 	if w.Checkpoint != nil {
 		r.lastTS = w.Checkpoint.ID
 	}
@@ -90,6 +94,9 @@ func newRun(e *Engine, s flow.Session, gl *gitlabapi.Client, w *gitlabapi.Workfl
 	if b := v["inputs.agent_platform_standard_context.primary_branch"]; b != "" {
 		v["project_default_branch"] = b
 	}
+	if r.resume() {
+		e.o.Logger.Info("flow: resuming", "workflow_id", w.ID, "flow", cfg.Name, "component", r.next)
+	}
 	return r
 }
 
@@ -114,9 +121,9 @@ func (r *run) lookup(path string) (string, bool) {
 	return v, ok
 }
 
-// walk runs components from the entry point along the routers.
+// walk runs components from r.next along the routers.
 func (r *run) walk(ctx context.Context) error {
-	name := r.cfg.Flow.EntryPoint
+	name := r.next
 	for runs := 0; name != flowconfig.End; runs++ {
 		if runs >= r.e.o.Budget.MaxComponentRuns {
 			return &BudgetError{Budget: "component runs", Limit: fmt.Sprint(r.e.o.Budget.MaxComponentRuns)}
@@ -140,14 +147,14 @@ func (r *run) walk(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := r.persist(ctx); err != nil {
-			return err
-		}
 		next := r.cfg.Next(c.Name, r.lookup)
 		if next == "" {
 			return &StepError{Component: c.Name, Reason: "no route matches its answer"}
 		}
-		name = next
+		r.next, name = next, next
+		if err := r.persist(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -311,6 +318,7 @@ func (r *run) notify(ctx context.Context) error {
 func (r *run) persist(ctx context.Context) error {
 	cp := &gitlabapi.Checkpoint{ChannelValues: gitlabapi.ChannelValues{
 		UIChatLog: r.log, Status: r.status, Start: &gitlabapi.StartValues{Goal: r.goal}, Plan: &gitlabapi.Plan{Steps: []gitlabapi.PlanStep{}},
+		Conversation: r.stateJSON(),
 	}}
 	if cp.ChannelValues.UIChatLog == nil {
 		cp.ChannelValues.UIChatLog = []gitlabapi.UIChatLogEntry{}
@@ -327,6 +335,9 @@ func (r *run) persist(ctx context.Context) error {
 // log, a checkpoint, Rails' status event and a last newCheckpoint.
 func (r *run) end(ctx context.Context, status, event, reason string) (flow.Outcome, error) {
 	r.status = status
+	if status == statusFinished {
+		r.next = flowconfig.End
+	}
 	if reason != "" {
 		r.addLog(gitlabapi.UIChatLogEntry{MessageType: "workflow_end", Content: "The flow stopped: " + reason, Status: ptr("failure")})
 	} else {
