@@ -437,3 +437,25 @@ func TestRetryResumes(t *testing.T) {
 		t.Fatalf("the retried run's UI log does not continue the first: %v", log)
 	}
 }
+
+// TestLargeArgumentsStayOutOfCheckpoints: tool arguments in the UI log are
+// bounded, so big file contents never make a checkpoint exceed the action
+// limit.
+func TestLargeArgumentsStayOutOfCheckpoints(t *testing.T) {
+	api := gitlabtest.NewAPI("t")
+	s := newSession(t, api, routerFlow)
+	big := `{"contents":"` + strings.Repeat("x", 600<<10) + `"}`
+	m := &scriptedModel{results: []model.Result{
+		{ToolCalls: []model.ToolCall{call("1", "echo", big), call("2", "echo", big), call("3", "echo", big)}},
+		{ToolCalls: []model.ToolCall{call("4", FinalResponseTool, `{"final_response":"feature"}`)}},
+	}}
+	e, _ := New(Options{Model: m, Tools: testTools})
+	if _, err := (&Inline{Engine: e}).Run(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range s.actions {
+		if h := a.GetRunHTTPRequest(); h != nil && len(h.GetBody()) > 1<<20 {
+			t.Fatalf("%s %s: %d bytes", h.GetMethod(), h.GetPath(), len(h.GetBody()))
+		}
+	}
+}

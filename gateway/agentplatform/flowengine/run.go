@@ -3,6 +3,7 @@ package flowengine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -211,7 +212,7 @@ func (r *run) callTool(ctx context.Context, c *flowconfig.Component, t *flowtool
 	events := c.UILogEvents
 	if slices.Contains(events, flowconfig.EventToolCallInput) {
 		r.addLog(gitlabapi.UIChatLogEntry{MessageType: "tool", MessageSubType: ptr(t.Name), Content: "Using " + t.Name,
-			Status: ptr("pending"), ToolInfo: &gitlabapi.ToolInfo{Name: t.Name, Args: args}})
+			Status: ptr("pending"), ToolInfo: &gitlabapi.ToolInfo{Name: t.Name, Args: logArgs(args)}})
 		if err := r.notify(ctx); err != nil {
 			return "", false, err
 		}
@@ -238,11 +239,11 @@ func (r *run) callTool(ctx context.Context, c *flowconfig.Component, t *flowtool
 func (r *run) toolLog(c *flowconfig.Component, t *flowtools.Tool, args map[string]any, text string, ok bool) {
 	if ok && slices.Contains(c.UILogEvents, flowconfig.EventToolExecutionSuccess) {
 		r.addLog(gitlabapi.UIChatLogEntry{MessageType: "tool", MessageSubType: ptr(t.Name), Content: "Used " + t.Name,
-			Status: ptr("success"), ToolInfo: &gitlabapi.ToolInfo{Name: t.Name, Args: args, ToolResponse: bound(text, 4096)}})
+			Status: ptr("success"), ToolInfo: &gitlabapi.ToolInfo{Name: t.Name, Args: logArgs(args), ToolResponse: bound(text, 4096)}})
 	}
 	if !ok && slices.Contains(c.UILogEvents, flowconfig.EventToolExecutionFailed) {
 		r.addLog(gitlabapi.UIChatLogEntry{MessageType: "tool", MessageSubType: ptr(t.Name), Content: "Failed: " + t.Name + ": " + bound(text, 1024),
-			Status: ptr("failure"), ToolInfo: &gitlabapi.ToolInfo{Name: t.Name, Args: args}})
+			Status: ptr("failure"), ToolInfo: &gitlabapi.ToolInfo{Name: t.Name, Args: logArgs(args)}})
 	}
 }
 
@@ -314,21 +315,56 @@ func (r *run) notify(ctx context.Context) error {
 	return r.s.Notify(ctx, &contract.NewCheckpoint{Status: r.status, Checkpoint: string(b), Goal: r.goal})
 }
 
-// persist saves a checkpoint Rails can show (ui_chat_log, status, goal).
+// maxCheckpointBytes keeps a persisted checkpoint well inside the 4 MiB
+// action limit.
+const maxCheckpointBytes = 3 << 20
+
+// persist saves a checkpoint Rails can show (ui_chat_log, status, goal)
+// with the engine's state; when it would not fit, the oldest log entries
+// and then the state are left out.
 func (r *run) persist(ctx context.Context) error {
-	cp := &gitlabapi.Checkpoint{ChannelValues: gitlabapi.ChannelValues{
-		UIChatLog: r.log, Status: r.status, Start: &gitlabapi.StartValues{Goal: r.goal}, Plan: &gitlabapi.Plan{Steps: []gitlabapi.PlanStep{}},
-		Conversation: r.stateJSON(),
-	}}
-	if cp.ChannelValues.UIChatLog == nil {
-		cp.ChannelValues.UIChatLog = []gitlabapi.UIChatLogEntry{}
+	state := r.stateJSON()
+	for range 12 {
+		cp := &gitlabapi.Checkpoint{ChannelValues: gitlabapi.ChannelValues{
+			UIChatLog: r.log, Status: r.status, Start: &gitlabapi.StartValues{Goal: r.goal}, Plan: &gitlabapi.Plan{Steps: []gitlabapi.PlanStep{}},
+			Conversation: state,
+		}}
+		if cp.ChannelValues.UIChatLog == nil {
+			cp.ChannelValues.UIChatLog = []gitlabapi.UIChatLogEntry{}
+		}
+		b, err := cp.Encode()
+		if err != nil {
+			return err
+		}
+		if len(b) > maxCheckpointBytes {
+			if len(r.log) > 1 {
+				r.log = r.log[len(r.log)/2:]
+			} else {
+				state = nil
+			}
+			continue
+		}
+		compress := slices.Contains(r.s.Caller().FeatureFlags, compressFlag)
+		if err := r.gl.SaveCheckpoint(ctx, r.w.ID, cp, r.lastTS, compress); err != nil {
+			return err
+		}
+		r.lastTS = cp.ID
+		return r.notify(ctx)
 	}
-	compress := slices.Contains(r.s.Caller().FeatureFlags, compressFlag)
-	if err := r.gl.SaveCheckpoint(ctx, r.w.ID, cp, r.lastTS, compress); err != nil {
-		return err
+	return errors.New("the flow's state does not fit a checkpoint")
+}
+
+// logArgs bounds tool arguments for the UI log (file contents would
+// otherwise fill checkpoints).
+func logArgs(args map[string]any) map[string]any {
+	out := make(map[string]any, len(args))
+	for k, v := range args {
+		if s, ok := v.(string); ok && len(s) > 1024 {
+			v = flowtools.Truncate(s, 1024)
+		}
+		out[k] = v
 	}
-	r.lastTS = cp.ID
-	return r.notify(ctx)
+	return out
 }
 
 // end records the terminal state: the reason (for failures) in the UI
