@@ -166,7 +166,7 @@ func Tools() []*flowtools.Tool {
 			}),
 		action("run_command", "Run a program with arguments in the repository checkout (no shell: pipes, redirects and && do not work).", flowtools.RunCommands, true,
 			flowtools.Schema([]string{"program"}, [3]string{"program", "string", "The program, e.g. go or npm."},
-				[3]string{"args", "array", "Arguments, one per entry."}),
+				[3]string{"args", "string", "All arguments and flags as one string, quoted as in a shell, e.g. \"test ./...\"."}),
 			buildRunCommand),
 		action("run_git_command", "Run a git subcommand in the repository checkout (e.g. status, diff, checkout, add, commit, push).", flowtools.UseGit, true,
 			flowtools.Schema([]string{"command"}, [3]string{"command", "string", "The git subcommand, e.g. commit."},
