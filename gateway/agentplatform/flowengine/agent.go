@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -147,6 +148,12 @@ func (r *run) agent(ctx context.Context, c *flowconfig.Component) error {
 		return err
 	}
 	tools, dropped := r.e.o.Tools.Select(c.Toolset, r.privileges())
+	if mcp := r.mcpTools(dropped); len(mcp) > 0 {
+		tools = append(tools, mcp...)
+		dropped = slices.DeleteFunc(dropped, func(n string) bool {
+			return slices.ContainsFunc(mcp, func(t *flowtools.Tool) bool { return t.Name == n })
+		})
+	}
 	if len(dropped) > 0 {
 		r.e.o.Logger.Debug("flow: tools dropped", "workflow_id", r.w.ID, "component", c.Name, "tools", dropped)
 	}

@@ -483,3 +483,37 @@ func TestApprovalByEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestMCPToolsInFlows: a client MCP tool named in a component's toolset is
+// offered when the workflow may run MCP tools, and runs as runMCPTool.
+func TestMCPToolsInFlows(t *testing.T) {
+	for _, allowed := range []bool{true, false} {
+		api := gitlabtest.NewAPI("t")
+		if allowed {
+			api.Workflow("5").Privileges = []string{flowtools.ReadOnlyGitLab, flowtools.RunMCPTools}
+		}
+		s := newSession(t, api, "")
+		s.start.McpTools = []*contract.McpTool{{Name: "jira_search", Description: "Search Jira", InputSchema: `{"type":"object","properties":{"q":{"type":"string"}}}`}}
+		s.answer = func(a *contract.Action) *contract.ActionResponse {
+			if m := a.GetRunMCPTool(); m != nil && m.GetName() == "jira_search" && m.GetArgs() == `{"q":"cart"}` {
+				return plain("JIRA-7", "")
+			}
+			return plain("", "unexpected action")
+		}
+		cfg, err := flowconfig.Parse([]byte(`{version: v1, environment: ambient, prompts: [{prompt_id: p, prompt_template: {user: go}}],
+  components: [{name: a, type: AgentComponent, prompt_id: p, toolset: [jira_search]}], routers: [{from: a, to: end}], flow: {entry_point: a}}`), flowconfig.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &scriptedModel{results: []model.Result{{ToolCalls: []model.ToolCall{call("1", "jira_search", `{"q":"cart"}`)}}, {Text: "done"}}}
+		e, _ := New(Options{Model: m, Tools: testTools})
+		if _, err := (&Defined{Engine: e, Config: cfg}).Run(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		offered := len(m.reqs[0].Tools) == 2
+		got := m.reqs[1].Messages[len(m.reqs[1].Messages)-1].Content
+		if offered != allowed || (allowed && got != "JIRA-7") || (!allowed && !strings.Contains(got, "no tool named")) {
+			t.Errorf("allowed=%v: offered %v, result %q", allowed, offered, got)
+		}
+	}
+}
