@@ -1,18 +1,14 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +20,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
@@ -43,6 +40,7 @@ type haCluster struct {
 	client   *http.Client
 	caPool   *x509.CertPool
 	haDone   chan struct{}
+	haLog    testutil.LogBuffer // haproxy's output: its health-check verdicts
 }
 
 // haReplica is one `serve` process and what it needs to be started again.
@@ -68,22 +66,13 @@ func startHACluster(t *testing.T, replicas int) *haCluster {
 	// Paced tokens (2,000/s) keep a code generation (up to 2,048 tokens) streaming for about a second, so restarts meet
 	// requests in flight.
 	c.sandbox = startSandboxProc(t, "--tokens-per-second", "2000")
-	iss, err := gitlabtest.New(gitlabtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, gl := startGitLab(t)
 	c.gitlab = iss
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, err := gitlabtest.Serve(iss, ln)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = gl.Close() })
 	gitlabCA := c.write("gitlab-ca.pem", gl.CertPEM, 0o644)
-	caPEM, certPEM, keyPEM := haCertificates(t)
+	// One CA for every replica's certificate: the chart's shared local CA.
+	ca := testutil.NewCA(t, "ha test CA", 24*time.Hour)
+	caPEM := ca.PEM
+	certPEM, keyPEM := ca.LeafPEM(t, []string{"localhost", "127.0.0.1"}, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 	c.caPool = x509.NewCertPool()
 	c.caPool.AppendCertsFromPEM(caPEM)
 	caFile := c.write("ca.pem", caPEM, 0o644)
@@ -146,7 +135,9 @@ func (c *haCluster) write(name string, data []byte, mode os.FileMode) string {
 // start runs (or runs again) a replica's serve process.
 func (c *haCluster) start(r *haReplica) {
 	c.t.Helper()
-	r.proc = startProc(c.t, nil, "--config", r.config, "serve", "--sandbox", c.sandbox, "--drain", "20s")
+	// The shutdown delay outlasts HAProxy's fall (2 × 300 ms): readiness
+	// fails and the checks mark the replica down before it stops accepting.
+	r.proc = startProc(c.t, nil, "--config", r.config, "serve", "--sandbox", c.sandbox, "--drain", "20s", "--shutdown-delay", "1500ms")
 }
 
 // replicaClient trusts the cluster's CA and names localhost (the
@@ -209,8 +200,7 @@ backend replicas
 %s`, filepath.Join(c.dir, "haproxy.sock"), front, pem, caFile, haCheckInter.Milliseconds(), haFall, haRise, servers.String())
 	cfgFile := c.write("haproxy.cfg", []byte(cfg), 0o644)
 	cmd := exec.Command("haproxy", "-db", "-f", cfgFile)
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = &c.haLog, &c.haLog
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start haproxy: %v", err)
 	}
@@ -225,7 +215,7 @@ backend replicas
 			<-c.haDone
 		}
 		if c.t.Failed() {
-			c.t.Logf("haproxy output:\n%s", out.String())
+			c.t.Logf("haproxy output:\n%s", c.haLog.String())
 		}
 	})
 	_, port, _ := net.SplitHostPort(front)
@@ -280,42 +270,6 @@ func (c *haCluster) waitServer(name, want string) time.Duration {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// haCertificates makes a CA and a localhost certificate it signs (the
-// chart's shared local CA).
-func haCertificates(t *testing.T) (caPEM, certPEM, keyPEM []byte) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ha test CA"}, NotBefore: now.Add(-time.Hour),
-		NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})
 }
 
 // haRSAKey is the shared gateway signing key.

@@ -236,6 +236,12 @@ func TestHARollingRestartAndKill(t *testing.T) {
 				t.Errorf("%s exited %d after SIGTERM\n%s", r.name, code, r.proc.stderr.String())
 			}
 			t.Logf("%s: marked DOWN by HAProxy %s after SIGTERM, exited cleanly", r.name, down.Round(time.Millisecond))
+			// Readiness failed first: the check saw 503, not a closed port.
+			for _, line := range strings.Split(c.haLog.String(), "\n") {
+				if strings.Contains(line, "replicas/"+r.name+" is DOWN") && !strings.Contains(line, "Layer7 wrong status, code: 503") {
+					t.Errorf("%s was taken out by something other than a failing /readyz: %s", r.name, line)
+				}
+			}
 			c.start(r)
 			c.waitReplicaReady(r)
 			c.waitServer(r.name, "UP")
