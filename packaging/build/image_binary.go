@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // Resolved is Options with every default filled in and checked (version
@@ -21,4 +22,10 @@ func CompileBinary(ctx context.Context, o Options, arch, dir string) (string, er
 		return "", fmt.Errorf("create binary directory: %w", err)
 	}
 	return compile(ctx, o, arch, dir)
+}
+
+// ExampleConfig is the path of the shipped example configuration (the
+// packages' /etc/duo-confidential/config.yaml) in the repository at repo.
+func ExampleConfig(repo string) string {
+	return filepath.Join(repo, "appliance", "config", "config.example.yaml")
 }

@@ -3,6 +3,7 @@ package oci
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -24,12 +25,13 @@ import (
 // defaults (which it may not raise to).
 var podmanGlobal = []string{"--cgroup-manager=cgroupfs", "--runtime=runc"}
 
-// TestPodmanServesReadyz builds the image from the real appliance binary,
-// loads it into Debian's podman and runs `demo` (the sandbox backend, so it
-// gets ready without a network) in it the way the Helm chart runs it:
-// read-only root file system, the non-root user from the image, a tmpfs
-// state directory; then /readyz must answer 200 ready. Needs root, podman
-// and runc (CI installs them); skips otherwise, saying why.
+// TestPodmanServesReadyz builds the image from the packaged appliance
+// binary, loads it into Debian's podman and runs `serve` in it the way the
+// Helm chart runs it: read-only root file system, the image's non-root
+// user, no capabilities, a tmpfs state directory, the API key from a
+// mounted file. Privatemode is unreachable (no network here), so /readyz
+// must answer 503 with the reason and /healthz 200. Needs root, podman and
+// runc (CI installs them); skips otherwise, saying why.
 func TestPodmanServesReadyz(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skips building the appliance and starting a container")
@@ -58,7 +60,7 @@ func TestPodmanServesReadyz(t *testing.T) {
 	}
 	opts := options(t, bin, "/etc/ssl/certs/ca-certificates.crt", filepath.Join(t.TempDir(), "img.oci.tar"))
 	opts.Version = o.Version
-	opts.Config = filepath.Join(repo, "appliance", "config.example.yaml")
+	opts.Config = build.ExampleConfig(repo)
 	if _, err := Build(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -71,15 +73,31 @@ func TestPodmanServesReadyz(t *testing.T) {
 	}
 	ref := "localhost/duo-confidential:" + o.Version
 	t.Cleanup(func() { podman("rmi", "-f", ref) })
-	proxy, gw, admin := freePort(t), freePort(t), freePort(t)
+	proxy, admin := freePort(t), freePort(t)
+	// The packaged binary has no sandbox (build tag duo_production), so it
+	// runs `serve` as in production, with an API key file and a Privatemode
+	// endpoint where nothing listens: it serves, and /readyz says why it
+	// is not ready.
+	keyFile := filepath.Join(t.TempDir(), "api-key")
+	if err := os.WriteFile(keyFile, []byte("test-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(keyFile, UID, GID); err != nil {
+		t.Fatal(err)
+	}
 	name := fmt.Sprintf("duo-oci-test-%d", os.Getpid())
 	out, err := podman("run", "-d", "--name", name, "--network=host",
 		"--read-only", "--read-only-tmpfs=false",
 		"--mount=type=tmpfs,destination="+StateDir+",tmpfs-mode=0700,chown=true",
 		"--mount=type=tmpfs,destination=/tmp",
+		"--mount=type=bind,source="+keyFile+",destination=/run/secrets/api-key,ro=true",
 		"--cap-drop=all", "--security-opt=no-new-privileges",
 		"--ulimit=nofile=4096:4096", "--ulimit=nproc=1024:1024",
-		ref, "demo", "--listen", proxy, "--gateway-listen", gw, "--admin-listen", admin)
+		"-e", "DUO_CONFIDENTIAL_PRIVATEMODE_API_KEY_FILE=/run/secrets/api-key",
+		"-e", "DUO_CONFIDENTIAL_PRIVATEMODE_ENDPOINT=https://127.0.0.1:9",
+		"-e", "DUO_CONFIDENTIAL_PROXY_LISTEN="+proxy,
+		"-e", "DUO_CONFIDENTIAL_ADMIN_LISTEN="+admin,
+		ref)
 	if err != nil {
 		t.Fatalf("podman run: %v\n%s", err, out)
 	}
@@ -97,8 +115,8 @@ func TestPodmanServesReadyz(t *testing.T) {
 	if inspect != "65532:65532" {
 		t.Errorf("container user %q, want 65532:65532", inspect)
 	}
-	// The demo serves https with its own local CA; the probe, like a
-	// kubelet's, does not verify it.
+	// serve uses its local CA; the probe, like a kubelet's, does not
+	// verify it.
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	var last string
 	for i := 0; i < 120; i++ {
@@ -107,8 +125,18 @@ func TestPodmanServesReadyz(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
-			if resp.StatusCode == http.StatusOK && strings.Contains(string(b), `"ready":true`) {
+			var r struct {
+				Ready  bool   `json:"ready"`
+				Reason string `json:"reason"`
+			}
+			if resp.StatusCode == http.StatusServiceUnavailable && json.Unmarshal(b, &r) == nil && !r.Ready && r.Reason != "" {
 				t.Logf("/readyz from the container: %s", last)
+				hz, err := client.Get("https://" + proxy + "/healthz")
+				if err != nil || hz.StatusCode != http.StatusOK {
+					t.Errorf("/healthz: %v %v", err, hz)
+				} else {
+					hz.Body.Close()
+				}
 				return
 			}
 		} else {
@@ -116,7 +144,7 @@ func TestPodmanServesReadyz(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	t.Fatalf("/readyz never answered 200 ready; last: %s", last)
+	t.Fatalf("/readyz never answered 503 with a reason; last: %s", last)
 }
 
 // freePort returns a loopback address with a port that was free a moment ago.

@@ -78,7 +78,7 @@ func run() error {
 		Revision:       gitOutput(ctx, o.Repo, "rev-parse", "HEAD"),
 		CACerts:        caCerts,
 		CACertsVersion: debVersion(ctx, "ca-certificates"),
-		Config:         filepath.Join(o.Repo, "appliance", "config.example.yaml"),
+		Config:         build.ExampleConfig(o.Repo),
 		License:        "LicenseRef-duo-confidential",
 		Out:            filepath.Join(o.OutDir, build.Name+"-"+o.Version+".oci.tar"),
 	}
