@@ -3,10 +3,8 @@ package main
 import (
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -21,14 +19,14 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/internal/testutil"
-	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
 // haCluster is three replicas of the real binary with shared keys behind
-// HAProxy, configured the way the Helm chart configures pods: TLS from
-// shared certificate files, one shared gateway signing key, the proxy
-// listener (with /readyz) closed to API calls by an inbound token, the
-// admin UI on loopback, a state directory per replica.
+// HAProxy, each with the configuration the Helm chart renders
+// (testdata/chart-config.yaml): TLS from shared certificate files, one
+// shared gateway signing key, the proxy listener (with /readyz) closed to
+// API calls by an inbound token, the admin UI on loopback, a state
+// directory per replica.
 type haCluster struct {
 	t        *testing.T
 	dir      string
@@ -63,52 +61,61 @@ const (
 func startHACluster(t *testing.T, replicas int) *haCluster {
 	t.Helper()
 	c := &haCluster{t: t, dir: t.TempDir(), haDone: make(chan struct{})}
-	// Paced tokens (2,000/s) keep a code generation (up to 2,048 tokens) streaming for about a second, so restarts meet
-	// requests in flight.
+	// Paced tokens (2,000/s) keep a code generation (up to 2,048 tokens)
+	// streaming for about a second, so restarts meet requests in flight.
 	c.sandbox = startSandboxProc(t, "--tokens-per-second", "2000")
 	iss, gl := startGitLab(t)
 	c.gitlab = iss
-	gitlabCA := c.write("gitlab-ca.pem", gl.CertPEM, 0o644)
 	// One CA for every replica's certificate: the chart's shared local CA.
 	ca := testutil.NewCA(t, "ha test CA", 24*time.Hour)
-	caPEM := ca.PEM
 	certPEM, keyPEM := ca.LeafPEM(t, []string{"localhost", "127.0.0.1"}, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 	c.caPool = x509.NewCertPool()
-	c.caPool.AppendCertsFromPEM(caPEM)
-	caFile := c.write("ca.pem", caPEM, 0o644)
-	certFile := c.write("tls.crt", append(append([]byte{}, certPEM...), caPEM...), 0o644)
-	keyFile := c.write("tls.key", keyPEM, 0o600)
-	signingKey := c.write("signing-key.pem", haRSAKey(t), 0o600)
-	token := sha256.Sum256([]byte("ha-test-proxy-token"))
+	c.caPool.AppendCertsFromPEM(ca.PEM)
+	caFile := c.write("ca.pem", ca.PEM, 0o644)
+	// The pod's mounted Secrets and ConfigMaps, shared by every replica as
+	// a Secret is: root:group 0440 as the kubelet writes them (when this
+	// runs as root; else the owner's 0600).
+	secretMode := os.FileMode(0o600)
+	if os.Geteuid() == 0 {
+		secretMode = 0o440
+	}
+	etc := filepath.Join(c.dir, "etc", "duo-confidential")
+	mount := func(rel string, data []byte, mode os.FileMode) string {
+		p := filepath.Join(etc, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	certFile := mount("tls/tls.crt", append(append([]byte{}, certPEM...), ca.PEM...), secretMode)
+	keyFile := mount("tls/tls.key", keyPEM, secretMode)
+	mount("gateway-keys/signing-key.pem", haRSAKey(t), secretMode)
+	mount("privatemode/api-key", []byte("unused-in-sandbox-mode\n"), secretMode)
+	mount("outbound-ca/ca.pem", gl.CertPEM, 0o644)
+	// The configuration the Helm chart renders (the chart's tests keep
+	// testdata/chart-config.yaml equal to it), with this machine's paths
+	// and loopback addresses.
+	chartConfig := string(mustRead(t, filepath.Join("testdata", "chart-config.yaml")))
 	for i := 0; i < replicas; i++ {
 		r := &haReplica{name: fmt.Sprintf("r%d", i), gateway: freeAddr(t), proxy: freeAddr(t), state: filepath.Join(c.dir, fmt.Sprintf("state-%d", i))}
-		// The keys the chart's ConfigMap renders, with loopback addresses.
-		r.config = c.write(r.name+".yaml", fmt.Appendf(nil, `state_dir: %s
-log:
-  level: info
-  format: json
-outbound:
-  ca_bundle: %s
-proxy:
-  listen: %s
-  inbound_token_sha256: [%s]
-gateway:
-  listen: %s
-  gitlab_url: %s
-  models:
-    default: %s
-    code_completions: %s
-  completion_format: suffix
-  signing_key_file: %s
-tls:
-  source: files
-  files:
-    cert: %s
-    key: %s
-admin:
-  listen: 127.0.0.1:0
-  metrics_auth: token
-`, r.state, gitlabCA, r.proxy, hex.EncodeToString(token[:]), r.gateway, gl.URL, sandbox.ModelChat, sandbox.ModelCode, signingKey, certFile, keyFile), 0o644)
+		cfg := chartConfig
+		for _, sub := range [][2]string{
+			{"/etc/duo-confidential/", etc + "/"},
+			{"/var/lib/duo-confidential/data", r.state},
+			{"0.0.0.0:5052", r.gateway},
+			{"0.0.0.0:8080", r.proxy},
+			{"127.0.0.1:5053", "127.0.0.1:0"},
+			{"https://gitlab.example.com", gl.URL},
+		} {
+			if !strings.Contains(cfg, sub[0]) {
+				t.Fatalf("testdata/chart-config.yaml has no %q any more: adapt this test to the chart", sub[0])
+			}
+			cfg = strings.ReplaceAll(cfg, sub[0], sub[1])
+		}
+		r.config = c.write(r.name+".yaml", []byte(cfg), 0o644)
 		c.replicas = append(c.replicas, r)
 		c.start(r)
 	}

@@ -264,13 +264,45 @@ func TestHARollingRestartAndKill(t *testing.T) {
 	})
 
 	t.Run("kill -9: only its in-flight requests fail, then no request goes to it", func(t *testing.T) {
-		victim := c.replicas[1]
 		load := c.startLoad(2, 3000)
 		time.Sleep(1500 * time.Millisecond)
+		// A code generation streaming from some replica: that replica dies
+		// mid-stream, so at least this request is in flight at the kill.
+		k := haKinds[1]
+		tok, _ := c.gitlab.Token(gitlabtest.TokenOptions{})
+		req, _ := http.NewRequest(http.MethodPost, c.front+k.path, strings.NewReader(k.body))
+		req.Header = c.gitlab.Headers(tok, gitlabtest.TokenOptions{})
+		req.Header.Set(k.headers[0], k.headers[1])
+		streamStart := time.Now()
+		resp, err := c.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var victim *haReplica
+		for _, r := range c.replicas {
+			if r.name == resp.Header.Get("X-Served-By") {
+				victim = r
+			}
+		}
+		if victim == nil {
+			t.Fatalf("the stream names no replica: %v", resp.Header)
+		}
 		killed := time.Now()
 		if err := victim.proc.cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		streamed := haRequest{kind: k.kind + " (its replica killed)", start: streamStart, end: time.Now(), status: resp.StatusCode, servedBy: victim.name}
+		if err != nil {
+			streamed.err = err.Error()
+		} else if cerr := k.check(resp.Header, body); cerr != nil {
+			streamed.err = cerr.Error()
+		}
+		if streamed.err == "" {
+			t.Errorf("the stream from the killed replica %s completed: the kill came too late to test anything", victim.name)
+		}
+		load.record(streamed)
 		detect := c.waitServer(victim.name, "DOWN")
 		down := killed.Add(detect)
 		time.Sleep(2 * time.Second)
