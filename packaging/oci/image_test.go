@@ -30,13 +30,19 @@ import (
 var created = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // staticBinary builds testdata/static for GOARCH amd64 (static, with Go
-// build info) once per test binary run.
+// build info).
 func staticBinary(t *testing.T) string {
+	t.Helper()
+	return staticBinaryFor(t, "amd64")
+}
+
+// staticBinaryFor builds testdata/static for arch.
+func staticBinaryFor(t *testing.T, arch string) string {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "duo-confidential")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./testdata/static")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=mod", "GOWORK=off")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch, "GOFLAGS=-mod=mod", "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build test binary: %v\n%s", err, out)
 	}
@@ -345,5 +351,50 @@ func TestRefusesWrongBinaries(t *testing.T) {
 		if err := checkStatic("/bin/true"); err == nil || !strings.Contains(err.Error(), "dynamically linked") {
 			t.Errorf("checkStatic(/bin/true) = %v, want dynamically linked", err)
 		}
+	}
+}
+
+// TestMultiPlatformIndex: with binaries for amd64 and arm64 the archive's
+// index names one image index (ref.name) holding one image per platform,
+// each with its own SBOM.
+func TestMultiPlatformIndex(t *testing.T) {
+	ca := testCAs(t)
+	o := options(t, staticBinaryFor(t, "amd64"), ca, filepath.Join(t.TempDir(), "multi.oci.tar"))
+	o.Binaries = append(o.Binaries, Binary{Arch: "arm64", Path: staticBinaryFor(t, "arm64")})
+	res, err := Build(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := unpack(t, o.Out).ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, _ := top.IndexManifest()
+	if len(tm.Manifests) != 1 || tm.Manifests[0].MediaType != types.OCIImageIndex || tm.Manifests[0].Digest != res.Digest ||
+		tm.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "duo-confidential:1.2.3" {
+		t.Fatalf("top index: %+v", tm.Manifests)
+	}
+	idx, err := top.ImageIndex(res.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	arches := map[string]bool{}
+	for _, d := range im.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, _ := img.ConfigFile()
+		if d.Platform == nil || d.Platform.Architecture != cf.Architecture || d.Platform.OS != "linux" {
+			t.Errorf("descriptor platform %+v, config says %s", d.Platform, cf.Architecture)
+		}
+		arches[cf.Architecture] = true
+	}
+	if !arches["amd64"] || !arches["arm64"] || len(im.Manifests) != 2 {
+		t.Errorf("platforms %v, want amd64 and arm64", arches)
+	}
+	if len(res.SBOMs["arm64"]) == 0 || string(res.SBOMs["arm64"]) == string(res.SBOMs["amd64"]) {
+		t.Error("want a separate SBOM per platform")
 	}
 }

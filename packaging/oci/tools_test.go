@@ -50,6 +50,21 @@ func TestDebianToolsReadTheArchive(t *testing.T) {
 		insp.Labels["org.opencontainers.image.version"] != "1.2.3" {
 		t.Errorf("skopeo inspect: %+v, want digest %s", insp, res.Digest)
 	}
+	// A multi-platform archive: skopeo picks each platform's image.
+	multi := options(t, bin, ca, filepath.Join(t.TempDir(), "multi.oci.tar"))
+	multi.Binaries = append(multi.Binaries, Binary{Arch: "arm64", Path: staticBinaryFor(t, "arm64")})
+	if _, err := Build(context.Background(), multi); err != nil {
+		t.Fatal(err)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		var m struct{ Architecture string }
+		if err := json.Unmarshal(run("skopeo", "--override-arch", arch, "--override-os", "linux", "inspect", "oci-archive:"+multi.Out), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Architecture != arch {
+			t.Errorf("skopeo --override-arch %s picked %s", arch, m.Architecture)
+		}
+	}
 	lay := filepath.Join(t.TempDir(), "layout")
 	run("skopeo", "copy", "--quiet", "oci-archive:"+out, "oci:"+lay+":copied")
 	bundle := filepath.Join(t.TempDir(), "bundle")
