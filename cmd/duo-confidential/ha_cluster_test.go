@@ -107,6 +107,7 @@ func startHACluster(t *testing.T, replicas int) *haCluster {
 			{"/var/lib/duo-confidential/data", r.state},
 			{"0.0.0.0:5052", r.gateway},
 			{"0.0.0.0:8080", r.proxy},
+			{"0.0.0.0:50052", "127.0.0.1:0"},
 			{"127.0.0.1:5053", "127.0.0.1:0"},
 			{"https://gitlab.example.com", gl.URL},
 		} {

@@ -17,16 +17,15 @@ var haConfigGolden = filepath.Join("..", "..", "..", "cmd", "duo-confidential", 
 
 // haValues: 3 replicas, existing Secrets for TLS and keys (the HA test
 // makes them), the sandbox's models, an outbound CA bundle (the test's
-// GitLab has a throwaway certificate). agentPlatform is off until the
-// binary has the listener.
+// GitLab has a throwaway certificate); the Agent Platform on, as by
+// default.
 func haValues() map[string]any {
 	return with(map[string]any{
-		"replicaCount":  3,
-		"tls":           map[string]any{"mode": "existingSecret", "existingSecret": "duo-tls"},
-		"privatemode":   map[string]any{"apiKey": "", "existingSecret": "pm-key"},
-		"gateway":       map[string]any{"signingKey": map[string]any{"existingSecret": "gw-keys"}, "models": map[string]any{"default": "sandbox-chat", "code_completions": "sandbox-code"}},
-		"outbound":      map[string]any{"caBundle": map[string]any{"configMap": "corp-ca", "key": "ca.pem"}},
-		"agentPlatform": map[string]any{"enabled": false},
+		"replicaCount": 3,
+		"tls":          map[string]any{"mode": "existingSecret", "existingSecret": "duo-tls"},
+		"privatemode":  map[string]any{"apiKey": "", "existingSecret": "pm-key"},
+		"gateway":      map[string]any{"signingKey": map[string]any{"existingSecret": "gw-keys"}, "models": map[string]any{"default": "sandbox-chat", "code_completions": "sandbox-code"}},
+		"outbound":     map[string]any{"caBundle": map[string]any{"configMap": "corp-ca", "key": "ca.pem"}},
 	})
 }
 

@@ -135,8 +135,8 @@ func matrix() []valuesCase {
 		name: "no persistence, no Agent Platform", replicas: 2,
 		values: with(map[string]any{"persistence": map[string]any{"enabled": false}, "agentPlatform": map[string]any{"enabled": false}}),
 		check: func(t *testing.T, objs []object, cfg map[string]any) {
-			if has(objs, "Service", "duo-duo-confidential-agent-platform") || cfg["agent_platform"] != nil {
-				t.Error("Agent Platform rendered although disabled")
+			if has(objs, "Service", "duo-duo-confidential-agent-platform") || dig(cfg, "agent_platform", "listen") != "" {
+				t.Errorf("Agent Platform rendered although disabled: %v", cfg["agent_platform"])
 			}
 			sts := find(t, objs, "StatefulSet", "duo-duo-confidential").Obj.(*appsv1.StatefulSet)
 			if len(sts.Spec.VolumeClaimTemplates) != 0 {
@@ -309,7 +309,7 @@ func checkServices(t *testing.T, objs []object, cfg map[string]any) {
 		}
 	}
 	find(t, objs, "Service", "duo-duo-confidential")
-	if cfg["agent_platform"] != nil {
+	if dig(cfg, "agent_platform", "listen") != "" {
 		find(t, objs, "Service", "duo-duo-confidential-agent-platform")
 	}
 }
