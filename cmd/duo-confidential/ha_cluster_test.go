@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
@@ -28,17 +29,18 @@ import (
 // API calls by an inbound token, the admin UI on loopback, a state
 // directory per replica.
 type haCluster struct {
-	t        *testing.T
-	dir      string
-	sandbox  string // `sandbox --out` directory
-	gitlab   *gitlabtest.Issuer
-	replicas []*haReplica
-	haproxy  *exec.Cmd
-	front    string // HAProxy's https base URL
-	client   *http.Client
-	caPool   *x509.CertPool
-	haDone   chan struct{}
-	haLog    testutil.LogBuffer // haproxy's output: its health-check verdicts
+	t          *testing.T
+	dir        string
+	sandbox    string // `sandbox --out` directory
+	gitlab     *gitlabtest.Issuer
+	replicas   []*haReplica
+	haproxy    *exec.Cmd
+	front      string // HAProxy's https base URL
+	agentFront string // HAProxy's Agent Platform address (TCP, TLS end to end)
+	client     *http.Client
+	caPool     *x509.CertPool
+	haDone     chan struct{}
+	haLog      testutil.LogBuffer // haproxy's output: its health-check verdicts
 }
 
 // haReplica is one `serve` process and what it needs to be started again.
@@ -47,6 +49,7 @@ type haReplica struct {
 	config  string
 	gateway string // 127.0.0.1:port
 	proxy   string
+	agent   string // the Agent Platform's gRPC listener
 	state   string
 	proc    *proc
 }
@@ -100,14 +103,14 @@ func startHACluster(t *testing.T, replicas int) *haCluster {
 	// and loopback addresses.
 	chartConfig := string(mustRead(t, filepath.Join("testdata", "chart-config.yaml")))
 	for i := 0; i < replicas; i++ {
-		r := &haReplica{name: fmt.Sprintf("r%d", i), gateway: freeAddr(t), proxy: freeAddr(t), state: filepath.Join(c.dir, fmt.Sprintf("state-%d", i))}
+		r := &haReplica{name: fmt.Sprintf("r%d", i), gateway: freeAddr(t), proxy: freeAddr(t), agent: freeAddr(t), state: filepath.Join(c.dir, fmt.Sprintf("state-%d", i))}
 		cfg := chartConfig
 		for _, sub := range [][2]string{
 			{"/etc/duo-confidential/", etc + "/"},
 			{"/var/lib/duo-confidential/data", r.state},
 			{"0.0.0.0:5052", r.gateway},
 			{"0.0.0.0:8080", r.proxy},
-			{"0.0.0.0:50052", "127.0.0.1:0"},
+			{"0.0.0.0:50052", r.agent},
 			{"127.0.0.1:5053", "127.0.0.1:0"},
 			{"https://gitlab.example.com", gl.URL},
 		} {
@@ -145,7 +148,7 @@ func (c *haCluster) start(r *haReplica) {
 	c.t.Helper()
 	// The shutdown delay outlasts HAProxy's fall (2 × 300 ms): readiness
 	// fails and the checks mark the replica down before it stops accepting.
-	r.proc = startProc(c.t, nil, "--config", r.config, "serve", "--sandbox", c.sandbox, "--drain", "20s", "--shutdown-delay", "1500ms")
+	r.proc = startProc(c.t, []string{config.EnvPrefix + "AGENT_PLATFORM_LISTEN=" + r.agent}, "--config", r.config, "serve", "--sandbox", c.sandbox, "--drain", "20s", "--shutdown-delay", "1500ms")
 }
 
 // replicaClient trusts the cluster's CA and names localhost (the
@@ -176,15 +179,16 @@ func (c *haCluster) waitReplicaReady(r *haReplica) {
 func (c *haCluster) startHAProxy(caFile, certFile, keyFile string) {
 	c.t.Helper()
 	pem := c.write("front.pem", append(mustRead(c.t, certFile), mustRead(c.t, keyFile)...), 0o600)
-	front := freeAddr(c.t)
-	var servers strings.Builder
+	front, agentFront := freeAddr(c.t), freeAddr(c.t)
+	var servers, agents strings.Builder
 	for _, r := range c.replicas {
 		host, port, _ := net.SplitHostPort(r.proxy)
 		fmt.Fprintf(&servers, "  server %s %s check addr %s port %s\n", r.name, r.gateway, host, port)
+		fmt.Fprintf(&agents, "  server %s %s check addr %s port %s\n", r.name, r.agent, host, port)
 	}
 	cfg := fmt.Sprintf(`global
   maxconn 1024
-  stats socket %s mode 600 level admin
+  stats socket %[1]s mode 600 level admin
 defaults
   mode http
   timeout connect 2s
@@ -197,15 +201,29 @@ defaults
   option redispatch 1
   retry-on conn-failure empty-response
 frontend gateway
-  bind %s ssl crt %s
+  bind %[2]s ssl crt %[3]s
   http-response set-header X-Served-By %%s
   default_backend replicas
 backend replicas
   balance roundrobin
   option httpchk GET /readyz
   http-check expect status 200
-  default-server ssl verify required ca-file %s sni str(localhost) check-ssl check-sni localhost inter %dms fall %d rise %d
-%s`, filepath.Join(c.dir, "haproxy.sock"), front, pem, caFile, haCheckInter.Milliseconds(), haFall, haRise, servers.String())
+  default-server ssl verify required ca-file %[4]s sni str(localhost) check-ssl check-sni localhost inter %[5]dms fall %[6]d rise %[7]d
+%[8]s
+# The Agent Platform: gRPC (HTTP/2 over TLS) passed through; the same
+# /readyz checks decide where new connections go.
+frontend agent
+  mode tcp
+  timeout client 60s
+  bind %[9]s
+  default_backend agents
+backend agents
+  mode tcp
+  balance roundrobin
+  option httpchk GET /readyz
+  http-check expect status 200
+  default-server verify required ca-file %[4]s check-ssl check-sni localhost inter %[5]dms fall %[6]d rise %[7]d
+%[10]s`, filepath.Join(c.dir, "haproxy.sock"), front, pem, caFile, haCheckInter.Milliseconds(), haFall, haRise, servers.String(), agentFront, agents.String())
 	cfgFile := c.write("haproxy.cfg", []byte(cfg), 0o644)
 	cmd := exec.Command("haproxy", "-db", "-f", cfgFile)
 	cmd.Stdout, cmd.Stderr = &c.haLog, &c.haLog
@@ -229,6 +247,7 @@ backend replicas
 	_, port, _ := net.SplitHostPort(front)
 	c.front = "https://localhost:" + port
 	c.client = c.replicaClient()
+	c.agentFront = agentFront
 }
 
 // serverStatus asks HAProxy's stats socket for a server's status (UP,

@@ -34,8 +34,9 @@ type haLoad struct {
 	reqs []haRequest
 }
 
-// The load's kinds: a code completion (unary JSON), a streamed code
-// generation (SSE) and a Duo Chat step (a streamed NDJSON answer).
+// The load's HTTP kinds: a code completion (unary JSON), a streamed code
+// generation (SSE) and a Duo Chat step (a streamed NDJSON answer); one more
+// worker calls the Agent Platform over gRPC (agentWorker).
 var haKinds = []struct {
 	kind, path, body string
 	headers          []string
@@ -104,6 +105,8 @@ func (c *haCluster) startLoad(perKind, maxRequests int) *haLoad {
 			}()
 		}
 	}
+	l.wg.Add(1)
+	go l.agentWorker(maxRequests)
 	return l
 }
 
