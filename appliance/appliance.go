@@ -78,6 +78,10 @@ type Appliance struct {
 	certs        *apptls.Manager
 	serving      chan struct{} // closed once every listener serves
 	admin        *adminPart
+	gitlab       *gitlabWatch // nil unless gitlab_admin.watch
+	// trustLog is the verifier's trust log (nil with a fixed secret); GitLab
+	// drift events go into the same chain through the same instance.
+	trustLog *attest.TrustLog
 	// draining is set when shutdown begins: from then on every readiness
 	// answer is "shutting down" while requests are still served.
 	draining atomic.Bool
@@ -209,6 +213,7 @@ func New(o Options) (*Appliance, error) {
 	} else {
 		log.Info("gateway off: set gateway.gitlab_url to serve GitLab Duo")
 	}
+	a.gitlab = newGitLabWatch(cfg, o.GitLabClient, log, a.recordGitLab)
 	if err := a.buildAdmin(); err != nil {
 		return nil, err
 	}
@@ -223,6 +228,7 @@ func (a *Appliance) verifier() (*attest.Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.trustLog = tl
 	v := &attest.Verifier{TrustLog: tl}
 	v.Hardware.MaxCollateralAge = cfg.Attestation.Collateral.MaxAge
 	if v.Hardware.TCBPolicy, err = cfg.TCBPolicy(); err != nil {
@@ -330,6 +336,7 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	}
 	a.serveAdmin(ls, errc)
 	close(a.serving)
+	a.gitlab.run(mctx) // after serving: GitLab's checks call back into the gateway
 	select {
 	case err := <-errc:
 		return err
