@@ -62,6 +62,11 @@ func matrix() []valuesCase {
 			if got := dig(cfg, "admin", "listen"); got != "127.0.0.1:5053" {
 				t.Errorf("admin.listen %v, want loopback by default", got)
 			}
+			// `gitlab connect` from any replica names the Services, not a pod.
+			if dig(cfg, "gitlab_admin", "gateway_url") != "https://duo-duo-confidential.duo-system.svc:443" ||
+				dig(cfg, "gitlab_admin", "agent_platform_address") != "duo-duo-confidential-agent-platform.duo-system.svc:50052" {
+				t.Errorf("gitlab_admin: %v", cfg["gitlab_admin"])
+			}
 		},
 	}, {
 		name: "local CA, 3 replicas, network policy", values: with(map[string]any{"replicaCount": 3, "networkPolicy": netpol}), replicas: 3,
