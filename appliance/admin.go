@@ -73,6 +73,7 @@ func (a *Appliance) buildAdmin() error {
 func (a *Appliance) adminSources() ui.Sources {
 	s := ui.Sources{
 		Version: a.o.Version,
+		Replica: a.o.Replica,
 		Ready:   a.Ready,
 		Trust:   a.Status,
 		TLS:     a.tlsState,

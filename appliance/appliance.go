@@ -52,6 +52,15 @@ type Options struct {
 	// Env replaces the process environment for key variables
 	// (AIGW_SELF_SIGNED_JWT__*); nil means os.Environ (tests set it).
 	Env []string
+	// ShutdownDelay is how long, once shutdown begins, the appliance
+	// reports not ready while still accepting and serving everything, so
+	// a load balancer's health checks take it out of rotation before its
+	// listeners close. 0: close at once (Kubernetes does the same wait
+	// with a preStop hook before it sends SIGTERM).
+	ShutdownDelay time.Duration
+	// Replica names this appliance among replicas in /api/status and
+	// metrics; empty means the host name (in Kubernetes, the pod name).
+	Replica string
 }
 
 // Appliance wires the parts: trust (attestation and secret), the proxy.
@@ -73,6 +82,9 @@ type Appliance struct {
 	// trustLog is the verifier's trust log (nil with a fixed secret); GitLab
 	// drift events go into the same chain through the same instance.
 	trustLog *attest.TrustLog
+	// draining is set when shutdown begins: from then on every readiness
+	// answer is "shutting down" while requests are still served.
+	draining atomic.Bool
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -84,6 +96,9 @@ func New(o Options) (*Appliance, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Replica == "" {
+		o.Replica, _ = os.Hostname()
 	}
 	a := &Appliance{o: o, log: log, serving: make(chan struct{})}
 	// Fail at start, naming the directory, rather than at the first
@@ -239,6 +254,9 @@ func (a *Appliance) Proxy() *proxy.Server { return a.proxy }
 
 // Ready reports whether requests can be served now, and if not, why.
 func (a *Appliance) Ready() (bool, string) {
+	if a.draining.Load() {
+		return false, "shutting down"
+	}
 	if a.manager == nil {
 		return true, "sandbox with a fixed secret (NOT CONFIDENTIAL)"
 	}
@@ -323,6 +341,13 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+	}
+	// Readiness fails first; the listeners keep serving for the delay, so
+	// health checks see the replica leave before it stops accepting.
+	a.draining.Store(true)
+	if d := a.o.ShutdownDelay; d > 0 {
+		a.log.Info("shutting down: reporting not ready, still serving", "delay", d.String())
+		time.Sleep(d)
 	}
 	a.log.Info("shutting down: draining in-flight requests", "timeout", drain.String())
 	dctx, cancel := context.WithTimeout(context.Background(), drain)

@@ -21,7 +21,7 @@ var metricHelp = []struct {
 	name, help string
 	labels     []string
 }{
-	{"duo_build_info", "Always 1; the version label is the appliance's version.", []string{"version"}},
+	{"duo_build_info", "Always 1; the labels are the appliance's version and its replica (host or pod) name.", []string{"version", "replica"}},
 	{"duo_ready", "1 when every required part is ready (attestation, secret, trust log, GitLab keys, models).", nil},
 	{"duo_component_ready", "1 when the component is ready, by component (attestation, secret, trust_log, gitlab_keys, models, tls).", []string{"component"}},
 	{"duo_attestation_age_seconds", "Seconds since the backend's evidence was last accepted.", nil},
@@ -79,7 +79,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(name string, v float64) {
 		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.CounterValue, v)
 	}
-	g("duo_build_info", 1, st.Version)
+	g("duo_build_info", 1, st.Version, st.Replica)
 	g("duo_ready", b2f(st.Ready))
 	for _, comp := range st.Components {
 		g("duo_component_ready", b2f(comp.Ready), comp.Name)

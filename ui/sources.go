@@ -17,6 +17,8 @@ import (
 type Sources struct {
 	// Version is the appliance's version string.
 	Version string
+	// Replica is this appliance's name among replicas (its host name).
+	Replica string
 	// Notice, when set, is shown on every page (sandbox mode: NOT
 	// CONFIDENTIAL).
 	Notice string
