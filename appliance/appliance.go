@@ -17,6 +17,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
+	"github.com/duo-confidential/duo-confidential/proxy/receipts"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
@@ -62,6 +63,8 @@ type Appliance struct {
 	certs   *apptls.Manager
 	serving chan struct{} // closed once every listener serves
 	admin   *adminPart
+	// receipts is the per-request receipt log; nil when receipts.record is off.
+	receipts *receipts.Log
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -127,12 +130,16 @@ func New(o Options) (*Appliance, error) {
 			Verifier:         verifier,
 			ReattestInterval: cfg.Attestation.ReattestInterval,
 			Logger:           log.With("part", "trust"),
+			OnChange:         a.trustChanged,
 		})
 		if err != nil {
 			return nil, err
 		}
 		a.manager = m
 		a.secrets = managerSecrets{m}
+	}
+	if err := a.openReceipts(); err != nil {
+		return nil, err
 	}
 	internal, digests, err := internalToken(cfg.Proxy.InboundTokenSHA256)
 	if err != nil {
@@ -158,6 +165,9 @@ func New(o Options) (*Appliance, error) {
 		PlatformHeaders:       cfg.Proxy.PlatformHeaders,
 		Ready:                 a.Ready,
 		Metrics:               a.admin.in.Proxy(),
+	}
+	if a.receipts != nil {
+		po.Receipts = receiptSink{a.receipts}
 	}
 	if sb != nil {
 		po.Notice = "SANDBOX MODE: local sandbox backend with test-signed evidence, NOT CONFIDENTIAL"
@@ -310,6 +320,10 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	}
 	if a.front != nil {
 		a.front.model.Close()
+	}
+	// Every request has ended: write the last receipts and a signed checkpoint.
+	if err := a.closeReceipts(); err != nil {
+		errs = append(errs, err)
 	}
 	// The secret stays usable while streams drain; stop the manager last.
 	stopManager()

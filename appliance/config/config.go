@@ -81,6 +81,7 @@ type Config struct {
 	Gateway     GatewayConfig     `yaml:"gateway"`
 	TLS         TLSConfig         `yaml:"tls"`
 	Admin       AdminConfig       `yaml:"admin"`
+	Receipts    ReceiptsConfig    `yaml:"receipts"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
 	// value came from ("config.yaml:12" or "env DUO_CONFIDENTIAL_..."), so
@@ -324,6 +325,7 @@ func baseDefaults() *Config {
 			MetricsAuth:    DefaultAdminMetricsAuth,
 			SessionTimeout: DefaultAdminSessionTimeout,
 		},
+		Receipts: defaultReceipts(),
 	}
 }
 

@@ -71,6 +71,7 @@ func (c *Config) Validate() error {
 	v.gateway()
 	v.tls()
 	v.admin()
+	v.receipts()
 	return errors.Join(v.errs...)
 }
 

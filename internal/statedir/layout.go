@@ -20,6 +20,10 @@ const (
 	LocalCADir = "local-ca"
 	// LocalCAKeyFile is the local CA's private key inside LocalCADir.
 	LocalCAKeyFile = "ca.key"
+	// ReceiptsDir holds the per-request receipt log: rotated receipt files,
+	// the checkpoint signing key (and its exported public key) and the
+	// user-hash key.
+	ReceiptsDir = "receipts"
 	// LocalCACertFile is the local CA's root certificate inside LocalCADir.
 	LocalCACertFile = "ca.crt"
 )
