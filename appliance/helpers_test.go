@@ -53,6 +53,8 @@ type env struct {
 	http   *http.Client
 
 	sbOnce sync.Once
+	// stop cancels Run and waits for it (once); the test's cleanup calls it too.
+	stop func() error
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
@@ -133,16 +135,23 @@ func startEnv(t *testing.T, o envOptions) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, ln, 5*time.Second) }()
-	t.Cleanup(func() {
-		e.http.CloseIdleConnections()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("appliance Run: %v", err)
+	var stopOnce sync.Once
+	var stopErr error
+	e.stop = func() error {
+		stopOnce.Do(func() {
+			e.http.CloseIdleConnections()
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(waitLimit):
+				stopErr = errors.New("appliance did not stop")
 			}
-		case <-time.After(waitLimit):
-			t.Error("appliance did not stop")
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := e.stop(); err != nil {
+			t.Errorf("appliance Run: %v", err)
 		}
 	})
 	if !o.NoWait && !o.DeferSandbox {

@@ -72,7 +72,7 @@ func (a *Appliance) trustChanged(st secret.Status) {
 			if from.IsZero() {
 				from = time.Now()
 			}
-			a.receipts.SetTrust(receipts.TrustLink{Seq: e.Seq, Hash: e.Hash, Platform: string(e.Platform),
+			a.receipts.SetTrust(receipts.TrustLink{Seq: e.Seq, Hash: receipts.TrustHash(e.Hash), Platform: string(e.Platform),
 				EvidenceSHA256: e.EvidenceSHA256, ManifestSHA256: e.ManifestSHA256, TCBStatus: e.TCBStatus}, from)
 			return
 		}
@@ -89,9 +89,9 @@ func (s receiptSink) Admit() error { return s.l.Admit() }
 // Receipt records one request.
 func (s receiptSink) Receipt(r proxy.RequestRecord) {
 	rc := receipts.Receipt{
-		Time: r.Start.UTC(), Route: r.Route, Feature: r.Feature, Workflow: r.Workflow, Instance: r.Instance,
+		Time: r.Start.UTC().Truncate(time.Millisecond), Route: r.Route, Feature: r.Feature, Workflow: r.Workflow, Instance: r.Instance,
 		UserHash: receipts.HashUser(s.l.UserKey(), r.Instance, r.User),
-		Model:    r.Model, Status: r.Status, Stream: r.Stream, Outcome: r.Outcome,
+		Model:    r.Model, Status: r.Status, Outcome: r.Outcome,
 		InTokens: r.InTokens, OutTokens: r.OutTokens, Millis: r.Duration.Milliseconds(),
 	}
 	if !r.Sent.IsZero() {

@@ -29,7 +29,7 @@ type RequestRecord struct {
 	Start    time.Time     // when the request arrived
 	Sent     time.Time     // when the encrypted request left; zero if it never did
 	Duration time.Duration // until the answer was complete
-	Route    string        // the route's path
+	Route    string        // the route's name: chat, completions, messages, embeddings, transcriptions
 	Model    string
 	Status   int
 	Stream   bool
@@ -68,6 +68,9 @@ func (s *Server) beginReceipt(ctx *fasthttp.RequestCtx, tm *timing, meta request
 	r := &tm.rec.rec
 	tm.rec.active = true
 	r.Start, r.Route, r.Model, r.Stream = tm.start, tm.route, meta.Model, meta.Stream
+	if rt := routes[tm.route]; rt != nil {
+		r.Route = rt.name
+	}
 	r.Feature = headerValue(h.Peek(receipts.HeaderFeature))
 	r.Workflow = headerValue(h.Peek(receipts.HeaderWorkflow))
 	r.Instance = headerValue(h.Peek(receipts.HeaderInstance))

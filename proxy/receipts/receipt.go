@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +20,7 @@ const (
 )
 
 // TrustLink names the trust-log entry a request was sent under. Hash is
-// the entry's own hash, which covers its evidence digest, manifest hash,
+// the entry's own hash (TrustHash: base64url, to keep receipts small), which covers its evidence digest, manifest hash,
 // platform and TCB status; the verifier resolves it against the trust log
 // and shows those fields.
 type TrustLink struct {
@@ -45,12 +46,13 @@ type Receipt struct {
 	UserHash string    `json:"user,omitempty"`
 	Model    string    `json:"model,omitempty"`
 	Status   int       `json:"status"`
-	Stream   bool      `json:"stream,omitempty"`
-	Outcome  string    `json:"outcome,omitempty"` // streams only
+	// Outcome is set for streamed answers only (so it also says the answer
+	// was a stream): complete, cut or client_gone.
+	Outcome string `json:"outcome,omitempty"`
 	// InTokens and OutTokens are the usage the backend reported, if any.
 	InTokens  int   `json:"in,omitempty"`
 	OutTokens int   `json:"out,omitempty"`
-	Millis    int64 `json:"ms"`
+	Millis    int64 `json:"ms,omitempty"`
 	// RequestSHA256 and ResponseSHA256 (base64url, unpadded) are of the
 	// encrypted bytes as sent to and received from the backend; empty when
 	// nothing was sent or received.
@@ -93,6 +95,16 @@ var (
 	hashField = []byte(`,"h":"`)
 	chainTag  = []byte("duo-confidential-receipt/1\n")
 )
+
+// TrustHash renders a trust-log entry's hex hash as receipts store it
+// (base64url); anything that is not 32 bytes of hex is returned unchanged.
+func TrustHash(hexHash string) string {
+	b, err := hex.DecodeString(hexHash)
+	if err != nil || len(b) != 32 {
+		return hexHash
+	}
+	return b64.EncodeToString(b)
+}
 
 // Digest renders a SHA-256 sum as receipts store it (base64url, unpadded).
 func Digest(sum [32]byte) string { return b64.EncodeToString(sum[:]) }
@@ -145,7 +157,7 @@ func checkpointMessage(seq uint64, head string, t time.Time) []byte {
 
 // HashUser is the keyed hash receipts store instead of a user id:
 // HMAC-SHA-256 under the appliance's user-hash key over the instance and the
-// user id, truncated to 128 bits. Without the key a receipt reader cannot
+// user id, truncated to 96 bits. Without the key a receipt reader cannot
 // test guesses (GitLab user ids are small, enumerable numbers); with it the
 // operator can find one user's receipts. Empty user gives "".
 func HashUser(key []byte, instance, user string) string {
@@ -157,5 +169,5 @@ func HashUser(key []byte, instance, user string) string {
 	m.Write([]byte(instance))
 	m.Write([]byte{0})
 	m.Write([]byte(user))
-	return b64.EncodeToString(m.Sum(nil)[:16])
+	return b64.EncodeToString(m.Sum(nil)[:12])
 }

@@ -282,7 +282,7 @@ func (v *verifier) receipt(at string, line []byte) {
 		v.r.FirstSeq = r.Seq
 	}
 	if r.Trust != nil && v.o.Trust != nil {
-		if e, ok := v.r.trust[r.Trust.Seq]; !ok || e.Hash != r.Trust.Hash {
+		if e, ok := v.r.trust[r.Trust.Seq]; !ok || TrustHash(e.Hash) != r.Trust.Hash {
 			v.r.problem("%s: receipt %d names trust-log entry %d (%.12s…), which the trust log does not hold", at, r.Seq, r.Trust.Seq, r.Trust.Hash)
 		}
 	}
@@ -303,7 +303,7 @@ func (v *verifier) receipt(at string, line []byte) {
 	if r.Trust != nil {
 		v.r.TrustLinks[r.Trust.Seq]++
 	}
-	if r.Stream {
+	if r.Outcome != "" {
 		v.r.Outcomes[r.Outcome]++
 	}
 }
