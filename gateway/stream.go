@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"time"
 )
 
@@ -60,6 +61,7 @@ func (c *call) stream(contentType string, timeout time.Duration, body func(ctx c
 	// (a data race when GitLab goes away mid-stream). Take the server's
 	// shutdown channel now instead.
 	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, errDeadline)
+	ctx = model.WithCall(ctx, c.modelCall())
 	if done := c.ctx.Done(); done != nil {
 		go func() {
 			select {

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/receipts"
@@ -70,4 +73,53 @@ func TestReceiptsVerifyExportCLI(t *testing.T) {
 	_ = os.WriteFile(files[0], b, 0o600)
 	runBin(t, nil, "receipts", "verify", "--state-dir", state).
 		want(t, 1, []string{"PROBLEM:", "altered", "Result: FAILED"}, []string{"problem(s) found"})
+}
+
+// TestGatewayReceipts drives GitLab's Duo calls through the real binary and
+// checks each model call left exactly one receipt naming its feature, the
+// GitLab instance and a keyed hash of the user (never the id itself), and
+// that the log verifies after SIGTERM.
+func TestGatewayReceipts(t *testing.T) {
+	e := startGatewayEnv(t, false)
+	e.waitReady()
+	calls := []struct{ path, body, feature string }{
+		{"/v2/code/completions", `{"prompt_version":1,"current_file":{"file_name":"test.rb","content_above_cursor":"def hello_world","content_below_cursor":"\nend\n"}}`, "code_completions"},
+		{"/v4/code/suggestions", `{"prompt_components":[{"type":"code_editor_generation","payload":{"file_name":"fib.py","content_above_cursor":"# CANARY fibonacci\n","content_below_cursor":"","language_identifier":"python","stream":true,"prompt_enhancer":{"user_instruction":"write fibonacci"}}}],"stream":true}`, "code_suggestions_v4"},
+		{"/v2/chat/agent", `{"messages":[{"role":"user","content":"CANARY-chat-question"}]}`, "chat_agent"},
+	}
+	for _, c := range calls {
+		if status, _, b := e.post(c.path, c.body); status != 200 {
+			t.Fatalf("%s: HTTP %d %s", c.path, status, b)
+		}
+	}
+	_ = e.serve.cmd.Process.Signal(syscall.SIGTERM)
+	if code := e.serve.wait(t); code != 0 {
+		t.Fatalf("serve exited %d:\n%s", code, e.serve.stderr.String())
+	}
+	r := runBin(t, nil, "receipts", "verify", "--state-dir", e.state, "--json")
+	r.want(t, 0, nil, nil)
+	var rep struct {
+		Receipts uint64 `json:"receipts"`
+		Problems []string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.Receipts < uint64(len(calls)) {
+		t.Fatalf("report %s (%v)", r.stdout, err)
+	}
+	files, _ := filepath.Glob(filepath.Join(e.state, statedir.ReceiptsDir, "receipts-*.jsonl"))
+	var all []byte
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		all = append(all, b...)
+	}
+	user := e.gitlab.Headers("", gitlabtest.TokenOptions{}).Get("X-Gitlab-Global-User-Id")
+	if user == "" || bytes.Contains(all, []byte(user)) || bytes.Contains(all, []byte("CANARY")) {
+		t.Fatalf("user id %q or content in the receipts:\n%s", user, all)
+	}
+	inst := e.gitlab.Headers("", gitlabtest.TokenOptions{}).Get("X-Gitlab-Instance-Id")
+	for _, c := range calls {
+		n := bytes.Count(all, []byte(`"feature":"`+c.feature+`","instance":"`+inst+`","user":"`))
+		if n != 1 {
+			t.Errorf("%s: %d receipts with feature, instance and user hash, want 1:\n%s", c.feature, n, all)
+		}
+	}
 }
