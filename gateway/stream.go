@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/gateway/model"
 )
 
 // errClientGone means a write to GitLab failed: the caller went away, so
