@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"sync"
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance/config"
@@ -8,6 +9,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/receipts"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
+	"github.com/duo-confidential/duo-confidential/ui"
 )
 
 // openReceipts opens the receipt log when receipts.record is on.
@@ -104,4 +106,63 @@ func (s receiptSink) Receipt(r proxy.RequestRecord) {
 		rc.ResponseSHA256 = receipts.Digest(r.ResponseSHA256)
 	}
 	s.l.Record(rc)
+}
+
+// receiptsVerifyEvery is how often the admin UI's view of the receipt
+// files is re-verified (in the background, when the UI asks).
+const receiptsVerifyEvery = 5 * time.Minute
+
+// receiptsView gives the admin UI the log's state and the last background
+// verification of its files.
+type receiptsView struct {
+	a       *Appliance
+	mu      sync.Mutex
+	last    *ui.ReceiptsVerified
+	running bool
+}
+
+func (v *receiptsView) state() *ui.Receipts {
+	l := v.a.receipts
+	if l == nil {
+		return nil
+	}
+	v.mu.Lock()
+	if !v.running && (v.last == nil || time.Since(v.last.At) > receiptsVerifyEvery) {
+		v.running = true
+		go v.verify()
+	}
+	last := v.last
+	v.mu.Unlock()
+	return &ui.Receipts{Stats: l.Stats(), Dir: l.Dir(), PublicKeyFile: l.PublicKeyPath(), Recent: l.Recent(), Verification: last}
+}
+
+// verify checks the receipt files against the trust log, as
+// `receipts verify` does.
+func (v *receiptsView) verify() {
+	l := v.a.receipts
+	res := &ui.ReceiptsVerified{At: time.Now().UTC()}
+	rep, err := func() (*receipts.Report, error) {
+		pub, err := receipts.ReadPublicKey(l.Dir())
+		if err != nil {
+			return nil, err
+		}
+		tl, err := attest.OpenTrustLog(v.a.o.Config.TrustLogPath())
+		if err != nil {
+			return nil, err
+		}
+		trust, err := tl.Entries()
+		if err != nil {
+			return nil, err
+		}
+		return receipts.VerifyDir(l.Dir(), receipts.VerifyOptions{PublicKey: pub, Trust: trust, MaxProblems: 10})
+	}()
+	if err != nil {
+		res.Error = err.Error()
+	} else {
+		res.OK, res.Receipts, res.Checkpoints, res.Unsigned = rep.OK(), rep.Receipts, rep.Checkpoints, rep.Unsigned
+		res.Torn, res.Problems = rep.Torn, rep.Problems
+	}
+	v.mu.Lock()
+	v.last, v.running = res, false
+	v.mu.Unlock()
 }

@@ -56,6 +56,7 @@ type fixtureOptions struct {
 	networks   []netip.Prefix
 	metricsOff bool // MetricsAuthNone
 	noPassword bool
+	receipts   *Receipts // the receipt log's state; nil: receipts off
 }
 
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
@@ -79,8 +80,12 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	if fo.metricsOff {
 		auth = MetricsAuthNone
 	}
+	src := fixtureSources(store)
+	if r := fo.receipts; r != nil {
+		src.Receipts = func() *Receipts { c := *r; return &c }
+	}
 	o := Options{
-		Sources: fixtureSources(store), Registry: f.reg, PasswordFile: pw,
+		Sources: src, Registry: f.reg, PasswordFile: pw,
 		TokenSHA256: []string{digest(testToken)}, AllowedNetworks: fo.networks, MetricsAuth: auth,
 		Now: f.clock,
 	}

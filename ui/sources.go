@@ -40,6 +40,9 @@ type Sources struct {
 	// TestConnection runs GitLab's Test connection check in-process: the
 	// model called, how long it took, and the failure.
 	TestConnection func(ctx context.Context) (model string, took time.Duration, err error)
+	// Receipts is the receipt log's state; nil (or a nil result) when
+	// receipts are off.
+	Receipts func() *Receipts
 }
 
 // TLSState is the TLS section of the status document, filled by the

@@ -23,6 +23,7 @@ type Status struct {
 	Gateway     Gateway     `json:"gateway"`
 	TLS         TLSState    `json:"tls"`
 	Traffic     Traffic     `json:"traffic"`
+	Receipts    *Receipts   `json:"receipts,omitempty"`
 }
 
 // Component is one part's readiness, for the overview.
@@ -93,6 +94,7 @@ func buildStatus(src Sources, now time.Time, traffic *Traffic) *Status {
 		}
 	}
 	st.TrustLog = trustLog(src)
+	st.Receipts = receiptsState(src)
 	st.Gateway = gatewayState(src)
 	st.TLS = TLSState{Reason: "TLS status is not available", Plaintext: true, Certificates: []CertState{}}
 	if src.TLS != nil {
