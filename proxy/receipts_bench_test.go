@@ -210,5 +210,5 @@ func BenchmarkProxyReceiptsLatency(b *testing.B) {
 	}
 	b.ReportMetric(float64(p50[0].Microseconds()), "off-p50-µs")
 	b.ReportMetric(float64(p50[1].Microseconds()), "on-p50-µs")
-	b.ReportMetric(float64((p50[1]-p50[0]).Microseconds()), "added-p50-µs")
+	b.ReportMetric(float64((p50[1] - p50[0]).Microseconds()), "added-p50-µs")
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -46,17 +45,6 @@ func listFiles(dir string) ([]string, error) {
 	}
 	slices.Sort(out) // fixed-width sequence, then time
 	return out, nil
-}
-
-// fileStartSeq reads the sequence number from a file name.
-func fileStartSeq(name string) (uint64, bool) {
-	s := strings.TrimPrefix(name, filePrefix)
-	i := strings.IndexByte(s, '-')
-	if i < 0 {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(s[:i], 10, 64)
-	return n, err == nil
 }
 
 // lastState finds the chain head (sequence number and hash) at the end of
