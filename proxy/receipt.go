@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -78,9 +79,20 @@ func (s *Server) beginReceipt(ctx *fasthttp.RequestCtx, tm *timing, meta request
 	return nil
 }
 
-// headerValue bounds an internal header's value.
+// headerValue is an internal header's value when it looks like an
+// identifier or base64 (letters, digits and _ - . : / @ + =, at most
+// receipts.MaxHeaderValue bytes); anything else is dropped, so a client of
+// the public listener cannot put free text into receipts.
 func headerValue(b []byte) string {
-	return string(b[:min(len(b), receipts.MaxHeaderValue)])
+	if len(b) > receipts.MaxHeaderValue {
+		return ""
+	}
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_-.:/@+=", c) >= 0) {
+			return ""
+		}
+	}
+	return string(b)
 }
 
 // sent records the encrypted request as it leaves.

@@ -12,5 +12,6 @@ const (
 	HeaderUser     = "X-Duo-Receipt-User"     // GitLab global user id: hashed with the user-hash key, never stored
 )
 
-// MaxHeaderValue bounds each of those header values; longer ones are cut.
+// MaxHeaderValue bounds each of those header values; the proxy drops a
+// longer one, and one with characters other than letters, digits and _-.:/@+=.
 const MaxHeaderValue = 128
