@@ -24,6 +24,9 @@ const (
 	// the checkpoint signing key (and its exported public key) and the
 	// user-hash key.
 	ReceiptsDir = "receipts"
+	// ReceiptsPublicKeyFile is the receipt checkpoint key's public half inside
+	// ReceiptsDir (0644: it is handed to auditors).
+	ReceiptsPublicKeyFile = "signing.pub"
 	// LocalCACertFile is the local CA's root certificate inside LocalCADir.
 	LocalCACertFile = "ca.crt"
 )
