@@ -104,7 +104,7 @@ func New(o Options) (*Appliance, error) {
 		endpoint = sb.Endpoint
 		log.Warn("SANDBOX MODE: the backend is a local sandbox with test-signed evidence; NOTHING IS CONFIDENTIAL")
 	}
-	client, err := cfg.OutboundClient(false)
+	client, err := cfg.OutboundStreamClient()
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func New(o Options) (*Appliance, error) {
 		if err != nil {
 			return nil, err
 		}
-		control, err := cfg.OutboundClient(true)
+		control, err := cfg.OutboundClient()
 		if err != nil {
 			return nil, err
 		}
@@ -217,10 +217,10 @@ func (a *Appliance) verifier() (*attest.Verifier, error) {
 		v.Hardware.Collateral = sb.Collateral
 		return v, nil
 	}
-	if v.Manifest, err = cfg.ManifestPolicy("", false); err != nil {
+	if v.Manifest, err = cfg.ManifestPolicy("", config.Online); err != nil {
 		return nil, err
 	}
-	if v.Hardware.Collateral, err = cfg.CollateralSource("", !cfg.Attestation.Collateral.Online); err != nil {
+	if v.Hardware.Collateral, err = cfg.CollateralSource("", config.OfflineIf(!cfg.Attestation.Collateral.Online)); err != nil {
 		return nil, err
 	}
 	return v, nil

@@ -92,7 +92,7 @@ func TestSessionCookie(t *testing.T) {
 	if !strings.Contains(cookie, "httponly") || !strings.Contains(cookie, "samesite=strict") {
 		t.Errorf("session cookie %q", cookie)
 	}
-	f.advance(31 * time.Minute)
+	f.clock.Advance(31 * time.Minute)
 	if r := f.do(c, http.MethodGet, "/admin/", nil); r.status != http.StatusSeeOther {
 		t.Errorf("an idle session is still valid: %d", r.status)
 	}
@@ -191,7 +191,7 @@ func TestLoginRateLimit(t *testing.T) {
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
 		t.Fatalf("locked out: %d %v", r.status, r.header)
 	}
-	f.advance(loginWindow)
+	f.clock.Advance(loginWindow)
 	f.login(testPassword)
 }
 

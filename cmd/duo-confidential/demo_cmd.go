@@ -134,7 +134,7 @@ func (c *DemoCmd) Run(g *Globals) error {
 	fmt.Fprint(out, demoBanner)
 	if st := a.Status(); st != nil && st.Attestation != nil {
 		fmt.Fprintf(out, "\nThe proxy attested the sandbox backend (%s) before accepting requests:\n\n", c.Platform)
-		if err := printResult(out, st.Attestation, false, false, true); err != nil {
+		if err := printResult(out, st.Attestation, resultView{TestRoots: true}); err != nil {
 			return err
 		}
 	}

@@ -22,31 +22,16 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
 // capture is a TCP relay in front of the sandbox process that keeps every
 // byte the appliance sends to its backend, as it went over the wire.
-type capture struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (c *capture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.b.Write(p)
-}
-
-// bytes returns a copy of everything captured so far.
-func (c *capture) bytes() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return bytes.Clone(c.b.Bytes())
-}
+type capture struct{ testutil.LogBuffer }
 
 // posts counts the inference requests (POST /v1/…) captured so far.
-func (c *capture) posts() int { return bytes.Count(c.bytes(), []byte("POST /v1/")) }
+func (c *capture) posts() int { return bytes.Count(c.Bytes(), []byte("POST /v1/")) }
 
 // interpose points the sandbox directory's endpoint at a capturing relay
 // in front of the sandbox.
