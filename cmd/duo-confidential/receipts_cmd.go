@@ -18,8 +18,32 @@ import (
 
 // ReceiptsCmd groups the commands on the per-request receipt log.
 type ReceiptsCmd struct {
-	Verify ReceiptsVerifyCmd `cmd:"" help:"Verify the receipt log (chain, signed checkpoints, links to the trust log) or an exported bundle, and print a summary."`
-	Export ReceiptsExportCmd `cmd:"" help:"Write a self-contained signed bundle (receipts, trust log, public key) for an auditor."`
+	Verify   ReceiptsVerifyCmd   `cmd:"" help:"Verify the receipt log (chain, signed checkpoints, links to the trust log) or an exported bundle, and print a summary."`
+	Export   ReceiptsExportCmd   `cmd:"" help:"Write a self-contained signed bundle (receipts, trust log, public key) for an auditor."`
+	UserHash ReceiptsUserHashCmd `cmd:"" name:"user-hash" help:"Print the keyed hash receipts record for one GitLab user (needs the state directory's user-hash key)."`
+}
+
+// ReceiptsUserHashCmd computes one user's keyed hash, so the operator can
+// find that user's receipts (receipts never hold the id itself).
+type ReceiptsUserHashCmd struct {
+	Instance string `name:"instance" required:"" help:"GitLab instance id (X-Gitlab-Instance-Id)." placeholder:"ID"`
+	User     string `name:"user" required:"" help:"GitLab global user id (X-Gitlab-Global-User-Id)." placeholder:"ID"`
+	StateDir string `name:"state-dir" help:"State directory to read (default: state_dir from the configuration)." placeholder:"DIR"`
+}
+
+// Run prints the hash.
+func (c *ReceiptsUserHashCmd) Run(g *Globals) error {
+	state, err := receiptsWindow{StateDir: c.StateDir}.stateDir(g)
+	if err != nil {
+		return fmt.Errorf("receipts user-hash: %w", err)
+	}
+	dir := filepath.Join(state, statedir.ReceiptsDir)
+	k, err := receipts.ReadKeys(dir)
+	if err != nil {
+		return fmt.Errorf("receipts user-hash: %w", err)
+	}
+	_, err = fmt.Fprintln(g.stdout(), receipts.HashUser(k.UserKey, c.Instance, c.User))
+	return err
 }
 
 // receiptsWindow is the --from/--to pair both commands take.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -116,8 +117,12 @@ func TestGatewayReceipts(t *testing.T) {
 		t.Fatalf("user id %q or content in the receipts:\n%s", user, all)
 	}
 	inst := e.gitlab.Headers("", gitlabtest.TokenOptions{}).Get("X-Gitlab-Instance-Id")
+	// The operator finds the user's receipts by the keyed hash.
+	hr := runBin(t, nil, "receipts", "user-hash", "--state-dir", e.state, "--instance", inst, "--user", user)
+	hr.want(t, 0, nil, nil)
+	hash := strings.TrimSpace(hr.stdout)
 	for _, c := range calls {
-		n := bytes.Count(all, []byte(`"feature":"`+c.feature+`","instance":"`+inst+`","user":"`))
+		n := bytes.Count(all, []byte(`"feature":"`+c.feature+`","instance":"`+inst+`","user":"`+hash+`"`))
 		if n != 1 {
 			t.Errorf("%s: %d receipts with feature, instance and user hash, want 1:\n%s", c.feature, n, all)
 		}

@@ -36,7 +36,7 @@ type Bundle struct {
 // Export builds a signed bundle of the receipt files in dir that hold
 // receipts within [from, to) (zero: unbounded), whole, with the trust log.
 func Export(dir string, trust []attest.TrustEntry, from, to time.Time, now time.Time) ([]byte, error) {
-	keys, err := LoadOrCreateKeys(dir)
+	keys, err := ReadKeys(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -62,20 +62,8 @@ func LoadOrCreateKeys(dir string) (*Keys, error) {
 			return nil, err
 		}
 		k.Signing = priv
-	} else {
-		blk, _ := pem.Decode(b)
-		if blk == nil {
-			return nil, fmt.Errorf("%s: not PEM", kp)
-		}
-		key, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", kp, err)
-		}
-		priv, ok := key.(ed25519.PrivateKey)
-		if !ok {
-			return nil, fmt.Errorf("%s: not an Ed25519 key", kp)
-		}
-		k.Signing = priv
+	} else if k.Signing, err = parsePrivateKey(kp, b); err != nil {
+		return nil, err
 	}
 	// The public key is rewritten every start, so it always matches.
 	pub, err := EncodePublicKey(k.Signing.Public().(ed25519.PublicKey))
@@ -99,6 +87,48 @@ func LoadOrCreateKeys(dir string) (*Keys, error) {
 		return nil, fmt.Errorf("%s: want 32 bytes, have %d", up, len(k.UserKey))
 	}
 	return k, nil
+}
+
+// ReadKeys reads the keys in dir without creating or writing anything (for
+// commands run beside the service, perhaps as another user).
+func ReadKeys(dir string) (*Keys, error) {
+	kp := filepath.Join(dir, signingKeyFile)
+	b, err := statedir.ReadFile(kp)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, fmt.Errorf("no %s in %s: the receipt log was never started there", signingKeyFile, dir)
+	}
+	priv, err := parsePrivateKey(kp, b)
+	if err != nil {
+		return nil, err
+	}
+	up := filepath.Join(dir, userKeyFile)
+	uk, err := statedir.ReadFile(up)
+	if err != nil {
+		return nil, err
+	}
+	if len(uk) != 32 {
+		return nil, fmt.Errorf("%s: want 32 bytes, have %d", up, len(uk))
+	}
+	return &Keys{Signing: priv, UserKey: uk}, nil
+}
+
+func parsePrivateKey(path string, b []byte) (ed25519.PrivateKey, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: not PEM", path)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	priv, ok := key.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an Ed25519 key", path)
+	}
+	return priv, nil
 }
 
 // EncodePublicKey renders pub as PKIX PEM.
