@@ -328,9 +328,22 @@ func TestRotationAndRetention(t *testing.T) {
 	if !r.OK() || r.Receipts != 12 || r.Checkpoints < len(files) {
 		t.Fatalf("rotated log: %+v", r)
 	}
+	// Retention by age: a file whose last receipt is older than max_age
+	// goes, newer ones stay.
+	old := now.Add(-500 * 24 * time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, files[0]), old, old); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := retain(dir, "", now, 400*24*time.Hour, -1)
+	if err != nil || len(removed) != 1 || removed[0] != files[0] {
+		t.Fatalf("age retention removed %v (%v), want %s", removed, err, files[0])
+	}
+	if r := verify(t, dir, trust); !r.OK() || r.LastSeq != 12 {
+		t.Fatalf("after age retention: %+v", r)
+	}
 	// Retention by size keeps the newest files; the rest still verifies,
 	// anchored where the oldest kept file starts.
-	removed, err := retain(dir, "", now, -1, 2500)
+	removed, err = retain(dir, "", now, -1, 2500)
 	if err != nil || len(removed) == 0 {
 		t.Fatalf("retention removed %v, %v", removed, err)
 	}
