@@ -136,7 +136,8 @@ func fixtureSources(store *keys.Store) Sources {
 			return Setup{GatewayEnabled: true, GitLabURL: "https://gitlab.example.com", ServiceName: "gitlab-ai-gateway",
 				GatewayListen: "0.0.0.0:5052", ProxyListen: "127.0.0.1:8080", ProxyTokens: false,
 				Models:      SetupModels{Default: "chat-large", CodeCompletions: "code-small", CodeGenerations: "code-small", DuoChat: "chat-large"},
-				ChatTimeout: time.Minute, CheckTimeout: 2500 * time.Millisecond}
+				ChatTimeout: time.Minute, CheckTimeout: 2500 * time.Millisecond,
+				AgentPlatformListen: "0.0.0.0:50052", AgentContextWindow: 32768, HTTPS: true}
 		},
 		TestConnection: func(context.Context) (string, time.Duration, error) {
 			return "chat-large", 0, errors.New("test fixture: no model")
