@@ -156,3 +156,51 @@ func TestReceiptsSurviveKill(t *testing.T) {
 	r := runBin(t, nil, "receipts", "verify", "--state-dir", e.state)
 	r.want(t, 0, []string{"receipts 1 to 3", "covered by the hash chain only", "Result: VERIFIED"}, nil)
 }
+
+// checkAgentReceipts checks, on a running appliance, that each of the
+// posts inference requests the backend saw left exactly one receipt, that
+// the Agent Platform's carry the flow, a workflow id, the GitLab instance
+// and a keyed user hash, that none holds any of secrets, and that the log
+// verifies.
+func checkAgentReceipts(t *testing.T, state string, posts int, secrets ...string) {
+	t.Helper()
+	var all []byte
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		all = all[:0]
+		files, _ := filepath.Glob(filepath.Join(state, statedir.ReceiptsDir, "receipts-*.jsonl"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			all = append(all, b...)
+		}
+		if bytes.Count(all, []byte(`"route":`)) >= posts || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := bytes.Count(all, []byte(`"route":`)); n != posts {
+		t.Errorf("%d receipts for %d inference requests", n, posts)
+	}
+	agent := 0
+	for _, line := range bytes.Split(all, []byte("\n")) {
+		var r receipts.Receipt
+		if !bytes.Contains(line, []byte(`"route":`)) || json.Unmarshal(line, &r) != nil {
+			continue
+		}
+		if strings.HasPrefix(r.Feature, "agent_platform/") {
+			agent++
+			if r.Workflow == "" || r.Instance == "" || r.UserHash == "" || r.Trust == nil || r.RequestSHA256 == "" {
+				t.Errorf("agent receipt lacks fields: %s", line)
+			}
+		}
+	}
+	if agent == 0 {
+		t.Errorf("no Agent Platform receipt in:\n%s", all)
+	}
+	for _, s := range secrets {
+		if bytes.Contains(all, []byte(s)) {
+			t.Errorf("%q is in a receipt file", s)
+		}
+	}
+	runBin(t, nil, "receipts", "verify", "--state-dir", state).want(t, 0, []string{"Result: VERIFIED"}, nil)
+}
