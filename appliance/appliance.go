@@ -53,6 +53,9 @@ type Options struct {
 	// Env replaces the process environment for key variables
 	// (AIGW_SELF_SIGNED_JWT__*); nil means os.Environ (tests set it).
 	Env []string
+	// ReceiptFiles opens receipt files; nil uses the file system. Tests
+	// inject write failures (a full disk) here.
+	ReceiptFiles func(path string) (receipts.File, error)
 }
 
 // Appliance wires the parts: trust (attestation and secret), the proxy.
@@ -243,6 +246,9 @@ func (a *Appliance) Proxy() *proxy.Server { return a.proxy }
 
 // Ready reports whether requests can be served now, and if not, why.
 func (a *Appliance) Ready() (bool, string) {
+	if ok, why := a.receiptsReady(); !ok {
+		return false, why
+	}
 	if a.manager == nil {
 		return true, "sandbox with a fixed secret (NOT CONFIDENTIAL)"
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/appliance"
 	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/internal/testutil"
+	"github.com/duo-confidential/duo-confidential/proxy/receipts"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
@@ -40,6 +41,10 @@ type envOptions struct {
 	DeferSandbox bool
 	// NoWait returns before the appliance is ready.
 	NoWait bool
+	// Receipts sets receipts.on_failure ("": the default) and how receipt
+	// files are opened (nil: the file system).
+	ReceiptsOnFailure string
+	ReceiptFiles      func(path string) (receipts.File, error)
 }
 
 // env is a sandbox backend and an appliance in sandbox mode in front of it,
@@ -104,7 +109,11 @@ func startEnv(t *testing.T, o envOptions) *env {
 		cfg.Proxy.UpstreamTimeout = o.UpstreamTimeout
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	app, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: "test", Sandbox: trust, APIKey: "sandbox-api-key"})
+	if o.ReceiptsOnFailure != "" {
+		cfg.Receipts.OnFailure = o.ReceiptsOnFailure
+	}
+	app, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: "test", Sandbox: trust, APIKey: "sandbox-api-key",
+		ReceiptFiles: o.ReceiptFiles})
 	if err != nil {
 		t.Fatal(err)
 	}

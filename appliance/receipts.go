@@ -27,6 +27,7 @@ func (a *Appliance) openReceipts() error {
 		MaxTotalBytes:  int64(rc.MaxTotalBytes),
 		SyncEveryBatch: rc.Fsync == config.ReceiptsFsyncBatch,
 		Logger:         a.log.With("part", "receipts"),
+		Create:         a.o.ReceiptFiles,
 	}
 	if rc.OnFailure == config.ReceiptsWarn {
 		o.OnFailure = receipts.Warn
@@ -41,6 +42,22 @@ func (a *Appliance) openReceipts() error {
 
 // Receipts returns the receipt log, nil when receipts are off.
 func (a *Appliance) Receipts() *receipts.Log { return a.receipts }
+
+// receiptsReady is false while requests are refused because receipts
+// cannot be written (receipts.on_failure: refuse), with the reason.
+func (a *Appliance) receiptsReady() (bool, string) {
+	if a.receipts == nil || a.receipts.Admit() == nil {
+		return true, ""
+	}
+	st := a.receipts.Stats()
+	why := "request receipts cannot be written and receipts.on_failure is refuse"
+	if st.LastError != "" {
+		why += ": " + st.LastError
+	} else if st.QueueDepth >= st.QueueCapacity {
+		why += ": the receipt queue is full"
+	}
+	return false, why
+}
 
 // closeReceipts writes what is queued and a final signed checkpoint.
 func (a *Appliance) closeReceipts() error {

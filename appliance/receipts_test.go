@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
@@ -110,5 +112,95 @@ func TestReceiptPerRequestType(t *testing.T) {
 				t.Errorf("%s contains %q", filepath.Base(f), c)
 			}
 		}
+	}
+}
+
+// fullDisk is a receipt file whose writes fail while full is set, the way
+// a full disk fails them: part of the data written, then ENOSPC.
+type fullDisk struct {
+	f    *os.File
+	full *atomic.Bool
+}
+
+func (d fullDisk) Write(p []byte) (int, error) {
+	if d.full.Load() {
+		n, _ := d.f.Write(p[:len(p)/2])
+		return n, syscall.ENOSPC
+	}
+	return d.f.Write(p)
+}
+func (d fullDisk) Sync() error            { return d.f.Sync() }
+func (d fullDisk) Truncate(n int64) error { return d.f.Truncate(n) }
+func (d fullDisk) Close() error           { return d.f.Close() }
+
+// TestReceiptsFullDisk fills the disk under a running appliance: with
+// on_failure refuse, new requests get 503 and nothing is sent while
+// receipts cannot be written (and readiness says why); with warn they are
+// served. Either way, once the disk has room, every answered request has
+// exactly one receipt and the log verifies.
+func TestReceiptsFullDisk(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"refuse", "warn"} {
+		t.Run(mode, func(t *testing.T) {
+			var full atomic.Bool
+			e := startEnv(t, envOptions{ReceiptsOnFailure: mode, ReceiptFiles: func(p string) (receipts.File, error) {
+				f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+				if err != nil {
+					return nil, err
+				}
+				return fullDisk{f, &full}, nil
+			}})
+			log := e.app.Receipts()
+			body := chatBody("receipt disk test", false, 4)
+			answered := 0
+			ask := func(want int) {
+				t.Helper()
+				r := e.post("/v1/chat/completions", body)
+				if r.status != want {
+					t.Fatalf("HTTP %d, want %d: %s", r.status, want, r.body)
+				}
+				if r.status == 200 {
+					answered++
+				}
+			}
+			ask(200)
+			e.waitFor("the first receipt", func() bool { return log.Stats().Written == 1 })
+			full.Store(true)
+			ask(200) // its receipt is the write that finds the disk full
+			e.waitFor("receipts to fail", func() bool { return log.Stats().Failing })
+			before := e.lastSeq()
+			if mode == "refuse" {
+				r := e.post("/v1/chat/completions", body)
+				r.wantError(t, http.StatusServiceUnavailable, "receipts.on_failure: refuse")
+				if n := len(e.inferenceRequests("/v1/chat/completions", before)); n != 0 {
+					t.Fatalf("%d requests reached the backend while receipts could not be written", n)
+				}
+				if ok, why := e.app.Ready(); ok || !strings.Contains(why, "no space left on device") {
+					t.Fatalf("readiness %v %q", ok, why)
+				}
+			} else {
+				ask(200)
+				if ok, _ := e.app.Ready(); !ok {
+					t.Fatal("warn mode: not ready")
+				}
+			}
+			if log.Stats().Failures == 0 {
+				t.Fatal("failures not counted")
+			}
+			full.Store(false)
+			e.waitFor("receipts to be written again", func() bool { return !log.Stats().Failing })
+			ask(200)
+			e.waitFor("every receipt", func() bool { return log.Stats().Written == uint64(answered) })
+			if err := e.stop(); err != nil {
+				t.Fatal(err)
+			}
+			pub, _ := receipts.ReadPublicKey(log.Dir())
+			tl, _ := attest.OpenTrustLog(filepath.Join(filepath.Dir(log.Dir()), statedir.TrustLogFile))
+			trust, _ := tl.Entries()
+			rep, err := receipts.VerifyDir(log.Dir(), receipts.VerifyOptions{PublicKey: pub, Trust: trust})
+			if err != nil || !rep.OK() || rep.Receipts != uint64(answered) || rep.Unsigned != 0 {
+				t.Fatalf("after the disk had room: %+v %v", rep, err)
+			}
+		})
 	}
 }
