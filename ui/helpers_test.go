@@ -51,7 +51,7 @@ type fixtureOptions struct {
 	networks   []netip.Prefix
 	metricsOff bool // MetricsAuthNone
 	noPassword bool
-	receipts   *Receipts // the receipt log's state; nil: receipts off
+	sources    func(*Sources) // changes the fake sources before New
 }
 
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
@@ -76,8 +76,8 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 		auth = MetricsAuthNone
 	}
 	src := fixtureSources(store)
-	if r := fo.receipts; r != nil {
-		src.Receipts = func() *Receipts { c := *r; return &c }
+	if fo.sources != nil {
+		fo.sources(&src)
 	}
 	o := Options{
 		Sources: src, Registry: f.reg, PasswordFile: pw,

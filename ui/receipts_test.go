@@ -18,7 +18,7 @@ func TestReceiptsShownAndMeasured(t *testing.T) {
 			RequestSHA256: "REQDIGEST0123456789", Trust: &receipts.TrustLink{Seq: 3, Hash: "TRUSTHASH0123456789"}}},
 		Verification: &ReceiptsVerified{At: t0, OK: false, Receipts: 40, Checkpoints: 5, Problems: []string{"receipts-1.jsonl:7: receipt 7 does not match its chain hash: it was altered"}},
 	}
-	f := newFixture(t, fixtureOptions{receipts: st})
+	f := newFixture(t, fixtureOptions{sources: func(s *Sources) { s.Receipts = func() *Receipts { c := *st; return &c } }})
 	c := f.login(testToken)
 	r := f.do(c, http.MethodGet, "/admin/attestation", nil)
 	for _, want := range []string{"Request receipts", "not being written", "no space left on device", "42 written since start", "a889bfb79d31f04e",

@@ -83,6 +83,7 @@ type Config struct {
 	AgentPlatform AgentPlatformConfig `yaml:"agent_platform"`
 	TLS           TLSConfig           `yaml:"tls"`
 	Admin         AdminConfig         `yaml:"admin"`
+	GitLabAdmin   GitLabAdminConfig   `yaml:"gitlab_admin"`
 	Receipts      ReceiptsConfig      `yaml:"receipts"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
@@ -332,6 +333,10 @@ func baseDefaults() *Config {
 			Listen:         DefaultAdminListen,
 			MetricsAuth:    DefaultAdminMetricsAuth,
 			SessionTimeout: DefaultAdminSessionTimeout,
+		},
+		GitLabAdmin: GitLabAdminConfig{
+			ModelFamily:  DefaultGitLabAdminModelFamily,
+			PollInterval: DefaultGitLabAdminPollInterval,
 		},
 		Receipts: defaultReceipts(),
 	}
