@@ -93,6 +93,9 @@ func (a *Appliance) adminSources() ui.Sources {
 			return path, entries, err
 		}
 	}
+	if a.receipts != nil {
+		s.Receipts = (&receiptsView{a: a}).state
+	}
 	if a.front != nil {
 		s.GatewayReady = a.GatewayReady
 		s.GitLabKeys = func() *jwks.Status { return a.GitLabKeys() }

@@ -20,6 +20,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
+	"github.com/duo-confidential/duo-confidential/proxy/receipts"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
@@ -61,6 +62,9 @@ type Options struct {
 	// Replica names this appliance among replicas in /api/status and
 	// metrics; empty means the host name (in Kubernetes, the pod name).
 	Replica string
+	// ReceiptFiles opens receipt files; nil uses the file system. Tests
+	// inject write failures (a full disk) here.
+	ReceiptFiles func(path string) (receipts.File, error)
 }
 
 // Appliance wires the parts: trust (attestation and secret), the proxy.
@@ -85,6 +89,8 @@ type Appliance struct {
 	// draining is set when shutdown begins: from then on every readiness
 	// answer is "shutting down" while requests are still served.
 	draining atomic.Bool
+	// receipts is the per-request receipt log; nil when receipts.record is off.
+	receipts *receipts.Log
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -153,12 +159,16 @@ func New(o Options) (*Appliance, error) {
 			Verifier:         verifier,
 			ReattestInterval: cfg.Attestation.ReattestInterval,
 			Logger:           log.With("part", "trust"),
+			OnChange:         a.trustChanged,
 		})
 		if err != nil {
 			return nil, err
 		}
 		a.manager = m
 		a.secrets = managerSecrets{m}
+	}
+	if err := a.openReceipts(); err != nil {
+		return nil, err
 	}
 	internal, digests, err := internalToken(cfg.Proxy.InboundTokenSHA256)
 	if err != nil {
@@ -184,6 +194,9 @@ func New(o Options) (*Appliance, error) {
 		PlatformHeaders:       cfg.Proxy.PlatformHeaders,
 		Ready:                 a.Ready,
 		Metrics:               a.admin.in.Proxy(),
+	}
+	if a.receipts != nil {
+		po.Receipts = receiptSink{a.receipts}
 	}
 	if sb != nil {
 		po.Notice = "SANDBOX MODE: local sandbox backend with test-signed evidence, NOT CONFIDENTIAL"
@@ -256,6 +269,9 @@ func (a *Appliance) Proxy() *proxy.Server { return a.proxy }
 func (a *Appliance) Ready() (bool, string) {
 	if a.draining.Load() {
 		return false, "shutting down"
+	}
+	if ok, why := a.receiptsReady(); !ok {
+		return false, why
 	}
 	if a.manager == nil {
 		return true, "sandbox with a fixed secret (NOT CONFIDENTIAL)"
@@ -366,6 +382,10 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	}
 	if a.front != nil {
 		a.front.model.Close()
+	}
+	// Every request has ended: write the last receipts and a signed checkpoint.
+	if err := a.closeReceipts(); err != nil {
+		errs = append(errs, err)
 	}
 	// The secret stays usable while streams drain; stop the manager last.
 	stopManager()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
+	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/valyala/fasthttp"
 )
 
@@ -224,6 +225,7 @@ func invalid(format string, args ...any) *Error {
 // would read it then: a data race once the client has gone).
 func (c *call) modelContext(d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeoutCause(context.Background(), d, errDeadline)
+	ctx = model.WithCall(ctx, c.modelCall())
 	// Watch only the end of the server's drain, not c.ctx itself: context's
 	// watcher reads the parent's Value on cancel, and fasthttp resets the
 	// RequestCtx (a data race) once the request is done. Not fasthttp's
@@ -231,6 +233,20 @@ func (c *call) modelContext(d time.Duration) (context.Context, context.CancelFun
 	// draining replica finishes what it has begun.
 	stop := context.AfterFunc(shutdownContext{c.s.drainOver}, cancel)
 	return ctx, func() { stop(); cancel() }
+}
+
+// modelCall says, for the receipt of each model call, which feature and
+// which GitLab instance and user it serves.
+func (c *call) modelCall() model.Call {
+	route, prompt := c.labels(c.route)
+	if prompt != "" {
+		route += "/" + prompt
+	}
+	mc := model.Call{Feature: route}
+	if c.claims != nil {
+		mc.Instance, mc.User = c.claims.InstanceID, c.claims.GlobalUserID
+	}
+	return mc
 }
 
 // shutdownContext is a context done when the server's drain is over, with

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/gateway/model"
 )
 
 // errClientGone means a write to GitLab failed: the caller went away, so
@@ -60,6 +62,7 @@ func (c *call) stream(contentType string, timeout time.Duration, body func(ctx c
 	// drain instead (not fasthttp's shutdown channel, which closes when the
 	// drain starts: a draining replica finishes its streams).
 	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, errDeadline)
+	ctx = model.WithCall(ctx, c.modelCall())
 	drainOver := s.drainOver
 	go func() {
 		select {

@@ -56,6 +56,9 @@ type Sources struct {
 	GitLabConnect func(ctx context.Context, req ConnectRequest) (text string, ok bool, err error)
 	// GitLabWatch reports whether gitlab_admin.watch is on.
 	GitLabWatch bool
+	// Receipts is the receipt log's state; nil (or a nil result) when
+	// receipts are off.
+	Receipts func() *Receipts
 }
 
 // ConnectRequest is one Connect from the GitLab page.

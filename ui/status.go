@@ -31,7 +31,8 @@ type Status struct {
 	Traffic       Traffic        `json:"traffic"`
 	// GitLab is the drift watch's view of GitLab's Duo configuration; nil
 	// when gitlab_admin.watch is off.
-	GitLab *GitLabDrift `json:"gitlab,omitempty"`
+	GitLab   *GitLabDrift `json:"gitlab,omitempty"`
+	Receipts *Receipts    `json:"receipts,omitempty"`
 }
 
 // Component is one part's readiness, for the overview.
@@ -109,6 +110,7 @@ func buildStatus(src Sources, now time.Time, traffic *Traffic) *Status {
 		}
 	}
 	st.TrustLog = trustLog(src)
+	st.Receipts = receiptsState(src)
 	st.Gateway = gatewayState(src)
 	if src.AgentPlatformReady != nil {
 		ap := &AgentPlatform{}
