@@ -132,8 +132,12 @@ func parseMeta(body []byte) (requestMeta, error) {
 	return m, nil
 }
 
+// maxFormParts bounds the parts read from one form, as the envelope does.
+const maxFormParts = 1000
+
 // multipartMeta reads the model and stream form fields of a transcription
-// request and returns its boundary.
+// request and returns its boundary. Plain-listed fields go upstream
+// unencrypted, so one given as a file or more than once is refused.
 func multipartMeta(contentType string, body []byte) (requestMeta, string, error) {
 	var m requestMeta
 	mt, params, err := mime.ParseMediaType(contentType)
@@ -141,15 +145,27 @@ func multipartMeta(contentType string, body []byte) (requestMeta, string, error)
 		return m, "", errors.New("the request must be multipart/form-data with a boundary")
 	}
 	r := multipart.NewReader(bytes.NewReader(body), params["boundary"])
-	for {
+	seen := map[string]bool{}
+	for range maxFormParts {
 		p, err := r.NextPart()
 		if err != nil {
 			break
 		}
-		if p.FileName() == "" {
+		name := p.FormName()
+		plain := envelope.TranscriptionFormPlain.Has(name)
+		switch {
+		case plain && p.FileName() != "":
+			_ = p.Close()
+			return m, "", fmt.Errorf("the form field '%s' must be a plain value, not a file", name)
+		case plain && seen[name]:
+			_ = p.Close()
+			return m, "", fmt.Errorf("the form field '%s' is given more than once", name)
+		}
+		seen[name] = plain
+		if plain {
 			var v bytes.Buffer
 			_, _ = v.ReadFrom(limitReader(p, 4096))
-			switch p.FormName() {
+			switch name {
 			case "model":
 				m.Model = v.String()
 			case "stream":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,7 +24,8 @@ var ErrClientGone = errors.New("the client closed its connection")
 //
 // The returned stop must be called once the request's answer is complete:
 // before the handler returns, or at the end of a stream writer (fasthttp
-// reads the connection again only after that). stop cancels the context.
+// reads the connection again only after that). stop cancels the context;
+// it is safe to call more than once and from any goroutine.
 // Where the connection cannot be watched (not a socket, not Linux) the
 // context is only cancelled by parent or stop.
 func WatchClient(ctx *fasthttp.RequestCtx, parent context.Context) (context.Context, func()) {
@@ -34,9 +36,12 @@ func WatchClient(ctx *fasthttp.RequestCtx, parent context.Context) (context.Cont
 	}
 	w := &watcher{conn: raw, done: make(chan struct{}), exited: make(chan struct{})}
 	go w.run(func() { cancel(ErrClientGone) })
+	var once sync.Once
 	return wctx, func() {
-		w.stop()
-		cancel(context.Canceled)
+		once.Do(func() {
+			w.stop()
+			cancel(context.Canceled)
+		})
 	}
 }
 
