@@ -167,6 +167,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		rt = s.lookupPrefix(path)
 	}
 	err := s.serve(c, rt, path)
+	if stop := c.takeClientStop(); stop != nil {
+		stop() // before fasthttp reads the connection again
+	}
 	if err != nil {
 		s.logError(c, rt, err)
 		writeError(ctx, err)

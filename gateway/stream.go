@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/fastserve"
 )
 
 // errClientGone means a write to GitLab failed: the caller went away, so
@@ -59,7 +61,9 @@ func (c *call) stream(contentType string, timeout time.Duration, body func(ctx c
 	// handler returned, reading c.ctx while fasthttp resets it for reuse
 	// (a data race when GitLab goes away mid-stream). Take the server's
 	// shutdown channel now instead.
-	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, errDeadline)
+	ctx, cancel := context.WithTimeoutCause(c.clientContext(), timeout, errDeadline)
+	stopClient := c.takeClientStop()
+	release := fastserve.Detach(c.ctx)
 	if done := c.ctx.Done(); done != nil {
 		go func() {
 			select {
@@ -72,6 +76,8 @@ func (c *call) stream(contentType string, timeout time.Duration, body func(ctx c
 	s.streams.Add(1)
 	observed := c.streamObserver()
 	c.ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer release()
+		defer stopClient()
 		defer s.streams.Add(-1)
 		defer observed()
 		defer cancel()

@@ -485,15 +485,7 @@ func (c *Client) stream(parent context.Context, u *url.URL, body []byte, legacy 
 		watchdog.Reset(c.idle)
 		if bytes.Equal(ev.Data, doneData) {
 			res.Text = text.String()
-			// Read to the end of the body so the connection is reused; what
-			// follows [DONE] (nothing, from a well-behaved proxy) is ignored.
-			watchdog.Reset(doneDrainTimeout)
-			for range doneDrainEvents {
-				if _, err := rd.Next(); err != nil {
-					break
-				}
-			}
-			return res, nil
+			return res, c.afterDone(rd, watchdog, u, &res)
 		}
 		delta, err := applyChunk(ev.Data, legacy, &ch, &res)
 		if err != nil {
@@ -522,6 +514,28 @@ func (c *Client) stream(parent context.Context, u *url.URL, body []byte, legacy 
 }
 
 var doneData = []byte("[DONE]")
+
+// afterDone checks the end of a stream at [DONE]: a finish reason must
+// have arrived (the proxy only relays it from an encrypted event), and
+// nothing may follow [DONE]. It reads to the end of the body so the
+// connection is reused.
+func (c *Client) afterDone(rd *sse.Reader, watchdog *time.Timer, u *url.URL, res *Result) error {
+	fail := func(msg string) error {
+		c.log.Warn("model stream failed", "path", u.Path, "reason", msg)
+		return &Error{Status: http.StatusBadGateway, Type: errTypeUpstream, Message: msg}
+	}
+	if res.FinishReason == "" {
+		return fail("stream ended without a finish reason")
+	}
+	watchdog.Reset(doneDrainTimeout)
+	for range doneDrainEvents {
+		if _, err := rd.Next(); err != nil {
+			return nil // the end, or a slow close: the answer is complete
+		}
+		return fail("the model stream sent events after [DONE]")
+	}
+	return nil
+}
 
 func (c *Client) stallError(u *url.URL) *Error {
 	c.log.Warn("model stream stalled", "path", u.Path, "idle", c.idle)

@@ -73,6 +73,10 @@ func (c *lingerConn) drain() {
 	_, _ = io.CopyN(io.Discard, c.Conn, c.opts.maxBytes)
 }
 
+// NetConn returns the connection lingerConn wraps (for callers that need
+// the socket itself, like a test backend resetting it).
+func (c *lingerConn) NetConn() net.Conn { return c.Conn }
+
 // netConn returns the transport connection under TLS, if any.
 func (c *lingerConn) netConn() net.Conn {
 	if tc, ok := c.Conn.(*tls.Conn); ok {
