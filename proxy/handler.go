@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/probe"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 	"github.com/valyala/fasthttp"
 )
@@ -182,7 +183,8 @@ func multipartMeta(contentType string, body []byte) (requestMeta, string, error)
 
 // readyz answers 200 when requests can be served now and 503 with the
 // reason otherwise. The reason names what is missing (attestation, secret),
-// for operators and load balancers; it carries no key material.
+// for operators and load balancers; details (upstream bodies, secret IDs)
+// stay in the log and the admin UI.
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	ready, reason := true, ""
 	if s.o.Ready != nil {
@@ -197,7 +199,7 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 		Ready  bool   `json:"ready"`
 		Reason string `json:"reason,omitempty"`
 		Notice string `json:"notice,omitempty"`
-	}{ready, reason, s.o.Notice})
+	}{ready, probe.PublicReason(reason), s.o.Notice})
 	if !ready {
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 	}

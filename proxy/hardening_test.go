@@ -206,3 +206,20 @@ func TestStreamEndRules(t *testing.T) {
 		})
 	}
 }
+
+// TestReadyzNamesWhatIsMissingOnly: the unauthenticated probe says what is
+// missing, not the upstream's answer or a secret ID behind it.
+func TestReadyzNamesWhatIsMissingOnly(t *testing.T) {
+	h := newHarness(t, func(o *Options) {
+		o.Ready = func() (bool, string) {
+			return false, `inference secret not ready: secret exchange failed: HTTP 500: {"error":"no secret for ID \"c2VjcmV0LWlk\""}`
+		}
+	})
+	status, _, body := h.do(t, "GET", "/readyz", "", nil)
+	if status != 503 || !strings.Contains(body, "secret exchange failed") {
+		t.Fatalf("%d %s", status, body)
+	}
+	if strings.Contains(body, "c2VjcmV0LWlk") || strings.Contains(body, "HTTP 500") {
+		t.Fatalf("/readyz carries upstream details: %s", body)
+	}
+}

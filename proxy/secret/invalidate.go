@@ -91,7 +91,7 @@ func (m *Manager) invalidate(ctx context.Context, id string) (Secret, error) {
 	if err != nil {
 		m.failedLocked(ctx, err)
 		if cur := m.st.secret; cur != nil && cur.ID == id && ctx.Err() == nil {
-			reason := fmt.Errorf("backend lost secret %s and the replacement failed: %w", ShortID(id), err)
+			reason := fmt.Errorf("backend lost the inference secret and the replacement failed: %w", err)
 			m.mu.Lock()
 			m.st.secret, m.st.secretMeshCA = nil, nil
 			m.mu.Unlock()

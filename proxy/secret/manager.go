@@ -222,7 +222,7 @@ func (m *Manager) currentAt(now time.Time) (Secret, error) {
 	if now.Before(p.secret.ExpiresAt) {
 		return *p.secret, nil
 	}
-	reason := fmt.Errorf("secret %s expired at %s", ShortID(p.secret.ID), p.secret.ExpiresAt.Format(time.RFC3339))
+	reason := fmt.Errorf("the inference secret expired: at %s", p.secret.ExpiresAt.Format(time.RFC3339))
 	if p.rotateErr != nil {
 		reason = fmt.Errorf("%w; rotation failing: %w", reason, p.rotateErr)
 	}

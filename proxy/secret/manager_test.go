@@ -290,7 +290,7 @@ func TestInvalidateFailureWithdrawsSecret(t *testing.T) {
 	if _, err := h.m.Invalidate(ctx, old.ID); !IsRetryable(err) {
 		t.Fatalf("Invalidate: %v", err)
 	}
-	wantNotReady(t, h.m, "backend lost secret "+ShortID(old.ID))
+	wantNotReady(t, h.m, "backend lost the inference secret")
 
 	// The next Invalidate re-attests first because the exchange failed.
 	h.api.failSecret.Store(0)
