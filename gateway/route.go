@@ -12,6 +12,7 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
 	"github.com/duo-confidential/duo-confidential/internal/fastserve"
+	"github.com/duo-confidential/duo-confidential/internal/jsonlimit"
 	"github.com/valyala/fasthttp"
 )
 
@@ -183,6 +184,13 @@ func (c *call) decode(v any) error {
 	body := bytes.TrimSpace(c.ctx.PostBody())
 	if len(body) == 0 {
 		body = []byte("{}")
+	}
+	if err := jsonlimit.Check(body, jsonlimit.Default); err != nil {
+		status := fasthttp.StatusRequestEntityTooLarge
+		if le, ok := err.(*jsonlimit.Error); ok && le.TooDeep() {
+			status = fasthttp.StatusUnprocessableEntity
+		}
+		return errorf(status, detailValidation+": "+err.Error(), err)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return errorf(fasthttp.StatusUnprocessableEntity, validationDetail(err), err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/internal/fastserve"
+	"github.com/duo-confidential/duo-confidential/internal/jsonlimit"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
@@ -37,6 +38,15 @@ func (s *Server) handleInference(ctx *fasthttp.RequestCtx, rt *route, path strin
 	if rt.multipart {
 		meta, boundary, err = multipartMeta(string(ctx.Request.Header.ContentType()), body)
 	} else {
+		// Before any parser: a body of millions of tiny members costs
+		// far more memory and CPU than its size suggests.
+		if lerr := jsonlimit.Check(body, jsonlimit.Default); lerr != nil {
+			status := fasthttp.StatusRequestEntityTooLarge
+			if le, ok := lerr.(*jsonlimit.Error); ok && le.TooDeep() {
+				status = fasthttp.StatusBadRequest
+			}
+			return newAPIError(status, errInvalidRequest, lerr.Error(), nil)
+		}
 		meta, err = parseMeta(body)
 	}
 	if err != nil {

@@ -107,7 +107,7 @@ type requestMeta struct {
 // validating the body with the same scanner encryption uses.
 func parseMeta(body []byte) (requestMeta, error) {
 	var m requestMeta
-	raw, err := envelope.RawMember(body, "model", "stream", "cache_salt")
+	raw, err := envelope.RawMember(body, "model", "stream", "cache_salt", "")
 	if err != nil {
 		if errors.Is(err, envelope.ErrNotObject) {
 			return m, errors.New("the request body must be a JSON object")
@@ -116,6 +116,10 @@ func parseMeta(body []byte) (requestMeta, error) {
 			return m, errors.New("the request body has a duplicated key")
 		}
 		return m, errors.New("the request body is not valid JSON")
+	}
+	if raw[3] != nil {
+		// The real Privatemode server answers 500 to it.
+		return m, errors.New("the request body has an empty key")
 	}
 	if raw[0] != nil && json.Unmarshal(raw[0], &m.Model) != nil {
 		return m, errors.New("the field 'model' must be a string")

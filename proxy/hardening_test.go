@@ -223,3 +223,34 @@ func TestReadyzNamesWhatIsMissingOnly(t *testing.T) {
 		t.Fatalf("/readyz carries upstream details: %s", body)
 	}
 }
+
+// TestJSONShapeLimits: bodies whose structure, not size, is the cost are
+// refused before any parser, in OpenAI's shape; an empty key is refused
+// (the real Privatemode server answers 500 to it).
+func TestJSONShapeLimits(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.MaxRequestBody = 64 << 20 })
+	var many strings.Builder
+	many.WriteString(`{"model":"m","messages":[]`)
+	for i := range 300_000 {
+		fmt.Fprintf(&many, `,"k%d":0`, i)
+	}
+	many.WriteString("}")
+	deep := `{"model":"m","messages":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + "}"
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		msg        string
+	}{
+		{"many members", many.String(), 413, "object members"},
+		{"deep nesting", deep, 400, "nesting depth"},
+		{"empty key", `{"model":"m","":1,"messages":[]}`, 400, "empty key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, _, body := h.do(t, "POST", "/v1/chat/completions", tc.body, nil)
+			wantOpenAIError(t, status, body, tc.status, errInvalidRequest, tc.msg)
+		})
+	}
+	if h.be.calls.Load() != 0 {
+		t.Fatal("a refused body was sent upstream")
+	}
+}
