@@ -197,8 +197,13 @@ func (s *Server) forward(ctx context.Context, r *upstreamRequest) (*http.Respons
 			if bytes.Contains(b, []byte("no secret for ID")) {
 				retriedSecret = true
 				if sec, err = s.o.Secrets.Invalidate(ctx, sec.ID); err != nil {
-					return fail(newAPIError(fasthttp.StatusServiceUnavailable, errUnavailable,
-						"the confidential backend lost our session key and a new one could not be agreed", err))
+					e := newAPIError(fasthttp.StatusServiceUnavailable, errUnavailable,
+						"the confidential backend lost our session key and a new one could not be agreed", err)
+					var ra interface{ RetryAfter() time.Duration }
+					if errors.As(err, &ra) {
+						e.retryAfter = strconv.Itoa(int((ra.RetryAfter() + time.Second - 1) / time.Second))
+					}
+					return fail(e)
 				}
 				continue
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"time"
 )
 
 func randFloat() float64 { return rand.Float64() }
@@ -35,6 +36,13 @@ func (m *Manager) Invalidate(ctx context.Context, id string) (Secret, error) {
 	m.flightsMu.Lock()
 	f := m.flights[id]
 	if f == nil {
+		// A relay answering "no secret for ID" to everything would
+		// otherwise force one exchange per request: re-exchanges are
+		// spaced by the shared, jittered backoff.
+		if wait := m.invalidateBackoff(m.o.Now()); wait > 0 {
+			m.flightsMu.Unlock()
+			return Secret{}, &ExchangeBackoffError{Wait: wait}
+		}
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &flight{done: make(chan struct{}), cancel: cancel}
 		m.flights[id] = f
@@ -55,6 +63,35 @@ func (m *Manager) Invalidate(ctx context.Context, id string) (Secret, error) {
 		return Secret{}, ctx.Err()
 	}
 }
+
+// invalidateBackoff returns how long until the next invalidation-driven
+// exchange may start, or 0 and books one now. Called with flightsMu held.
+// After the n-th re-exchange in a row the next waits Backoff.delay(n); a
+// quiet spell of twice Backoff.Max starts the count again.
+func (m *Manager) invalidateBackoff(now time.Time) time.Duration {
+	if now.Before(m.nextInvalidate) {
+		return m.nextInvalidate.Sub(now)
+	}
+	if now.Sub(m.lastInvalidate) > 2*m.o.Backoff.Max {
+		m.invalidations = 0
+	}
+	m.invalidations++
+	m.lastInvalidate = now
+	m.nextInvalidate = now.Add(m.o.Backoff.delay(m.invalidations, m.rand()))
+	return 0
+}
+
+// ExchangeBackoffError refuses a re-exchange asked for too soon after the
+// last one; the caller may retry after Wait.
+type ExchangeBackoffError struct{ Wait time.Duration }
+
+// Error says how long to wait.
+func (e *ExchangeBackoffError) Error() string {
+	return fmt.Sprintf("the backend keeps losing inference secrets; the next exchange may start in %s", e.Wait.Round(time.Millisecond))
+}
+
+// RetryAfter is the wait, for callers that pass it on as Retry-After.
+func (e *ExchangeBackoffError) RetryAfter() time.Duration { return e.Wait }
 
 // fly runs the shared exchange and publishes its result to the waiters.
 func (m *Manager) fly(ctx context.Context, f *flight, id string) {
@@ -90,6 +127,10 @@ func (m *Manager) invalidate(ctx context.Context, id string) (Secret, error) {
 	}()
 	if err != nil {
 		m.failedLocked(ctx, err)
+		// The loop may be asleep for up to a minute; wake it so it retries
+		// at the backoff's time and a recovered backend is usable again
+		// in seconds without waiting for another request.
+		m.wakeLoop()
 		if cur := m.st.secret; cur != nil && cur.ID == id && ctx.Err() == nil {
 			reason := fmt.Errorf("backend lost the inference secret and the replacement failed: %w", err)
 			m.mu.Lock()

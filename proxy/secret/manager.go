@@ -151,6 +151,10 @@ type Manager struct {
 
 	flightsMu sync.Mutex
 	flights   map[string]*flight
+	// Invalidation-driven exchanges, spaced by Backoff (under flightsMu).
+	invalidations  int
+	lastInvalidate time.Time
+	nextInvalidate time.Time
 }
 
 // NewManager validates o, applies defaults and returns a Manager that is
@@ -227,6 +231,15 @@ func (m *Manager) currentAt(now time.Time) (Secret, error) {
 		reason = fmt.Errorf("%w; rotation failing: %w", reason, p.rotateErr)
 	}
 	return Secret{}, &NotReadyError{Reason: reason}
+}
+
+// wakeLoop makes Run recompute its wait now (it may be asleep on a timer
+// set before a failure moved the retry time closer).
+func (m *Manager) wakeLoop() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Reattest asks the loop to attest again now, even while backing off. It
