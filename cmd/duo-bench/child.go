@@ -177,7 +177,9 @@ func childResults(ctx context.Context, cfg Config, logf func(string, ...any)) (*
 	}
 	state := filepath.Join(tmp, "state")
 	conf := filepath.Join(tmp, "config.yaml")
-	if err := os.WriteFile(conf, []byte("state_dir: "+state+"\ntls:\n  source: off\n"), 0o600); err != nil {
+	// Every listener on a free port: the default admin port may be taken
+	// (a running appliance, another test).
+	if err := os.WriteFile(conf, []byte("state_dir: "+state+"\ntls:\n  source: off\nadmin:\n  listen: 127.0.0.1:0\n"), 0o600); err != nil {
 		return nil, nil, err
 	}
 	var addr atomic.Value
