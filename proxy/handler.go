@@ -74,7 +74,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		err = s.handleModels(ctx, path, tm)
 	default:
 		err = newAPIError(fasthttp.StatusNotFound, errNotFound,
-			fmt.Sprintf("unknown request URL: %s %s", ctx.Method(), path), nil)
+			fmt.Sprintf("unknown request URL: %s %s", knownMethod(ctx.Method()), clipPath(path)), nil)
 	}
 	if err != nil {
 		var e *apiError
@@ -82,9 +82,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 			e = newAPIError(fasthttp.StatusInternalServerError, errInternal, "internal error", err)
 		}
 		if e.status >= 500 {
-			s.log.Warn("request failed", "path", path, "status", e.status, "error", e.Error())
+			s.log.Warn("request failed", "route", routeLabel(path), "status", e.status, "error", e.Error())
 		} else {
-			s.log.Debug("request refused", "path", path, "status", e.status, "error", e.Error())
+			s.log.Debug("request refused", "route", routeLabel(path), "status", e.status, "error", e.Error())
 		}
 		writeError(ctx, e)
 	}
@@ -93,7 +93,26 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) error {
 	ctx.Response.Header.Set("Allow", allow)
 	return newAPIError(fasthttp.StatusMethodNotAllowed, errInvalidRequest,
-		fmt.Sprintf("method %s not allowed; use %s", ctx.Method(), allow), nil)
+		fmt.Sprintf("method %s not allowed; use %s", knownMethod(ctx.Method()), allow), nil)
+}
+
+// knownMethod names a standard method and nothing else: answers and logs
+// never echo request bytes a client chose freely.
+func knownMethod(m []byte) string {
+	switch s := string(m); s {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT":
+		return s
+	default:
+		return "(non-standard)"
+	}
+}
+
+// clipPath bounds a request path quoted in an answer.
+func clipPath(p string) string {
+	if len(p) > 64 {
+		return p[:64] + "…"
+	}
+	return p
 }
 
 // requestMeta is what the proxy itself needs to read from a request body.
