@@ -144,6 +144,7 @@ func New(o Options) (*Appliance, error) {
 		Secrets:               a.secrets,
 		Tokens:                tokens,
 		MaxRequestBody:        cfg.Proxy.MaxRequestBytes,
+		MaxInFlight:           cfg.Proxy.MaxInFlight,
 		ReadTimeout:           cfg.Proxy.ReadTimeout,
 		UpstreamTimeout:       cfg.Proxy.UpstreamTimeout,
 		StreamIdleTimeout:     cfg.Proxy.StreamIdleTimeout,

@@ -117,6 +117,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 			Chat: g.Timeouts.Chat, Prompts: g.Timeouts.Prompts, Check: g.Timeouts.Check,
 		},
 		MaxRequestBody: g.MaxRequestBytes,
+		MaxInFlight:    g.MaxInFlight,
 		ReadTimeout:    cfg.Proxy.ReadTimeout,
 		Logger:         log,
 		Metrics:        a.admin.in.Gateway(),

@@ -38,15 +38,13 @@ func (m *Manager) Invalidate(ctx context.Context, id string) (Secret, error) {
 	if f == nil {
 		// A relay answering "no secret for ID" to everything would
 		// otherwise force one exchange per request: re-exchanges are
-		// spaced by the shared, jittered backoff.
-		if wait := m.invalidateBackoff(m.o.Now()); wait > 0 {
-			m.flightsMu.Unlock()
-			return Secret{}, &ExchangeBackoffError{Wait: wait}
-		}
+		// spaced by the shared, jittered backoff (the flight waits its
+		// turn; callers wait with it, bounded by their contexts).
+		wait := m.invalidateBackoff(m.o.Now())
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &flight{done: make(chan struct{}), cancel: cancel}
 		m.flights[id] = f
-		go m.fly(fctx, f, id)
+		go m.fly(fctx, f, id, wait)
 	}
 	f.refs++
 	m.flightsMu.Unlock()
@@ -64,38 +62,31 @@ func (m *Manager) Invalidate(ctx context.Context, id string) (Secret, error) {
 	}
 }
 
-// invalidateBackoff returns how long until the next invalidation-driven
-// exchange may start, or 0 and books one now. Called with flightsMu held.
-// After the n-th re-exchange in a row the next waits Backoff.delay(n); a
+// invalidateBackoff books the next invalidation-driven exchange and
+// returns how long until it may start. Called with flightsMu held. After
+// the n-th re-exchange in a row the next starts Backoff.delay(n) later; a
 // quiet spell of twice Backoff.Max starts the count again.
 func (m *Manager) invalidateBackoff(now time.Time) time.Duration {
-	if now.Before(m.nextInvalidate) {
-		return m.nextInvalidate.Sub(now)
+	start := now
+	if m.nextInvalidate.After(now) {
+		start = m.nextInvalidate
 	}
-	if now.Sub(m.lastInvalidate) > 2*m.o.Backoff.Max {
+	if start.Sub(m.lastInvalidate) > 2*m.o.Backoff.Max {
 		m.invalidations = 0
 	}
 	m.invalidations++
-	m.lastInvalidate = now
-	m.nextInvalidate = now.Add(m.o.Backoff.delay(m.invalidations, m.rand()))
-	return 0
+	m.lastInvalidate = start
+	m.nextInvalidate = start.Add(m.o.Backoff.delay(m.invalidations, m.rand()))
+	return start.Sub(now)
 }
-
-// ExchangeBackoffError refuses a re-exchange asked for too soon after the
-// last one; the caller may retry after Wait.
-type ExchangeBackoffError struct{ Wait time.Duration }
-
-// Error says how long to wait.
-func (e *ExchangeBackoffError) Error() string {
-	return fmt.Sprintf("the backend keeps losing inference secrets; the next exchange may start in %s", e.Wait.Round(time.Millisecond))
-}
-
-// RetryAfter is the wait, for callers that pass it on as Retry-After.
-func (e *ExchangeBackoffError) RetryAfter() time.Duration { return e.Wait }
 
 // fly runs the shared exchange and publishes its result to the waiters.
-func (m *Manager) fly(ctx context.Context, f *flight, id string) {
-	f.s, f.err = m.invalidate(ctx, id)
+func (m *Manager) fly(ctx context.Context, f *flight, id string, wait time.Duration) {
+	if wait <= 0 || m.sleep(ctx, wait) {
+		f.s, f.err = m.invalidate(ctx, id)
+	} else {
+		f.err = ctx.Err()
+	}
 	m.flightsMu.Lock()
 	delete(m.flights, id)
 	m.flightsMu.Unlock()

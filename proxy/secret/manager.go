@@ -155,6 +155,20 @@ type Manager struct {
 	invalidations  int
 	lastInvalidate time.Time
 	nextInvalidate time.Time
+	// sleep waits d unless ctx ends first (false); tests drive the clock.
+	sleep func(ctx context.Context, d time.Duration) bool
+}
+
+// sleepCtx waits d on a timer unless ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // NewManager validates o, applies defaults and returns a Manager that is
@@ -205,6 +219,7 @@ func NewManager(o Options) (*Manager, error) {
 		wake:    make(chan struct{}, 1),
 		rand:    randFloat,
 		flights: map[string]*flight{},
+		sleep:   sleepCtx,
 	}
 	m.pub.Store(&published{reason: errors.New("waiting for first attestation")})
 	return m, nil

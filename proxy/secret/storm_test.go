@@ -2,42 +2,48 @@ package secret
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"testing"
 	"time"
 )
 
 // TestInvalidateStormIsSpaced: a relay that answers "no secret for ID" to
-// every request must not get one exchange per request: re-exchanges in a
-// row are spaced by the jittered backoff and callers in between get a
-// retry-after error without an exchange.
+// every request must not get one exchange per request at request rate:
+// re-exchanges in a row wait the growing, jittered backoff (shared by all
+// callers), and a quiet spell starts the count again.
 func TestInvalidateStormIsSpaced(t *testing.T) {
 	h := newHarness(t, nil)
+	var waits []time.Duration
+	h.m.sleep = func(_ context.Context, d time.Duration) bool {
+		waits = append(waits, d)
+		h.clock.Advance(d)
+		return true
+	}
 	ctx := context.Background()
 	h.m.step(ctx)
-	base := h.api.exchanges.Load()
 	cur := h.mustCurrent(t)
-	for range 50 {
+	for range 8 {
 		s, err := h.m.Invalidate(ctx, cur.ID)
-		var be *ExchangeBackoffError
-		switch {
-		case err == nil:
-			cur = s
-		case errors.As(err, &be):
-			if be.RetryAfter() <= 0 {
-				t.Fatalf("backoff error without a wait: %v", err)
-			}
-		default:
+		if err != nil {
 			t.Fatal(err)
 		}
+		cur = s
 	}
-	if n := h.api.exchanges.Load() - base; n != 1 {
-		t.Fatalf("%d exchanges for 50 invalidations without time passing, want 1", n)
+	// The first re-exchange is immediate; each later one waited at least
+	// the backoff's lower bound (jitter takes off up to half).
+	b := h.m.o.Backoff
+	if len(waits) != 7 {
+		t.Fatalf("%d waits for 8 re-exchanges in a row, want 7: %v", len(waits), waits)
 	}
-	h.clock.Advance(8 * time.Second) // Backoff.Max
-	if _, err := h.m.Invalidate(ctx, cur.ID); err != nil {
-		t.Fatalf("after the backoff: %v", err)
+	for i, w := range waits {
+		if lo := b.delay(i+1, 1); w < lo {
+			t.Fatalf("re-exchange %d waited %v, want at least %v (all: %v)", i+2, w, lo, waits)
+		}
+	}
+	h.clock.Advance(2*b.Max + time.Second)
+	waits = nil
+	if _, err := h.m.Invalidate(ctx, cur.ID); err != nil || len(waits) != 0 {
+		t.Fatalf("after a quiet spell: %v, waits %v", err, waits)
 	}
 }
 
