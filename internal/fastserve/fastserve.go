@@ -18,6 +18,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -54,7 +55,8 @@ type Config struct {
 	IdleTimeout  time.Duration
 	// MaxInFlight caps requests handled at once, streams included until
 	// they end (see Detach); default 512. Requests over it get 503 with
-	// Retry-After at once.
+	// Retry-After at once, as do connections over MaxConnsPerInFlight
+	// times it (before any of their bytes are read).
 	MaxInFlight int
 	// RetryAfter is the Retry-After of an overload answer; default 1s.
 	RetryAfter time.Duration
@@ -68,10 +70,20 @@ type Server struct {
 	log    *slog.Logger
 	linger lingerOptions
 
+	// open counts connections being served; past MaxConnsPerInFlight ×
+	// MaxInFlight new ones are refused before fasthttp reads anything, so
+	// bodies read ahead of the in-flight cap stay bounded too.
+	open     atomic.Int64
+	refusing chan struct{} // slots for refused connections lingering
+
 	mu     sync.Mutex
 	closed bool
 	lns    []net.Listener
 }
+
+// MaxConnsPerInFlight is how many open connections a listener serves per
+// in-flight slot (keep-alive connections idle most of the time).
+const MaxConnsPerInFlight = 4
 
 // New builds the server of c.
 func New(c Config) *Server {
@@ -96,6 +108,9 @@ func New(c Config) *Server {
 	s := &Server{
 		cfg:    c,
 		slots:  make(chan struct{}, c.MaxInFlight),
+		// Refused connections linger (answer, drain, close) at most this
+		// many at a time; beyond, they are closed at once.
+		refusing: make(chan struct{}, 64),
 		log:    c.Logger.With("listener", c.Name),
 		linger: defaultLinger,
 	}
@@ -110,10 +125,6 @@ func New(c Config) *Server {
 		IdleTimeout:           c.IdleTimeout,
 		MaxRequestBodySize:    c.MaxRequestBody,
 		ReadBufferSize:        c.ReadBufferSize,
-		// Connections beyond this get fasthttp's own 503; it bounds the
-		// bodies being read before any handler (and the in-flight cap)
-		// sees them: memory ≤ Concurrency × MaxRequestBody.
-		Concurrency: 4 * c.MaxInFlight,
 		// A multipart body is a prompt or an audio file: fasthttp would
 		// parse it before the handler and spill bodies over 16 MiB to
 		// $TMPDIR in cleartext. Handlers read bodies themselves.
@@ -147,7 +158,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lns = append(s.lns, ln)
 	s.mu.Unlock()
-	return s.srv.Serve(lingerListener{Listener: ln, opts: &s.linger})
+	return s.srv.Serve(&lingerListener{Listener: ln, opts: &s.linger, open: &s.open,
+		maxOpen: int64(MaxConnsPerInFlight * s.cfg.MaxInFlight), refusing: s.refusing, retryAfter: s.cfg.RetryAfter})
 }
 
 // Shutdown stops every listener, current and future, and waits until open

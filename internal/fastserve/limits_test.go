@@ -252,3 +252,61 @@ func TestWatchClientCancelsWhenTheClientLeaves(t *testing.T) {
 		t.Fatalf("cause %v, want ErrClientGone", err)
 	}
 }
+
+// TestConnectionCapAnswersReadably: connections beyond the cap are
+// refused before any byte is read, with a 503 and Retry-After the client
+// reads after writing its whole (large) request.
+func TestConnectionCapAnswersReadably(t *testing.T) {
+	_, addr := start(t, Config{MaxInFlight: 1, RetryAfter: 2 * time.Second, MaxRequestBody: 32 << 20,
+		Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }})
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range MaxConnsPerInFlight {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp := readResponse(t, c); resp.StatusCode != 200 {
+			t.Fatalf("connection within the cap: %d", resp.StatusCode)
+		}
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := bytes.Repeat([]byte("a"), 16<<20)
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(body))
+	if _, err := c.Write(body); err != nil {
+		t.Fatalf("writing the body to a refused connection: %v", err)
+	}
+	resp := readResponse(t, c)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "2" {
+		t.Fatalf("over the connection cap: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// Closing one held connection frees its place (once the server has
+	// seen the close).
+	held[0].Close()
+	held = held[1:]
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c2, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c2, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp := readResponse(t, c2)
+		c2.Close()
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed connection's place was not freed: %d", resp.StatusCode)
+		}
+	}
+}

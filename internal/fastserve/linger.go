@@ -2,6 +2,7 @@ package fastserve
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"sync/atomic"
@@ -20,24 +21,57 @@ type lingerOptions struct {
 // a client cannot hold a worker.
 var defaultLinger = lingerOptions{maxBytes: 64 << 20, maxTime: 2 * time.Second}
 
-// lingerListener wraps every accepted connection in a lingerConn.
+// lingerListener wraps every accepted connection in a lingerConn and
+// refuses connections over maxOpen with a readable 503.
 type lingerListener struct {
 	net.Listener
-	opts *lingerOptions
+	opts       *lingerOptions
+	open       *atomic.Int64
+	maxOpen    int64
+	refusing   chan struct{}
+	retryAfter time.Duration
 }
 
 // Accept wraps the next connection; a TLS connection stays visible as TLS
 // to fasthttp (RequestCtx.IsTLS).
-func (l lingerListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+func (l *lingerListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.open.Add(1) > l.maxOpen {
+			l.open.Add(-1)
+			l.refuse(c)
+			continue
+		}
+		lc := &lingerConn{Conn: c, opts: l.opts, open: l.open}
+		if tc, ok := c.(*tls.Conn); ok {
+			return &lingerTLSConn{lingerConn: lc, tc: tc}, nil
+		}
+		return lc, nil
 	}
-	lc := &lingerConn{Conn: c, opts: l.opts}
-	if tc, ok := c.(*tls.Conn); ok {
-		return &lingerTLSConn{lingerConn: lc, tc: tc}, nil
+}
+
+// refuse answers a connection over the cap with 503 and Retry-After and
+// closes it gracefully in the background, a bounded number at a time.
+func (l *lingerListener) refuse(c net.Conn) {
+	select {
+	case l.refusing <- struct{}{}:
+	default:
+		_ = c.Close() // a flood: no answer rather than unbounded goroutines
+		return
 	}
-	return lc, nil
+	go func() {
+		defer func() { <-l.refusing }()
+		secs := max(int((l.retryAfter+time.Second-1)/time.Second), 1)
+		msg := "Service Unavailable: too many connections; retry shortly\n"
+		_ = c.SetWriteDeadline(time.Now().Add(l.opts.maxTime))
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: %d\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", secs, len(msg), msg)
+		lc := &lingerConn{Conn: c, opts: l.opts}
+		lc.lingerOnClose()
+		_ = lc.Close()
+	}()
 }
 
 // lingerer is a connection that can be told to close gracefully.
@@ -52,6 +86,8 @@ type lingerConn struct {
 	net.Conn
 	opts   *lingerOptions
 	linger atomic.Bool
+	open   *atomic.Int64 // the listener's count, decremented once on Close
+	closed atomic.Bool
 }
 
 func (c *lingerConn) lingerOnClose() { c.linger.Store(true) }
@@ -60,6 +96,9 @@ func (c *lingerConn) lingerOnClose() { c.linger.Store(true) }
 func (c *lingerConn) Close() error {
 	if c.linger.CompareAndSwap(true, false) {
 		c.drain()
+	}
+	if c.open != nil && c.closed.CompareAndSwap(false, true) {
+		c.open.Add(-1)
 	}
 	return c.Conn.Close()
 }
