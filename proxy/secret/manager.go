@@ -106,7 +106,11 @@ type Status struct {
 
 // published is what the request path reads: one atomic load, no lock.
 type published struct {
-	secret    *Secret
+	secret *Secret
+	// prev is the secret the last rotation replaced while trust held:
+	// streams that started under it may finish (the server's lease runs
+	// on). Revocation publishes no prev.
+	prev      *Secret
 	reason    error // why there is no secret (secret == nil)
 	rotateErr error // why the last rotation failed (secret != nil)
 }
@@ -255,6 +259,16 @@ func (m *Manager) wakeLoop() {
 	case m.wake <- struct{}{}:
 	default:
 	}
+}
+
+// Trusted reports whether the secret id is still trusted: the current one,
+// or the one the last rotation replaced while the backend stayed attested.
+// After a failed attestation or a withdrawn secret, no earlier secret is
+// trusted again, even when a new one has been agreed since: a stream
+// started under it stops.
+func (m *Manager) Trusted(id string) bool {
+	p := m.pub.Load()
+	return p.secret != nil && (p.secret.ID == id || p.prev != nil && p.prev.ID == id)
 }
 
 // Reattest asks the loop to attest again now, even while backing off. It
@@ -450,7 +464,7 @@ func (m *Manager) exchangeLocked(ctx context.Context) error {
 		m.st.lastErr = err
 		m.mu.Unlock()
 		if cur := m.st.secret; cur != nil {
-			m.pub.Store(&published{secret: cur, rotateErr: err})
+			m.pub.Store(&published{secret: cur, prev: m.pub.Load().prev, rotateErr: err})
 		} else {
 			m.pub.Store(&published{reason: err})
 		}
@@ -471,7 +485,7 @@ func (m *Manager) exchangeLocked(ctx context.Context) error {
 	m.st.secret, m.st.secretMeshCA, m.st.secretCreatedAt = &s, m.st.meshCA, start
 	m.st.exchangeFailed = false
 	m.mu.Unlock()
-	m.pub.Store(&published{secret: &s})
+	m.pub.Store(&published{secret: &s, prev: m.pub.Load().secret})
 	m.log.Info("inference secret installed", "secret", s)
 	m.notify()
 	return nil

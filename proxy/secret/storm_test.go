@@ -79,3 +79,33 @@ func TestFailedInvalidateWakesTheLoop(t *testing.T) {
 		t.Fatalf("not recovered: %v", err)
 	}
 }
+
+// TestTrustedFollowsRotationAndRevocation: a stream may finish under the
+// secret a rotation replaced, but not under any secret from before a
+// failed attestation, even once a new secret is agreed.
+func TestTrustedFollowsRotationAndRevocation(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	h.m.step(ctx)
+	s1 := h.mustCurrent(t)
+	h.clock.Advance(testLifetime - testRotate) // rotation due
+	h.m.step(ctx)
+	s2 := h.mustCurrent(t)
+	if s2.ID == s1.ID || !h.m.Trusted(s1.ID) || !h.m.Trusted(s2.ID) {
+		t.Fatalf("after a rotation: trusted(old) %v trusted(new) %v", h.m.Trusted(s1.ID), h.m.Trusted(s2.ID))
+	}
+	h.api.badEvidence.Store(true)
+	h.m.Reattest()
+	h.m.step(ctx)
+	if h.m.Trusted(s2.ID) || h.m.Trusted(s1.ID) {
+		t.Fatal("a secret is trusted after the attestation failed")
+	}
+	h.api.badEvidence.Store(false)
+	h.m.Reattest()
+	h.clock.Advance(time.Minute)
+	h.m.step(ctx)
+	s3 := h.mustCurrent(t)
+	if !h.m.Trusted(s3.ID) || h.m.Trusted(s2.ID) || h.m.Trusted(s1.ID) {
+		t.Fatalf("after recovery: new %v, pre-failure %v %v", h.m.Trusted(s3.ID), h.m.Trusted(s2.ID), h.m.Trusted(s1.ID))
+	}
+}
