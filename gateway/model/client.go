@@ -33,7 +33,6 @@ const (
 	// after [DONE]. Reading to the end is what lets the transport keep the
 	// connection; a proxy that lingers only costs that connection.
 	doneDrainTimeout = time.Second
-	doneDrainEvents  = 4
 
 	// maxPooledBuf keeps one huge answer from pinning its buffer.
 	maxPooledBuf = 1 << 20
@@ -528,13 +527,10 @@ func (c *Client) afterDone(rd *sse.Reader, watchdog *time.Timer, u *url.URL, res
 		return fail("stream ended without a finish reason")
 	}
 	watchdog.Reset(doneDrainTimeout)
-	for range doneDrainEvents {
-		if _, err := rd.Next(); err != nil {
-			return nil // the end, or a slow close: the answer is complete
-		}
+	if _, err := rd.Next(); err == nil {
 		return fail("the model stream sent events after [DONE]")
 	}
-	return nil
+	return nil // the end, or a slow close: the answer is complete
 }
 
 func (c *Client) stallError(u *url.URL) *Error {

@@ -106,13 +106,13 @@ func New(c Config) *Server {
 		c.Answer = answerText
 	}
 	s := &Server{
-		cfg:    c,
-		slots:  make(chan struct{}, c.MaxInFlight),
+		cfg:   c,
+		slots: make(chan struct{}, c.MaxInFlight),
 		// Refused connections linger (answer, drain, close) at most this
 		// many at a time; beyond, they are closed at once.
 		refusing: make(chan struct{}, 64),
-		log:    c.Logger.With("listener", c.Name),
-		linger: defaultLinger,
+		log:      c.Logger.With("listener", c.Name),
+		linger:   defaultLinger,
 	}
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,
