@@ -238,7 +238,7 @@ func (f *front) checkOnce(ctx context.Context) *modelCheck {
 		}
 	}
 	if len(missing) > 0 {
-		return &modelCheck{reason: fmt.Sprintf("configured model %s not served by the backend (it serves: %s); fix gateway.models / gateway.allowed_models",
+		return &modelCheck{reason: fmt.Sprintf("configured model %s not served by the backend (it serves %s); fix gateway.models / gateway.allowed_models",
 			strings.Join(missing, ", "), strings.Join(served, ", "))}
 	}
 	return &modelCheck{ok: true}
