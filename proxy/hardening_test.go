@@ -18,17 +18,21 @@ import (
 // backend sees its request context end), instead of the model generating
 // to the end for nobody.
 func TestCallerGoneCancelsUpstream(t *testing.T) {
-	h := newHarness(t, nil)
-	h.be.mode = "slow"
-	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.be.mode = "slow"
+			conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := chatBody(stream)
+			fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			waitFor(t, "the request to reach the backend", func() bool { return h.be.calls.Load() == 1 })
+			conn.Close()
+			waitFor(t, "the backend to see the request cancelled", func() bool { return h.be.cancelled.Load() == 1 })
+		})
 	}
-	body := chatBody(false)
-	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-	waitFor(t, "the request to reach the backend", func() bool { return h.be.calls.Load() == 1 })
-	conn.Close()
-	waitFor(t, "the backend to see the request cancelled", func() bool { return h.be.cancelled.Load() == 1 })
 }
 
 // waitFor polls cond; the bound only turns a hang into a failure.
