@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
@@ -34,7 +36,7 @@ type Sandbox struct {
 
 // Options configures an Appliance.
 type Options struct {
-	Config  *Config
+	Config  *config.Config
 	Logger  *slog.Logger
 	Version string
 	Sandbox *Sandbox
@@ -64,6 +66,9 @@ type Appliance struct {
 
 // New builds the appliance from configuration; it does no network I/O.
 func New(o Options) (*Appliance, error) {
+	if o.Sandbox != nil && !SandboxBuilt {
+		return nil, errors.New("sandbox mode is not part of this build: a packaged duo-confidential never trusts test roots")
+	}
 	cfg := o.Config
 	log := o.Logger
 	if log == nil {
@@ -133,7 +138,7 @@ func New(o Options) (*Appliance, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := proxy.ParseTokenDigests(digests)
+	tokens, err := bearer.ParseDigests(digests)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +163,7 @@ func New(o Options) (*Appliance, error) {
 	if sb != nil {
 		po.Notice = "SANDBOX MODE: local sandbox backend with test-signed evidence, NOT CONFIDENTIAL"
 	}
-	if cfg.Proxy.CacheSalt == CacheSaltShared {
+	if cfg.Proxy.CacheSalt == config.CacheSaltShared {
 		b, err := os.ReadFile(cfg.Proxy.SharedSaltFile)
 		if err != nil {
 			return nil, fmt.Errorf("read proxy.shared_salt_file: %w", err)
@@ -194,6 +199,9 @@ func (a *Appliance) verifier() (*attest.Verifier, error) {
 	}
 	v := &attest.Verifier{TrustLog: tl}
 	v.Hardware.MaxCollateralAge = cfg.Attestation.Collateral.MaxAge
+	if v.Hardware.TCBPolicy, err = cfg.TCBPolicy(); err != nil {
+		return nil, err
+	}
 	if sb := a.o.Sandbox; sb != nil {
 		v.Manifest = attest.ManifestPolicy{Mode: attest.ModePinned, Pinned: sb.Manifest}
 		v.Hardware.Roots = sb.Roots

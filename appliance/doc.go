@@ -1,4 +1,6 @@
-// Package appliance holds the config, wiring and lifecycle of the appliance's
-// parts: the configuration file and its environment overrides live here, and
-// so will the code that starts the proxy and gateway from that configuration.
+// Package appliance wires and runs the appliance's parts from a
+// configuration (package config): the attesting proxy, the GitLab gateway,
+// TLS and the admin UI; it owns their lifecycle (start, readiness, reload,
+// drain). Configuration lives in appliance/config, the installation checks
+// in appliance/doctor.
 package appliance

@@ -19,6 +19,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
@@ -107,7 +108,7 @@ func startEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := appliance.Default()
+	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
 	// These tests speak plain HTTP; tls_test.go covers the listeners' TLS.
 	cfg.TLS.Source = apptls.SourceOff

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"github.com/duo-confidential/duo-confidential/gateway/modeloutput"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
-	"github.com/valyala/fasthttp"
 )
 
 // legacyInvokable is one /v1/chat/<invokable>: the feature whose model
@@ -158,7 +160,7 @@ func (s *Server) handleLegacyChat(c *call) error {
 	if name == "" {
 		name = modelID
 	}
-	return c.writeJSON(legacyChatResponse{Response: prompts.StripReasoning(res.Text), Metadata: legacyChatMetadata{
+	return c.writeJSON(legacyChatResponse{Response: modeloutput.StripReasoning(res.Text), Metadata: legacyChatMetadata{
 		Provider: legacyProvider, Model: name, Timestamp: s.o.Now().Unix(),
 	}})
 }

@@ -21,8 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/jwks"
-	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
 )
@@ -60,11 +61,11 @@ type fixtureOptions struct {
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	store, err := keys.Open(filepath.Join(dir, "keys"), keys.Options{Bits: keys.MinBits, Now: func() time.Time { return t0.Add(-48 * time.Hour) }})
+	store, err := keys.Open(filepath.Join(dir, statedir.KeysDir), keys.Options{Bits: keys.MinBits, Now: func() time.Time { return t0.Add(-48 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pw := filepath.Join(dir, "admin-password")
+	pw := filepath.Join(dir, statedir.AdminPasswordFile)
 	if !fo.noPassword {
 		if err := WritePasswordFile(pw, []byte(testPassword), 4); err != nil {
 			t.Fatal(err)
@@ -118,8 +119,11 @@ func fixtureSources(store *keys.Store) Sources {
 	res := &attest.Result{
 		Platform: attest.PlatformTDX, Verdict: attest.VerdictAccepted, VerifiedAt: t0.Add(-10 * time.Minute),
 		EvidenceSHA256: strings.Repeat("e", 64), ManifestSHA256: strings.Repeat("a", 64), PolicyHash: strings.Repeat("c", 64), Product: "00806F050000",
-		Measurements: []attest.Measurement{{Name: "MRTD", Actual: strings.Repeat("1", 96), Expected: strings.Repeat("1", 96), Match: true}},
-		TCB:          []attest.TCBComponent{{Name: "TDX TCB", Actual: "3", Minimum: "3", Status: "UpToDate"}},
+		Measurements:  []attest.Measurement{{Name: "MRTD", Actual: strings.Repeat("1", 96), Expected: strings.Repeat("1", 96), Match: true}},
+		TCB:           []attest.TCBComponent{{Name: "TDX TCB", Actual: "3", Minimum: "3", Status: "UpToDate"}},
+		TCBStatus:     "SWHardeningNeeded",
+		TCBAdvisories: []string{"INTEL-SA-00615"},
+		TCBAcceptedBy: "TDX TCB level: status SWHardeningNeeded accepted by operator policy",
 		Collateral: []attest.CollateralUse{{Name: "TDX TCB info", Source: "bundle", IssueDate: t0.Add(-72 * time.Hour), NextUpdate: t0.Add(27 * 24 * time.Hour)},
 			{Name: "PCK CRL", Source: "online", FetchedAt: t0.Add(-time.Hour), NextUpdate: t0.Add(-time.Minute)}},
 		Checks: []attest.Check{{Name: "quote signature", OK: true}, {Name: "report data binding", OK: true}},
@@ -267,7 +271,7 @@ func diffLines(want, got string) string {
 }
 
 func mustDigest(tok string) string {
-	return proxy.TokenDigest(tok)
+	return bearer.Digest(tok)
 }
 
 func readme(t *testing.T) string {

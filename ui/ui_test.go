@@ -12,7 +12,7 @@ import (
 // pages and a string each must show.
 var pageWants = map[string][]string{
 	"/admin/":            {"<h1>Overview</h1>", "Attestation", "tdx evidence accepted 10m ago", "2 keys loaded", "v1.2.3-test"},
-	"/admin/attestation": {"MRTD", "UpToDate", "TDX TCB info", "hash chain verified", "stale", strings.Repeat("a", 64)},
+	"/admin/attestation": {"MRTD", "UpToDate", "SWHardeningNeeded", "INTEL-SA-00615", "accepted by operator policy", "TDX TCB info", "hash chain verified", "stale", strings.Repeat("a", 64)},
 	"/admin/gitlab":      {"Local AI Gateway URL", "custom_openai/code-small", "custom_openai/chat-large", "Indirect connections", "model_configuration%2Fcheck", "test fixture: no model"},
 	"/admin/keys":        {"Rotate signing key", "signing", "2048 bits", "oauth/discovery/keys"},
 	"/admin/tls":         {"duo.example.com, 10.0.0.5", "duo-confidential internal CA", "soon"},

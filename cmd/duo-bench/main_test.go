@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 )
 
 // TestMain lets the soak part re-execute this test binary as its child.
@@ -33,7 +33,7 @@ func TestHarnessTiny(t *testing.T) {
 	}
 	// Hold the appliance's default admin port, as a running appliance or
 	// another test would: the harness must bind only free ports.
-	if ln, err := net.Listen("tcp", appliance.DefaultAdminListen); err == nil {
+	if ln, err := net.Listen("tcp", config.DefaultAdminListen); err == nil {
 		defer ln.Close()
 	}
 	jsonPath := filepath.Join(t.TempDir(), "report.json")

@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 )
 
@@ -26,7 +26,7 @@ type AttestCmd struct {
 // evidence. Exit status 0 means accepted; 1 means rejected or failed.
 type AttestVerifyCmd struct {
 	Doc        string `help:"Attestation document (JSON as returned by /privatemode/v1/attest)." type:"existingfile" xor:"input" required:""`
-	TDXQuote   string `name:"tdx-quote" help:"Raw TDX QuoteV4 (binary)." type:"existingfile" xor:"input" required:""`
+	TDXQuote   string `name:"tdx-quote" help:"Raw TDX quote, v4 or v5 (Intel binary form)." type:"existingfile" xor:"input" required:""`
 	SNPReport  string `name:"snp-report" help:"Raw SEV-SNP report, optionally followed by its certificate table." type:"existingfile" xor:"input" required:""`
 	Nonce      string `help:"The 32-byte nonce the document was requested with (hex or base64). Required with --doc."`
 	ReportData string `name:"report-data" help:"Expected REPORT_DATA for raw evidence (hex, up to 64 bytes, zero-padded)."`
@@ -59,9 +59,14 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 			return fmt.Errorf("--nonce: %w", err)
 		}
 	}
+	tcbPolicy, err := cfg.TCBPolicy()
+	if err != nil {
+		return err
+	}
 	hw := attest.HardwareOptions{
 		MaxCollateralAge: cfg.Attestation.Collateral.MaxAge,
 		SkipCollateral:   c.SkipCollateral,
+		TCBPolicy:        tcbPolicy,
 	}
 	if c.At != "" {
 		at, err := time.Parse(time.RFC3339, c.At)
@@ -69,6 +74,9 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 			return fmt.Errorf("--at: %w (want RFC 3339, e.g. 2026-11-25T12:00:00Z)", err)
 		}
 		hw.Now = at
+	}
+	if c.TestRoots != "" && !testRootsBuilt {
+		return errNoTestRoots("--test-roots")
 	}
 	if c.TestRoots != "" {
 		b, err := os.ReadFile(c.TestRoots)
@@ -110,7 +118,7 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 	return nil
 }
 
-func (c *AttestVerifyCmd) verifyDoc(ctx context.Context, cfg *appliance.Config, hw attest.HardwareOptions, nonce []byte) (*attest.Result, error) {
+func (c *AttestVerifyCmd) verifyDoc(ctx context.Context, cfg *config.Config, hw attest.HardwareOptions, nonce []byte) (*attest.Result, error) {
 	b, err := os.ReadFile(c.Doc)
 	if err != nil {
 		return nil, fmt.Errorf("read document: %w", err)
@@ -285,6 +293,15 @@ func printResult(w io.Writer, res *attest.Result, asJSON, signatureOnly, testRoo
 	fmt.Fprintf(tw, "Evidence SHA-256:\t%s\n", orDash(res.EvidenceSHA256))
 	fmt.Fprintf(tw, "Manifest SHA-256:\t%s\n", orDash(res.ManifestSHA256))
 	fmt.Fprintf(tw, "Coordinator policy:\t%s\n", orDash(res.PolicyHash))
+	if res.TCBStatus != "" {
+		fmt.Fprintf(tw, "TCB status:\t%s\n", res.TCBStatus)
+	}
+	if len(res.TCBAdvisories) > 0 {
+		fmt.Fprintf(tw, "TCB advisories:\t%s\n", strings.Join(res.TCBAdvisories, ", "))
+	}
+	if res.TCBAcceptedBy != "" {
+		fmt.Fprintf(tw, "TCB accepted by:\t%s\n", res.TCBAcceptedBy)
+	}
 	if len(res.Measurements) > 0 {
 		fmt.Fprintf(tw, "\nMeasurement\tActual\tExpected\tMatch\n")
 		for _, m := range res.Measurements {

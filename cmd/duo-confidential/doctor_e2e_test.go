@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,11 +12,37 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/appliance/doctor"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
-	"github.com/duo-confidential/duo-confidential/proxy"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
+
+// updateDoctor is the e2e twin of package doctor's flag; both rewrite only
+// their own testdata/doctor.
+var updateDoctor = flag.Bool("update-doctor", false, "rewrite the golden files under testdata/doctor")
+
+// golden compares got with testdata/doctor/name, or rewrites it with
+// -update-doctor.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "doctor", name)
+	if *updateDoctor {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run Doctor -update-doctor to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (rerun with -update-doctor if intended)\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
 
 // doctorLines maps each check name to its status and detail line in a
 // text report.
@@ -39,7 +66,7 @@ func freshInstall(t *testing.T) (cfg, state string) {
 	if err := os.Mkdir(state, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return writeTemp(t, "config.yaml", string(appliance.ExampleConfig)), state
+	return writeTemp(t, "config.yaml", string(config.ExampleConfig)), state
 }
 
 // TestDoctorFreshInstallOffline is what the package test runs in a new
@@ -54,20 +81,20 @@ func TestDoctorFreshInstallOffline(t *testing.T) {
 	}
 	out := strings.ReplaceAll(r.stdout, state, "<STATE>")
 	out = strings.ReplaceAll(out, cfg, "<CONFIG>")
-	out = strings.ReplaceAll(out, "owner "+serviceOwner().name, "owner <OWNER>")
-	out = strings.ReplaceAll(out, strings.Join(appliance.Default().TLSNames(), ", "), "<TLS NAMES>")
+	out = strings.ReplaceAll(out, "owner "+doctor.ExpectedOwner(), "owner <OWNER>")
+	out = strings.ReplaceAll(out, strings.Join(config.Default().TLSNames(), ", "), "<TLS NAMES>")
 	out = regexp.MustCompile(`\d+ MB free`).ReplaceAllString(out, "<N> MB free")
 	golden(t, "fresh-offline.txt", out)
 
 	// --json says the same, as an array.
 	r = runBin(t, []string{"DUO_CONFIDENTIAL_STATE_DIR=" + state}, "--config", cfg, "doctor", "--offline", "--json")
 	r.want(t, 0, nil, nil)
-	var results []checkResult
+	var results []struct{ Name, Status, Detail, Fix string }
 	if err := json.Unmarshal([]byte(r.stdout), &results); err != nil {
 		t.Fatalf("--json: %v\n%s", err, r.stdout)
 	}
 	for _, res := range results {
-		if res.Status == statusFail {
+		if res.Status == "FAIL" {
 			t.Errorf("fresh install: %+v", res)
 		}
 	}
@@ -98,7 +125,7 @@ func TestDoctorPermissions(t *testing.T) {
 		cfg, state := freshInstall(t)
 		env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + state}
 		runBin(t, env, "--config", cfg, "tls", "ca-cert").want(t, 0, []string{"BEGIN CERTIFICATE"}, nil)
-		key := filepath.Join(state, "local-ca", "ca.key")
+		key := filepath.Join(state, statedir.LocalCADir, statedir.LocalCAKeyFile)
 		for path, mode := range map[string]os.FileMode{state: 0o755, key: 0o644} {
 			if err := os.Chmod(path, mode); err != nil {
 				t.Fatal(err)
@@ -177,14 +204,14 @@ gateway:
     default: %s
     code_completions: %s
   completion_format: suffix
-`, writeTemp(t, "gitlab-ca.pem", string(gl.CertPEM)), freeAddr(t), proxy.TokenDigest(token), freeAddr(t), gl.URL, sandbox.ModelChat, sandbox.ModelCode))
+`, writeTemp(t, "gitlab-ca.pem", string(gl.CertPEM)), freeAddr(t), bearer.Digest(token), freeAddr(t), gl.URL, sandbox.ModelChat, sandbox.ModelCode))
 	state := t.TempDir()
 	env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + state}
 	serve := startProc(t, env, "--config", cfg, "serve", "--sandbox", dir, "--drain", "1s")
 
 	// Doctor runs while the appliance is up; wait until the gateway says
 	// it is ready, as an admin would after a start.
-	parsed, err := appliance.Load(cfg)
+	parsed, err := config.Load(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +236,7 @@ gateway:
 		}
 	})
 	t.Run("with the proxy token", func(t *testing.T) {
-		r := runBin(t, append(env, appliance.EnvProxyToken+"="+token), "--config", cfg, "doctor", "--sandbox", dir)
+		r := runBin(t, append(env, config.EnvProxyToken+"="+token), "--config", cfg, "doctor", "--sandbox", dir)
 		r.want(t, 0, nil, nil)
 		lines := doctorLines(t, r.stdout)
 		want := map[string]string{

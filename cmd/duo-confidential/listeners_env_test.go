@@ -21,6 +21,7 @@ import (
 	"testing"
 
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
@@ -176,7 +177,7 @@ admin:
 	env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + e.state, "DUO_CONFIDENTIAL_ADMIN_LISTEN=" + e.admAdr}
 	e.serve = startProc(t, env, "--config", cfg, "serve", "--sandbox", dir, "--listen", e.proxyAddr, "--drain", "10s")
 	e.client = localCAClient(t, e.state)
-	pemCA, err := os.ReadFile(filepath.Join(e.state, "local-ca", "ca.crt"))
+	pemCA, err := os.ReadFile(filepath.Join(e.state, statedir.LocalCADir, statedir.LocalCACertFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
@@ -59,12 +59,12 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 	p := &proc{name: args[0], done: make(chan struct{})}
 	p.cmd = exec.Command(binPath, args...)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, appliance.EnvPrefix) {
+		if !strings.HasPrefix(kv, config.EnvPrefix) {
 			p.cmd.Env = append(p.cmd.Env, kv)
 		}
 	}
 	// Parallel appliances must not all claim the admin UI's default port.
-	p.cmd.Env = append(p.cmd.Env, appliance.EnvPrefix+"ADMIN_LISTEN=127.0.0.1:0")
+	p.cmd.Env = append(p.cmd.Env, config.EnvPrefix+"ADMIN_LISTEN=127.0.0.1:0")
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {

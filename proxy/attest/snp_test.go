@@ -320,6 +320,8 @@ func TestSNPRevocationAndFreshness(t *testing.T) {
 		{"past nextUpdate", crl(snpNow.Add(-8 * 24 * time.Hour)), snpNow.Add(-time.Hour), 0, ErrCollateralStale, "AMD CRL"},
 		{"fetched too long ago", crl(snpNow.Add(-time.Hour)), snpNow.Add(-3 * time.Hour), 2 * time.Hour, ErrCollateralStale, "AMD CRL"},
 		{"no fetch time", crl(snpNow.Add(-time.Hour)), time.Time{}, 0, ErrCollateralStale, "AMD CRL"},
+		{"fetched in the future", crl(snpNow.Add(-time.Hour)), snpNow.Add(time.Hour), 0, ErrCollateral, "AMD CRL"},
+		{"issued in the future", crl(snpNow.Add(time.Hour)), snpNow, 0, ErrCollateral, "AMD CRL"},
 		{"missing", nil, snpNow, 0, ErrCollateral, "AMD CRL"},
 		{"garbage", map[string]attesttest.Response{kds.CrlLinkByKey("Milan", abi.VcekReportSigner): {Body: []byte("junk")}}, snpNow, 0, ErrCollateral, "AMD CRL"},
 	}

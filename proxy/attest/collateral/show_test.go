@@ -24,6 +24,7 @@ func TestNameURL(t *testing.T) {
 		{pckCRLURL, KindPCKCRL, "PCK CRL (platform)"},
 		{IntelRootCACRLURL, KindIntelRootCRL, "Intel root CA CRL"},
 		{vcekURL, KindAMDVCEK, "AMD VCEK (Milan, chip 0123456789abcdef…, TCB bl=3 tee=0 snp=8 ucode=115)"},
+		{"https://kdsintf.amd.com/vcek/v1/Turin/1e550a8ee5cf9f4d?fmcSPL=0&blSPL=0&teeSPL=0&snpSPL=0&ucodeSPL=9", KindAMDVCEK, "AMD VCEK (Turin, chip 1e550a8ee5cf9f4d, TCB fmc=0 bl=0 tee=0 snp=0 ucode=9)"},
 		{chainURL, KindAMDCertChain, "AMD cert chain (Milan)"},
 		{amdCRLURL, KindAMDCRL, "AMD CRL (Milan)"},
 		{"https://kdsintf.amd.com/vlek/v1/Genoa/crl", KindAMDCRL, "AMD VLEK CRL (Genoa)"},
