@@ -12,9 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -22,87 +20,6 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
-
-// cutRelay is a capturing TCP relay in front of the sandbox (standing in
-// for the untrusted Privatemode API gateway) that can cut answers short:
-// while cut > 0, each connection forwards at most cut bytes of its answer
-// and then closes.
-type cutRelay struct {
-	capture
-	cut atomic.Int64
-}
-
-func startCutRelay(t *testing.T, dir string) *cutRelay {
-	t.Helper()
-	epFile := filepath.Join(dir, sandboxEndpointFile)
-	ep, err := os.ReadFile(epFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := strings.TrimPrefix(strings.TrimSpace(string(ep)), "http://")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &cutRelay{}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			down, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = down.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, down, up)
-			mu.Unlock()
-			wg.Go(func() {
-				_, _ = io.Copy(io.MultiWriter(up, &r.capture), down)
-				_ = up.Close()
-			})
-			wg.Go(func() {
-				defer down.Close()
-				defer up.Close()
-				sent := int64(-1)
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := up.Read(buf)
-					chunk := buf[:n]
-					if c := r.cut.Load(); c > 0 && n > 0 {
-						sent = max(sent, 0)
-						chunk = chunk[:min(int64(n), max(c-sent, 0))]
-						sent += int64(len(chunk))
-					}
-					if _, werr := down.Write(chunk); werr != nil || err != nil {
-						return
-					}
-					if c := r.cut.Load(); c > 0 && sent >= c {
-						return
-					}
-				}
-			})
-		}
-	})
-	if err := os.WriteFile(epFile, []byte("http://"+ln.Addr().String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 // TestPlaintextCanaryHardening drives the real binary (plain HTTP, debug
 // logs, $TMPDIR watched) through the paths an outside review found: a
@@ -114,7 +31,7 @@ func startCutRelay(t *testing.T, dir string) *cutRelay {
 func TestPlaintextCanaryHardening(t *testing.T) {
 	t.Parallel()
 	dir := startSandboxProc(t)
-	relay := startCutRelay(t, dir)
+	relay := interpose(t, dir)
 	tmp := t.TempDir()
 	addr := freeAddr(t)
 	cfg := writeTemp(t, "config.yaml", "log:\n  level: debug\n")
@@ -268,41 +185,74 @@ func TestPlaintextCanaryHardening(t *testing.T) {
 	}
 }
 
-// TestOversizedBodyAnswerBinary sends a 10 MiB code completion to the real
-// gateway, the whole body before reading, as most clients do: the client
-// reads a 413 in GitLab's shape, not a broken pipe, and the gateway goes
-// on serving.
-func TestOversizedBodyAnswerBinary(t *testing.T) {
+// TestGatewayHardeningBinary drives the real gateway: a 10 MiB code
+// completion written whole before reading gets a readable 413 in GitLab's
+// shape, not a broken pipe; and with the relay in front of the backend
+// cutting answers short, GitLab gets its error shapes, never an answer
+// that looks complete, and no prompt reaches the relay in plaintext.
+func TestGatewayHardeningBinary(t *testing.T) {
 	t.Parallel()
 	e := startListenersEnv(t, "", nil)
 	h := e.gitlabHeaders()
 	h.Set("Content-Type", "application/json")
-	body := padJSON(t, 10<<20, completionJSON)
-	for i := range 3 {
-		c, err := e.dialTLS(e.gwAddr)
-		if err != nil {
-			t.Fatal(err)
+
+	t.Run("10 MiB body", func(t *testing.T) {
+		body := padJSON(t, 10<<20, completionJSON)
+		for i := range 3 {
+			c, err := e.dialTLS(e.gwAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var head bytes.Buffer
+			fmt.Fprintf(&head, "POST /v2/code/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n", len(body))
+			_ = h.Write(&head)
+			head.WriteString("\r\n")
+			if _, err := c.Write(append(head.Bytes(), body...)); err != nil {
+				t.Fatalf("attempt %d: writing the body: %v", i, err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(procLimit))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("attempt %d: reading the answer: %v", i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			c.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), `"detail":"the request body is larger than`) {
+				t.Fatalf("attempt %d: HTTP %d: %.300s", i, resp.StatusCode, b)
+			}
 		}
-		var head bytes.Buffer
-		fmt.Fprintf(&head, "POST /v2/code/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n", len(body))
-		_ = h.Write(&head)
-		head.WriteString("\r\n")
-		if _, err := c.Write(append(head.Bytes(), body...)); err != nil {
-			t.Fatalf("attempt %d: writing the body: %v", i, err)
+	})
+
+	t.Run("relay cuts answers short", func(t *testing.T) {
+		var rnd [8]byte
+		_, _ = rand.Read(rnd[:])
+		marker := "CANARY" + hex.EncodeToString(rnd[:])
+		before := e.backend.posts()
+		e.backend.cut.Store(400)
+		defer e.backend.cut.Store(0)
+		gw := e.url(e.gwAddr)
+		s, _, b := e.do(http.MethodPost, gw+"/v2/chat/agent", fmt.Sprintf(`{"messages":[{"role":"user","content":"explain %s"}]}`, marker), h)
+		t.Logf("chat: HTTP %d: %.300s", s, b)
+		if !(s >= 500 && bytes.Contains(b, []byte(`"detail"`)) || s == http.StatusOK && bytes.Contains(b, []byte(`"type":"error"`))) {
+			t.Errorf("chat with a cut answer: HTTP %d: %.500s", s, b)
 		}
-		_ = c.SetReadDeadline(time.Now().Add(procLimit))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatalf("attempt %d: reading the answer: %v", i, err)
+		s, _, b = e.do(http.MethodPost, gw+"/v2/code/completions",
+			fmt.Sprintf(`{"current_file":{"file_name":"a.go","content_above_cursor":"// %s\nfunc f() {","content_below_cursor":"}"}}`, marker), h)
+		t.Logf("code completion: HTTP %d: %.300s", s, b)
+		if s < 500 || !bytes.Contains(b, []byte(`"detail"`)) {
+			t.Errorf("code completion with a cut answer: HTTP %d: %.500s", s, b)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		c.Close()
-		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), `"detail":"the request body is larger than`) {
-			t.Fatalf("attempt %d: HTTP %d: %.300s", i, resp.StatusCode, b)
+		if e.backend.posts() < before+2 {
+			t.Fatalf("the relay saw %d new inference requests, want 2: the check would be vacuous", e.backend.posts()-before)
 		}
-	}
+		if containsFold(e.backend.bytes(), marker) {
+			t.Error("the marker reached the relay in plaintext")
+		}
+	})
+
+	e.backend.cut.Store(0)
 	for _, l := range e.listeners() {
-		e.healthy(t, l, "oversized bodies")
+		e.healthy(t, l, "the hardening requests")
 	}
 	if code := e.signal(); code != 0 {
 		t.Errorf("serve exited %d", code)
