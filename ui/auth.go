@@ -234,6 +234,10 @@ func (l *limiter) fail(addr netip.Addr) {
 		l.fails[addr] = append(l.fails[addr], now)
 	}
 	l.all = append(l.all, now)
+	// Only the last loginFailsTotal failures decide the global limit.
+	if len(l.all) > loginFailsTotal {
+		l.all = append(l.all[:0], l.all[len(l.all)-loginFailsTotal:]...)
+	}
 }
 
 func (l *limiter) success(addr netip.Addr) {
