@@ -135,3 +135,24 @@ func (m *Manager) invalidate(ctx context.Context, id string) (Secret, error) {
 	m.succeededLocked()
 	return *m.st.secret, nil
 }
+
+// wakeLoop makes Run recompute its wait now (it may be asleep on a timer
+// set before a failure moved the retry time closer).
+func (m *Manager) wakeLoop() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sleepCtx waits d on a timer unless ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

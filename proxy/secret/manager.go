@@ -163,18 +163,6 @@ type Manager struct {
 	sleep func(ctx context.Context, d time.Duration) bool
 }
 
-// sleepCtx waits d on a timer unless ctx ends first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // NewManager validates o, applies defaults and returns a Manager that is
 // not ready until Run (or Invalidate) completes an attestation and an
 // exchange.
@@ -250,25 +238,6 @@ func (m *Manager) currentAt(now time.Time) (Secret, error) {
 		reason = fmt.Errorf("%w; rotation failing: %w", reason, p.rotateErr)
 	}
 	return Secret{}, &NotReadyError{Reason: reason}
-}
-
-// wakeLoop makes Run recompute its wait now (it may be asleep on a timer
-// set before a failure moved the retry time closer).
-func (m *Manager) wakeLoop() {
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
-}
-
-// Trusted reports whether the secret id is still trusted: the current one,
-// or the one the last rotation replaced while the backend stayed attested.
-// After a failed attestation or a withdrawn secret, no earlier secret is
-// trusted again, even when a new one has been agreed since: a stream
-// started under it stops.
-func (m *Manager) Trusted(id string) bool {
-	p := m.pub.Load()
-	return p.secret != nil && (p.secret.ID == id || p.prev != nil && p.prev.ID == id)
 }
 
 // Reattest asks the loop to attest again now, even while backing off. It
