@@ -40,3 +40,20 @@ func TestJSONShapeLimits(t *testing.T) {
 		t.Fatalf("%d model calls", n)
 	}
 }
+
+// TestReadyNamesWhatIsMissingOnly: /monitoring/ready is unauthenticated:
+// it names what is missing, not the upstream answer or IDs behind it.
+func TestReadyNamesWhatIsMissingOnly(t *testing.T) {
+	h := newHarness(t, harnessOptions{options: func(o *Options) {
+		o.Ready = func() (bool, string) {
+			return false, `confidential backend not ready: inference secret not ready: secret exchange failed: HTTP 500: {"error":"no secret for ID \"c2VjcmV0LWlk\""}`
+		}
+	}})
+	r := h.do("GET", "/monitoring/ready", "", nil)
+	if r.status != 503 || !strings.Contains(string(r.body), "secret exchange failed") {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if strings.Contains(string(r.body), "c2VjcmV0LWlk") || strings.Contains(string(r.body), "HTTP 500") {
+		t.Fatalf("/monitoring/ready carries upstream details: %s", r.body)
+	}
+}
