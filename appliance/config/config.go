@@ -33,7 +33,7 @@ const (
 	DefaultManifestMode        = ManifestModeDynamic
 	// DefaultMaxInFlight caps requests and streams served at once per
 	// listener (proxy.max_in_flight, gateway.max_in_flight).
-	DefaultMaxInFlight        = 512
+	DefaultMaxInFlight        = 2048
 	DefaultManifestURL        = "https://cdn.confidential.cloud/privatemode/v2/manifest.json"
 	DefaultManifestMaxHistory = 1
 	DefaultReattestInterval   = time.Hour

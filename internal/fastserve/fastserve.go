@@ -54,7 +54,7 @@ type Config struct {
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
 	// MaxInFlight caps requests handled at once, streams included until
-	// they end (see Detach); default 512. Requests over it get 503 with
+	// they end (see Detach); default 2048. Requests over it get 503 with
 	// Retry-After at once, as do connections over MaxConnsPerInFlight
 	// times it (before any of their bytes are read).
 	MaxInFlight int
@@ -140,7 +140,7 @@ func New(c Config) *Server {
 }
 
 // DefaultMaxInFlight is the in-flight cap when Config.MaxInFlight is 0.
-const DefaultMaxInFlight = 512
+const DefaultMaxInFlight = 2048
 
 // answerText is the default Answer: the status text and our message.
 func answerText(ctx *fasthttp.RequestCtx, f Failure) {
