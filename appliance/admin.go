@@ -98,6 +98,10 @@ func (a *Appliance) adminSources() ui.Sources {
 		s.Keys = func() *keys.Store { return a.Keys() }
 		s.TestConnection = a.front.gw.TestConnection
 	}
+	if a.agent != nil {
+		s.AgentPlatformReady = a.AgentPlatformReady
+		s.AgentPlatformSessions = a.agent.ActiveSessions
+	}
 	return s
 }
 
@@ -124,6 +128,9 @@ func (a *Appliance) adminSetup() ui.Setup {
 	scheme := "http://"
 	if su.HTTPS {
 		scheme = "https://"
+	}
+	if a.agent != nil {
+		su.AgentPlatformListen, su.AgentContextWindow = cfg.AgentPlatform.Listen, cfg.AgentPlatform.ContextWindow
 	}
 	if p := a.admin.gatewayAddr.Load(); p != nil {
 		su.GatewayListen = *p

@@ -9,7 +9,10 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
 
 	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/internal/bearer"
@@ -59,9 +62,13 @@ type Appliance struct {
 	secrets proxy.Secrets
 	proxy   *proxy.Server
 	front   *front // nil when gateway.gitlab_url is not set
-	certs   *apptls.Manager
-	serving chan struct{} // closed once every listener serves
-	admin   *adminPart
+	// agent is the Agent Platform service, nil when not configured;
+	// agentServing says RunListeners gave it a listener.
+	agent        *agentplatform.Service
+	agentServing atomic.Bool
+	certs        *apptls.Manager
+	serving      chan struct{} // closed once every listener serves
+	admin        *adminPart
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -101,7 +108,7 @@ func New(o Options) (*Appliance, error) {
 		endpoint = sb.Endpoint
 		log.Warn("SANDBOX MODE: the backend is a local sandbox with test-signed evidence; NOTHING IS CONFIDENTIAL")
 	}
-	client, err := cfg.OutboundClient(false)
+	client, err := cfg.OutboundStreamClient()
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +120,7 @@ func New(o Options) (*Appliance, error) {
 		if err != nil {
 			return nil, err
 		}
-		control, err := cfg.OutboundClient(true)
+		control, err := cfg.OutboundClient()
 		if err != nil {
 			return nil, err
 		}
@@ -180,6 +187,11 @@ func New(o Options) (*Appliance, error) {
 		if a.front, err = a.newFront(internal, po.Notice); err != nil {
 			return nil, err
 		}
+		if cfg.AgentPlatformEnabled() {
+			if a.agent, err = a.newAgentPlatform(); err != nil {
+				return nil, err
+			}
+		}
 	} else {
 		log.Info("gateway off: set gateway.gitlab_url to serve GitLab Duo")
 	}
@@ -208,10 +220,10 @@ func (a *Appliance) verifier() (*attest.Verifier, error) {
 		v.Hardware.Collateral = sb.Collateral
 		return v, nil
 	}
-	if v.Manifest, err = cfg.ManifestPolicy("", false); err != nil {
+	if v.Manifest, err = cfg.ManifestPolicy("", config.Online); err != nil {
 		return nil, err
 	}
-	if v.Hardware.Collateral, err = cfg.CollateralSource("", !cfg.Attestation.Collateral.Online); err != nil {
+	if v.Hardware.Collateral, err = cfg.CollateralSource("", config.OfflineIf(!cfg.Attestation.Collateral.Online)); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -252,6 +264,10 @@ func (a *Appliance) Status() *secret.Status {
 type Listeners struct {
 	Proxy   net.Listener
 	Gateway net.Listener
+	// AgentPlatform serves the gRPC Agent Platform (agent_platform.listen)
+	// when it is configured; nil serves none. The service does its own TLS
+	// (ALPN h2), so this listener is passed in plain.
+	AgentPlatform net.Listener
 	// Admin serves the admin UI, /api/status and /metrics (admin.listen);
 	// nil serves none.
 	Admin net.Listener
@@ -290,6 +306,11 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	if a.front != nil {
 		a.runFront(mctx, ls.Gateway, errc)
 	}
+	if a.agent != nil && ls.AgentPlatform != nil {
+		a.runAgentPlatform(ls.AgentPlatform, errc)
+	} else if a.agent != nil {
+		a.log.Info("agent platform configured but given no listener: not served")
+	}
 	a.serveAdmin(ls, errc)
 	close(a.serving)
 	select {
@@ -301,6 +322,9 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	errs := []error{a.shutdownAdmin(dctx)}
+	// Agent sessions call the model through the gateway's client and the
+	// proxy: end them first.
+	a.shutdownAgentPlatform(dctx)
 	if a.front != nil {
 		if err := a.front.gw.Shutdown(dctx); err != nil {
 			errs = append(errs, fmt.Errorf("drain gateway: %w", err))

@@ -1,6 +1,12 @@
-// Package appliance wires and runs the appliance's parts from a
-// configuration (package config): the attesting proxy, the GitLab gateway,
-// TLS and the admin UI; it owns their lifecycle (start, readiness, reload,
-// drain). Configuration lives in appliance/config, the installation checks
-// in appliance/doctor.
+// Package appliance is the composition root below the CLI: from a
+// configuration (package appliance/config) it builds the attesting proxy
+// with its trust manager, the GitLab gateway with GitLab's keys and its own,
+// a certificate for every listener and the admin UI, and runs them. It owns
+// their lifecycle: start, readiness (which part is missing and why), Reload
+// on SIGHUP (certificate files and renewals; other changes need a restart)
+// and drain on shutdown, the gateway before the proxy its streams use.
+//
+// Sandbox mode (Sandbox, SandboxFor) trusts a local, NOT confidential
+// backend; only the demo, tests and benchmarks construct it. The
+// installation checks live in appliance/doctor.
 package appliance

@@ -68,7 +68,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 	client := a.o.GitLabClient
 	if client == nil {
 		var err error
-		if client, err = cfg.OutboundClient(true); err != nil {
+		if client, err = cfg.OutboundClient(); err != nil {
 			return nil, err
 		}
 	}

@@ -111,7 +111,7 @@ func TestOutboundTrustAndProxy(t *testing.T) {
 	t.Setenv("no_proxy", "")
 
 	without := &config.Config{Outbound: config.OutboundConfig{Timeout: 10 * time.Second}}
-	client, err := without.OutboundClient(true)
+	client, err := without.OutboundClient()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestOutboundTrustAndProxy(t *testing.T) {
 	}
 
 	with := &config.Config{Outbound: config.OutboundConfig{CABundle: bundle, Timeout: 10 * time.Second}}
-	client, err = with.OutboundClient(true)
+	client, err = with.OutboundClient()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -145,9 +145,7 @@ func (s *Server) handleLegacyChat(c *call) error {
 		if err != nil {
 			return err
 		}
-		h.relay(c, "text/event-stream", timeout, func(w *streamWriter, text string) error {
-			return w.WriteString(text)
-		}, nil)
+		h.relay(c, "text/event-stream", timeout, (*streamWriter).WriteString, nil)
 		return nil
 	}
 	ctx, cancel := c.modelContext(timeout)

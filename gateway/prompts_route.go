@@ -138,9 +138,7 @@ func (s *Server) servePrompt(c *call, v2 bool) error {
 			})
 			return nil
 		}
-		h.relay(c, "text/event-stream", timeout, func(w *streamWriter, text string) error {
-			return w.WriteString(text)
-		}, nil)
+		h.relay(c, "text/event-stream", timeout, (*streamWriter).WriteString, nil)
 		return nil
 	}
 	ctx, cancel := c.modelContext(timeout)

@@ -27,16 +27,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
-
-// testClock is a settable clock for LocalCAOptions.Now.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 
 func openCA(t *testing.T, dir string, o LocalCAOptions) *LocalCA {
 	t.Helper()
@@ -313,7 +305,7 @@ func TestLocalCARecoversKeyWithoutCert(t *testing.T) {
 }
 
 func TestLocalCAClock(t *testing.T) {
-	clock := &testClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	ca := openCA(t, filepath.Join(t.TempDir(), "ca"), LocalCAOptions{Now: clock.Now, LeafLifetime: 48 * time.Hour})
 	rootEnd := ca.Certificate().NotAfter
 	csr := newCSR(t, nil, &x509.CertificateRequest{DNSNames: []string{"duo.internal"}})
@@ -461,7 +453,7 @@ func get(t *testing.T, addr, serverName string, caPEM []byte) *x509.Certificate 
 func TestLocalCAWithCertmagic(t *testing.T) {
 	ctx := context.Background()
 	storage := t.TempDir()
-	clock := &testClock{t: time.Now().Add(-6 * 24 * time.Hour)}
+	clock := testutil.NewClock(time.Now().Add(-6 * 24 * time.Hour))
 	ca := openCA(t, filepath.Join(t.TempDir(), "ca"), LocalCAOptions{Now: clock.Now, LeafLifetime: 7 * 24 * time.Hour})
 
 	cfg, stop := newManager(t, ca, storage)

@@ -3,9 +3,7 @@ package ui
 import (
 	"context"
 	"errors"
-	"flag"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/netip"
@@ -14,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,12 +20,11 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
 	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/jwks"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // testPassword and testToken are the fixture's secrets; no page may show
 // them.
@@ -48,8 +44,7 @@ type fixture struct {
 	store *keys.Store
 	reg   *prometheus.Registry
 	in    *Instruments
-	mu    sync.Mutex
-	now   time.Time
+	clock *testutil.Clock
 }
 
 type fixtureOptions struct {
@@ -71,7 +66,7 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 			t.Fatal(err)
 		}
 	}
-	f := &fixture{t: t, store: store, reg: prometheus.NewRegistry(), now: t0}
+	f := &fixture{t: t, store: store, reg: prometheus.NewRegistry(), clock: testutil.NewClock(t0)}
 	if f.in, err = NewInstruments(f.reg); err != nil {
 		t.Fatal(err)
 	}
@@ -82,35 +77,13 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	o := Options{
 		Sources: fixtureSources(store), Registry: f.reg, PasswordFile: pw,
 		TokenSHA256: []string{digest(testToken)}, AllowedNetworks: fo.networks, MetricsAuth: auth,
-		Now: f.clock,
+		Now: f.clock.Now,
 	}
 	if f.srv, err = New(o); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = f.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = f.srv.Shutdown(ctx)
-	})
-	f.base = "http://" + ln.Addr().String()
+	f.base = "http://" + testutil.ServeLoopback(t, f.srv.Serve, f.srv.Shutdown)
 	return f
-}
-
-func (f *fixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fixture) advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
 }
 
 // fixtureSources is an attested TDX backend, a gateway with GitLab's keys
@@ -158,7 +131,8 @@ func fixtureSources(store *keys.Store) Sources {
 			return Setup{GatewayEnabled: true, GitLabURL: "https://gitlab.example.com", ServiceName: "gitlab-ai-gateway",
 				GatewayListen: "0.0.0.0:5052", ProxyListen: "127.0.0.1:8080", ProxyTokens: false,
 				Models:      SetupModels{Default: "chat-large", CodeCompletions: "code-small", CodeGenerations: "code-small", DuoChat: "chat-large"},
-				ChatTimeout: time.Minute, CheckTimeout: 2500 * time.Millisecond}
+				ChatTimeout: time.Minute, CheckTimeout: 2500 * time.Millisecond,
+				AgentPlatformListen: "0.0.0.0:50052", AgentContextWindow: 32768, HTTPS: true}
 		},
 		TestConnection: func(context.Context) (string, time.Duration, error) {
 			return "chat-large", 0, errors.New("test fixture: no model")
@@ -230,44 +204,6 @@ func (f *fixture) login(secret string) *http.Client {
 
 func digest(tok string) string {
 	return mustDigest(tok)
-}
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file (rerun with -update if the change is intended):\n%s", name, diffLines(string(want), got))
-	}
-}
-
-// diffLines lists the first lines that differ.
-func diffLines(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var out []string
-	for i := 0; i < max(len(w), len(g)) && len(out) < 20; i++ {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			out = append(out, "- "+a, "+ "+b)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 func mustDigest(tok string) string {

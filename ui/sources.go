@@ -26,6 +26,11 @@ type Sources struct {
 	Trust func() *secret.Status
 	// GatewayReady reports whether the gateway can serve Duo and why not.
 	GatewayReady func() (bool, string)
+	// AgentPlatformReady reports whether the Agent Platform can run
+	// sessions and why not; nil when it is not configured.
+	AgentPlatformReady func() (bool, string)
+	// AgentPlatformSessions is the number of running sessions.
+	AgentPlatformSessions func() int
 	// GitLabKeys is the state of GitLab's key set; nil without gateway.
 	GitLabKeys func() *jwks.Status
 	// Keys is the gateway's self-signed key store; nil without gateway.
@@ -101,6 +106,11 @@ type Setup struct {
 	CompletionFormat string
 	ChatTimeout      time.Duration
 	CheckTimeout     time.Duration
+	// AgentPlatformListen is the Agent Platform's HOST:PORT, "" when it is
+	// not served.
+	AgentPlatformListen string
+	// AgentContextWindow is agent_platform.context_window.
+	AgentContextWindow int
 }
 
 // SetupModels are the model ids serving each group of Duo features, with

@@ -82,8 +82,10 @@ type Config struct {
 	Attestation AttestationConfig `yaml:"attestation"`
 	Proxy       ProxyConfig       `yaml:"proxy"`
 	Gateway     GatewayConfig     `yaml:"gateway"`
-	TLS         TLSConfig         `yaml:"tls"`
-	Admin       AdminConfig       `yaml:"admin"`
+	// AgentPlatform is the gRPC Agent Platform service (agent_platform).
+	AgentPlatform AgentPlatformConfig `yaml:"agent_platform"`
+	TLS           TLSConfig           `yaml:"tls"`
+	Admin         AdminConfig         `yaml:"admin"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
 	// value came from ("config.yaml:12" or "env DUO_CONFIDENTIAL_..."), so
@@ -319,6 +321,12 @@ func baseDefaults() *Config {
 				Prompts:     DefaultGatewayPrompts,
 				Check:       DefaultGatewayCheck,
 			},
+		},
+		AgentPlatform: AgentPlatformConfig{
+			Listen:        DefaultAgentPlatformListen,
+			ContextWindow: DefaultAgentPlatformContextWindow,
+			MaxSessions:   DefaultAgentPlatformMaxSessions,
+			IdleTimeout:   DefaultAgentPlatformIdleTimeout,
 		},
 		TLS: TLSConfig{
 			Source:  DefaultTLSSource,

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // parseStr parses a YAML string under the name "config.yaml".
@@ -373,7 +375,7 @@ func TestNoKeyWeakensAttestation(t *testing.T) {
 
 func TestCABundle(t *testing.T) {
 	dir := t.TempDir()
-	good := writeFile(t, dir, "ca.pem", testCertPEM(t), 0o644)
+	good := writeFile(t, dir, "ca.pem", string(testutil.NewCA(t, "duo-confidential test CA", time.Hour).PEM), 0o644)
 	c := mustParse(t, "outbound:\n  ca_bundle: "+good+"\n")
 	pool, err := c.Outbound.RootCAs()
 	if err != nil || pool == nil {
@@ -382,7 +384,7 @@ func TestCABundle(t *testing.T) {
 	empty := writeFile(t, dir, "empty.pem", "no pem here\n", 0o644)
 	_, err = parseStr("outbound:\n  ca_bundle: " + empty + "\n")
 	wantErr(t, err, "outbound.ca_bundle:", "holds no PEM certificates")
-	key := writeFile(t, dir, "key.pem", testCertPEM(t)+"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", 0o644)
+	key := writeFile(t, dir, "key.pem", string(testutil.NewCA(t, "duo-confidential test CA", time.Hour).PEM)+"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", 0o644)
 	_, err = parseStr("outbound:\n  ca_bundle: " + key + "\n")
 	wantErr(t, err, `PEM block 2 is a "PRIVATE KEY", not a CERTIFICATE`)
 	broken := writeFile(t, dir, "broken.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", 0o644)

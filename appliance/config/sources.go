@@ -31,10 +31,19 @@ func (c *Config) BundlePath() string {
 
 // OutboundClient is the HTTP client for every call to the outside world:
 // system roots plus the configured CA bundle, HTTPS_PROXY/NO_PROXY
-// (ProxyFunc), TLS 1.2
-// or newer, and the configured timeout (timeout 0 leaves streams unbounded,
-// for callers that bound them by progress instead).
-func (c *Config) OutboundClient(withTimeout bool) (*http.Client, error) {
+// (ProxyFunc), TLS 1.2 or newer, and the configured timeout on each call.
+func (c *Config) OutboundClient() (*http.Client, error) {
+	client, err := c.OutboundStreamClient()
+	if err != nil {
+		return nil, err
+	}
+	client.Timeout = c.Outbound.Timeout
+	return client, nil
+}
+
+// OutboundStreamClient is OutboundClient without the overall timeout, for
+// streams that their callers bound by progress instead.
+func (c *Config) OutboundStreamClient() (*http.Client, error) {
 	pool, err := c.Outbound.RootCAs()
 	if err != nil {
 		return nil, err
@@ -42,16 +51,32 @@ func (c *Config) OutboundClient(withTimeout bool) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = c.Outbound.ProxyFunc()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	client := &http.Client{Transport: tr}
-	if withTimeout {
-		client.Timeout = c.Outbound.Timeout
+	return &http.Client{Transport: tr}, nil
+}
+
+// Network says whether ManifestPolicy and CollateralSource may reach the
+// outside world for what the configuration does not hold locally.
+type Network int
+
+const (
+	// Online may fetch dynamic manifests and vendor collateral.
+	Online Network = iota
+	// Offline uses local files only (a pinned manifest, the bundle).
+	Offline
+)
+
+// OfflineIf returns Offline when offline is true, else Online: for command
+// flags and configuration switches.
+func OfflineIf(offline bool) Network {
+	if offline {
+		return Offline
 	}
-	return client, nil
+	return Online
 }
 
 // ManifestPolicy turns configuration (or a manifest file named on the
 // command line, which pins it) into the verifier's manifest policy.
-func (c *Config) ManifestPolicy(manifestFile string, offline bool) (attest.ManifestPolicy, error) {
+func (c *Config) ManifestPolicy(manifestFile string, network Network) (attest.ManifestPolicy, error) {
 	mc := c.Attestation.Manifest
 	p := attest.ManifestPolicy{
 		Mode:              mc.Mode,
@@ -71,10 +96,10 @@ func (c *Config) ManifestPolicy(manifestFile string, offline bool) (attest.Manif
 		p.Pinned = b
 	case attest.ModeAllowlist:
 	case attest.ModeDynamic:
-		if offline {
+		if network == Offline {
 			return p, errors.New("manifest mode is dynamic, which fetches the published manifest; offline, pass --manifest FILE or configure pinned/allowlist mode")
 		}
-		client, err := c.OutboundClient(true)
+		client, err := c.OutboundClient()
 		if err != nil {
 			return p, err
 		}
@@ -90,12 +115,12 @@ func (c *Config) ManifestPolicy(manifestFile string, offline bool) (attest.Manif
 // the installed bundle as a cache in front of Intel PCS / AMD KDS that
 // refetches only what verification would refuse anyway, or an explicit
 // bundle followed by the vendors, never written to.
-func (c *Config) CollateralSource(bundle string, offline bool) (attest.CollateralSource, error) {
+func (c *Config) CollateralSource(bundle string, network Network) (attest.CollateralSource, error) {
 	path := bundle
 	if path == "" {
 		path = c.BundlePath()
 	}
-	if offline {
+	if network == Offline {
 		b, err := collateral.Load(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no collateral bundle at %s (offline); %s", path, attest.RefreshHint)

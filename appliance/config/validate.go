@@ -69,6 +69,7 @@ func (c *Config) Validate() error {
 	v.collateral()
 	v.proxy()
 	v.gateway()
+	v.agentPlatform()
 	v.tls()
 	v.admin()
 	return errors.Join(v.errs...)

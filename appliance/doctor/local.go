@@ -13,6 +13,7 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/wording"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
@@ -219,7 +220,7 @@ func (e *env) checkTLS(context.Context) checkResult {
 			return warn("install a renewed certificate and run `systemctl reload duo-confidential`",
 				"%s expires %s (in %s)", f.Cert, leaf.NotAfter.UTC().Format(time.RFC3339), roundDays(left))
 		}
-		return pass("%s covers %s, valid until %s", f.Cert, orDash(names), leaf.NotAfter.UTC().Format("2006-01-02"))
+		return pass("%s covers %s, valid until %s", f.Cert, wording.OrDash(names), leaf.NotAfter.UTC().Format("2006-01-02"))
 	case apptls.SourceACME:
 		return pass("ACME from %s for %s; the certificate itself is checked online (tls-proxy)", c.TLS.ACME.Directory, names)
 	}
@@ -272,7 +273,7 @@ func (e *env) checkCollateral(context.Context) checkResult {
 	for _, i := range infos {
 		oldest = max(oldest, i.Age)
 	}
-	detail := fmt.Sprintf("%s: %d items, oldest fetched %s ago (max age %s)", path, len(infos), roundDays(oldest), shortDuration(col.MaxAge))
+	detail := fmt.Sprintf("%s: %d items, oldest fetched %s ago (max age %s)", path, len(infos), roundDays(oldest), wording.Duration(col.MaxAge))
 	if err := b.Check(e.now, col.MaxAge); err != nil {
 		if col.Online {
 			return warn("nothing, if the appliance reaches Intel PCS / AMD KDS (stale items are refetched); otherwise "+fix, "%s\n%v", detail, err)
@@ -296,7 +297,7 @@ func (e *env) checkTrustLog(context.Context) checkResult {
 		return pass("%s: no entries yet (nothing attested on this machine so far)", tl.Path())
 	}
 	last := entries[len(entries)-1]
-	return pass("%s: %d %s, hash chain intact; last %s %s at %s, manifest %s…", tl.Path(), len(entries), plural(len(entries), "entry", "entries"),
+	return pass("%s: %d %s, hash chain intact; last %s %s at %s, manifest %s…", tl.Path(), len(entries), wording.Plural(len(entries), "entry", "entries"),
 		last.Verdict, last.Platform, last.Time.UTC().Format(time.RFC3339), short12(last.ManifestSHA256))
 }
 
@@ -306,7 +307,7 @@ func roundDays(d time.Duration) string {
 	if d >= 48*time.Hour || d <= -48*time.Hour {
 		return fmt.Sprintf("%dd", int(d.Hours()/24))
 	}
-	return shortDuration(d.Round(time.Minute))
+	return wording.Duration(d.Round(time.Minute))
 }
 
 func short12(s string) string {

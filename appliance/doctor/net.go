@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/wording"
 	"github.com/duo-confidential/duo-confidential/jwks"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
@@ -100,7 +101,7 @@ func (e *env) checkHandshake(which func() listener) func(context.Context) checkR
 			issuer = chain[len(chain)-1].Subject.CommonName
 		}
 		detail := fmt.Sprintf("%s (%s) as %q: %s, ALPN %s, certificate for %s from %q, expires %s",
-			l.addr, l.key, tc.ServerName, tls.VersionName(cs.Version), orDash(cs.NegotiatedProtocol),
+			l.addr, l.key, tc.ServerName, tls.VersionName(cs.Version), wording.OrDash(cs.NegotiatedProtocol),
 			strings.Join(certNames(leaf), ", "), issuer, leaf.NotAfter.UTC().Format("2006-01-02 15:04 MST"))
 		if cs.NegotiatedProtocol != "http/1.1" {
 			return fail("upgrade the appliance: every listener must announce http/1.1 in ALPN", "%s", detail)
@@ -176,7 +177,7 @@ func firstCertificate(path string) (*x509.Certificate, error) {
 // outbound.ca_bundle and HTTPS_PROXY apply.
 func (e *env) checkGitLabKeys(ctx context.Context) checkResult {
 	gl := e.cfg.Gateway.GitLabURL
-	client, err := e.cfg.OutboundClient(true)
+	client, err := e.cfg.OutboundClient()
 	if err != nil {
 		return fail("fix outbound.ca_bundle", "%v", err)
 	}
@@ -217,5 +218,5 @@ func (e *env) checkGitLabKeys(ctx context.Context) checkResult {
 	if rsa == 0 {
 		return fail("GitLab signs Duo tokens with RS256: check that gateway.gitlab_url is your GitLab instance", "%s lists %d keys, none of them RSA", st.JWKSURI, st.KeyCount)
 	}
-	return pass("%s: %d %s (%d RSA) from %s", gl, st.KeyCount, plural(st.KeyCount, "key", "keys"), rsa, st.JWKSURI)
+	return pass("%s: %d %s (%d RSA) from %s", gl, st.KeyCount, wording.Plural(st.KeyCount, "key", "keys"), rsa, st.JWKSURI)
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/wording"
 )
 
 // checkStatus is a doctor check's verdict.
@@ -148,7 +150,7 @@ func writeText(w io.Writer, results []checkResult) error {
 	}
 	n := summary(results)
 	fmt.Fprintf(&b, "\n%d passed, %d %s, %d failed, %d skipped\n",
-		n[statusPass], n[statusWarn], plural(n[statusWarn], "warning", "warnings"), n[statusFail], n[statusSkip])
+		n[statusPass], n[statusWarn], wording.Plural(n[statusWarn], "warning", "warnings"), n[statusFail], n[statusSkip])
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -166,5 +168,5 @@ type Failed struct{ n int }
 
 // Error says how many checks failed.
 func (e Failed) Error() string {
-	return fmt.Sprintf("doctor: %d %s failed", e.n, plural(e.n, "check", "checks"))
+	return fmt.Sprintf("doctor: %d %s failed", e.n, wording.Plural(e.n, "check", "checks"))
 }

@@ -4,35 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
-
-var updateDoctor = flag.Bool("update-doctor", false, "rewrite the golden files under testdata/doctor")
-
-// golden compares got with testdata/doctor/name, or rewrites it with
-// -update-doctor.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", "doctor", name)
-	if *updateDoctor {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run Doctor -update-doctor to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (rerun with -update-doctor if intended)\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
-}
 
 func fixed(r checkResult) func(context.Context) checkResult {
 	return func(context.Context) checkResult { return r }
@@ -147,13 +124,13 @@ func TestDoctorFormat(t *testing.T) {
 	if err := writeText(&text, sampleResults); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "format.txt", text.String())
+	testutil.Golden(t, "testdata/doctor/format.txt", text.Bytes())
 
 	var js bytes.Buffer
 	if err := writeJSON(&js, sampleResults); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "format.json", js.String())
+	testutil.Golden(t, "testdata/doctor/format.json", js.Bytes())
 	var back []checkResult
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back) != len(sampleResults) || back[1] != sampleResults[1] {
 		t.Errorf("JSON does not round-trip: %v %+v", err, back)

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/wording"
 	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
@@ -61,14 +63,14 @@ func (e *env) checkAttestation(ctx context.Context) checkResult {
 			return fail("see key-files", "read privatemode.api_key_file: %v", err)
 		}
 		apiKey = strings.TrimSpace(string(b))
-		if policy, err = cfg.ManifestPolicy("", false); err != nil {
+		if policy, err = cfg.ManifestPolicy("", config.Online); err != nil {
 			return fail("see the message", "manifest policy: %v", err)
 		}
 		if hw.Collateral, err = cfg.ReadOnlyCollateralSource(); err != nil {
 			return fail(attest.RefreshHint, "%v", err)
 		}
 	}
-	client, err := cfg.OutboundClient(true)
+	client, err := cfg.OutboundClient()
 	if err != nil {
 		return fail("fix outbound.ca_bundle", "%v", err)
 	}
@@ -107,8 +109,8 @@ func (e *env) checkAttestation(ctx context.Context) checkResult {
 			tcb = append(tcb, t.Status)
 		}
 	}
-	detail := fmt.Sprintf("%s: %s, %s %s, manifest %s…, TCB %s", endpoint, res.Verdict, res.Platform, orDash(res.Product),
-		short12(res.ManifestSHA256), orDash(strings.Join(tcb, "/")))
+	detail := fmt.Sprintf("%s: %s, %s %s, manifest %s…, TCB %s", endpoint, res.Verdict, res.Platform, wording.OrDash(res.Product),
+		short12(res.ManifestSHA256), wording.OrDash(strings.Join(tcb, "/")))
 	if e.o.Sandbox != "" {
 		return warn("this is the sandbox: drop --sandbox to attest the real service",
 			"%s; verified against the sandbox's TEST roots: NOT CONFIDENTIAL", detail)
@@ -171,7 +173,7 @@ func (e *env) checkProxyReady(ctx context.Context) checkResult {
 	_ = json.Unmarshal(b, &r)
 	if status != http.StatusOK || !r.Ready {
 		return fail("see docs/operations.md \"Running the proxy\" and the attestation error classes; `journalctl -u duo-confidential` has the details",
-			"GET %s: %d, not ready: %s", url, status, orDash(r.Reason))
+			"GET %s: %d, not ready: %s", url, status, wording.OrDash(r.Reason))
 	}
 	if r.Notice != "" {
 		return warn("serve without --sandbox against the real service", "%s: ready, but %s", url, r.Notice)
@@ -195,7 +197,7 @@ func (e *env) checkProxyModels(ctx context.Context) checkResult {
 			}
 		}
 	}
-	return pass("serves %d %s: %s", len(ids), plural(len(ids), "model", "models"), strings.Join(ids, ", "))
+	return pass("serves %d %s: %s", len(ids), wording.Plural(len(ids), "model", "models"), strings.Join(ids, ", "))
 }
 
 func (e *env) proxyModels(ctx context.Context) ([]string, *checkResult) {
@@ -312,7 +314,7 @@ func (e *env) checkGatewayReady(ctx context.Context) checkResult {
 	case strings.Contains(r.Reason, "backend not ready"):
 		fix = "see proxy-ready and the attestation error classes in docs/operations.md"
 	}
-	return fail(fix, "GET %s: %d, not ready: %s", url, status, orDash(r.Reason))
+	return fail(fix, "GET %s: %d, not ready: %s", url, status, wording.OrDash(r.Reason))
 }
 
 // checkGitLabProbes names the probes only GitLab can run: they need a token

@@ -206,21 +206,21 @@ func TestCollateralSource(t *testing.T) {
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.Attestation.Collateral.Bundle = filepath.Join(cfg.StateDir, statedir.CollateralFile)
 
-	if _, err := cfg.CollateralSource("", true); err == nil || !strings.Contains(err.Error(), "collateral export") {
+	if _, err := cfg.CollateralSource("", config.Offline); err == nil || !strings.Contains(err.Error(), "collateral export") {
 		t.Errorf("offline without bundle: err = %v", err)
 	}
 	writeBundle(t, filepath.Join(dir, "b.json"), time.Now())
-	if src, err := cfg.CollateralSource(filepath.Join(dir, "b.json"), true); err != nil {
+	if src, err := cfg.CollateralSource(filepath.Join(dir, "b.json"), config.Offline); err != nil {
 		t.Error(err)
 	} else if _, ok := src.(*collateral.Bundle); !ok {
 		t.Errorf("offline source is %T, want *collateral.Bundle", src)
 	}
-	if src, err := cfg.CollateralSource("", false); err != nil {
+	if src, err := cfg.CollateralSource("", config.Online); err != nil {
 		t.Error(err)
 	} else if _, ok := src.(*collateral.Cache); !ok {
 		t.Errorf("online source is %T, want *collateral.Cache", src)
 	}
-	if src, err := cfg.CollateralSource(filepath.Join(dir, "b.json"), false); err != nil {
+	if src, err := cfg.CollateralSource(filepath.Join(dir, "b.json"), config.Online); err != nil {
 		t.Error(err)
 	} else if _, ok := src.(collateral.Chain); !ok {
 		t.Errorf("online source with explicit bundle is %T, want collateral.Chain", src)

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/wording"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
@@ -55,7 +55,7 @@ func writeConfigSummary(w io.Writer, path string, found bool, cfg *config.Config
 	if cfg.Outbound.CABundle != "" {
 		ca = "system roots + " + cfg.Outbound.CABundle
 	}
-	row("outbound", fmt.Sprintf("timeout %s, TLS roots: %s", shortDuration(cfg.Outbound.Timeout), ca))
+	row("outbound", fmt.Sprintf("timeout %s, TLS roots: %s", wording.Duration(cfg.Outbound.Timeout), ca))
 
 	key := "not set"
 	if cfg.Privatemode.APIKeyFile != "" {
@@ -87,8 +87,8 @@ func writeConfigSummary(w io.Writer, path string, found bool, cfg *config.Config
 	if col.Online {
 		online = "online fetch from Intel PCS / AMD KDS allowed"
 	}
-	row("collateral", fmt.Sprintf("%s, %s, max age %s", col.Bundle, online, shortDuration(col.MaxAge)))
-	row("reattest", "every "+shortDuration(cfg.Attestation.ReattestInterval))
+	row("collateral", fmt.Sprintf("%s, %s, max age %s", col.Bundle, online, wording.Duration(col.MaxAge)))
+	row("reattest", "every "+wording.Duration(cfg.Attestation.ReattestInterval))
 	row("tls", tlsSummary(cfg))
 
 	if envs := cfg.EnvOverridden(); len(envs) > 0 {
@@ -115,18 +115,6 @@ func tlsSummary(cfg *config.Config) string {
 	default:
 		return fmt.Sprintf("local CA in %s/%s for %s", cfg.StateDir, statedir.LocalCADir, names)
 	}
-}
-
-// shortDuration prints 720h rather than 720h0m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // ConfigExampleCmd prints the example configuration.

@@ -166,7 +166,7 @@ func TestPlaintextCanaryHardening(t *testing.T) {
 	if n := relay.posts(); n < 2 {
 		t.Fatalf("the backend received %d inference requests, want at least 2: the check would be vacuous", n)
 	}
-	if containsFold(relay.bytes(), marker) {
+	if containsFold(relay.Bytes(), marker) {
 		t.Error("the marker reached the backend in plaintext")
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -245,7 +245,7 @@ func TestGatewayHardeningBinary(t *testing.T) {
 		if e.backend.posts() < before+2 {
 			t.Fatalf("the relay saw %d new inference requests, want 2: the check would be vacuous", e.backend.posts()-before)
 		}
-		if containsFold(e.backend.bytes(), marker) {
+		if containsFold(e.backend.Bytes(), marker) {
 			t.Error("the marker reached the relay in plaintext")
 		}
 	})

@@ -23,31 +23,16 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
 // capture is a TCP relay in front of the sandbox process that keeps every
 // byte the appliance sends to its backend, as it went over the wire.
-type capture struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (c *capture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.b.Write(p)
-}
-
-// bytes returns a copy of everything captured so far.
-func (c *capture) bytes() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return bytes.Clone(c.b.Bytes())
-}
+type capture struct{ testutil.LogBuffer }
 
 // posts counts the inference requests (POST /v1/…) captured so far.
-func (c *capture) posts() int { return bytes.Count(c.bytes(), []byte("POST /v1/")) }
+func (c *capture) posts() int { return bytes.Count(c.Bytes(), []byte("POST /v1/")) }
 
 // cutRelay is a capturing TCP relay in front of the sandbox (standing in
 // for the untrusted Privatemode API gateway) that can cut answers short:
@@ -160,6 +145,20 @@ func (e *listenersEnv) url(addr string) string {
 // configuration, and waits until the proxy and the gateway are ready.
 func startListenersEnv(t *testing.T, extra string, wrap func(http.Handler) http.Handler) *listenersEnv {
 	t.Helper()
+	e := launchListenersEnv(t, extra, wrap)
+	e.waitOK(e.url(e.gwAddr)+"/monitoring/ready", nil)
+	return e
+}
+
+// startListenersEnvNoWait is startListenersEnv for a GitLab that may be
+// down: it waits for the proxy only.
+func startListenersEnvNoWait(t *testing.T, wrap func(http.Handler) http.Handler) *listenersEnv {
+	t.Helper()
+	return launchListenersEnv(t, "", wrap)
+}
+
+func launchListenersEnv(t *testing.T, extra string, wrap func(http.Handler) http.Handler) *listenersEnv {
+	t.Helper()
 	dir := startSandboxProc(t)
 	e := &listenersEnv{t: t, backend: interpose(t, dir)}
 	var err error
@@ -211,7 +210,6 @@ admin:
 	e.roots = x509.NewCertPool()
 	e.roots.AppendCertsFromPEM(pemCA)
 	e.waitOK(e.url(e.proxyAddr)+"/readyz", nil)
-	e.waitOK(e.url(e.gwAddr)+"/monitoring/ready", nil)
 	return e
 }
 

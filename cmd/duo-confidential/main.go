@@ -24,6 +24,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/wording"
 )
 
 // progName prefixes every error message, so an admin can tell which tool
@@ -53,6 +54,7 @@ type CLI struct {
 	Keys                KeysCmd   `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
 	TLS                 TLSCmd    `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
 	Admin               AdminCmd  `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
+	Agent               AgentCmd  `cmd:"" help:"Agent Platform client: play Workhorse for an Agentic Chat message."`
 	Doctor              DoctorCmd `cmd:"" help:"Check the installation: configuration, state, TLS, GitLab, attestation and the running appliance (PASS/WARN/FAIL/SKIP with fixes)."`
 }
 
@@ -256,15 +258,8 @@ func (g *Globals) loadConfigFile(path string, named bool) (cfg *config.Config, f
 		if errors.As(err, &multi) {
 			n = len(multi.Unwrap())
 		}
-		return nil, found, fmt.Errorf("configuration %s is not valid (%d %s):\n%w", path, n, plural(n, "problem", "problems"), err)
+		return nil, found, fmt.Errorf("configuration %s is not valid (%d %s):\n%w", path, n, wording.Plural(n, "problem", "problems"), err)
 	}
 	g.cfg = cfg
 	return cfg, found, nil
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }

@@ -12,42 +12,25 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
 // procLimit bounds every wait on a child process.
 const procLimit = 30 * time.Second
 
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // proc is a long-running child: the binary serving something.
 type proc struct {
 	name           string
 	cmd            *exec.Cmd
-	stdout, stderr lockedBuffer
+	stdout, stderr testutil.LogBuffer
 	done           chan struct{}
 	code           int
 }
@@ -65,6 +48,10 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 	}
 	// Parallel appliances must not all claim the admin UI's default port.
 	p.cmd.Env = append(p.cmd.Env, config.EnvPrefix+"ADMIN_LISTEN=127.0.0.1:0")
+	// ... nor the Agent Platform's (unless the test chose an address).
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, config.EnvPrefix+"AGENT_PLATFORM_LISTEN=") }) {
+		p.cmd.Env = append(p.cmd.Env, config.EnvPrefix+"AGENT_PLATFORM_LISTEN=127.0.0.1:0")
+	}
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {

@@ -194,6 +194,10 @@ func (c *Client) Chat(ctx context.Context, r ChatRequest) (Result, error) {
 	if len(out.Choices) > 0 {
 		res.Text = out.Choices[0].Message.Content
 		res.FinishReason = out.Choices[0].FinishReason
+		res.ToolCalls = out.Choices[0].Message.ToolCalls
+		if len(res.ToolCalls) > MaxToolCalls {
+			return Result{}, &Error{Status: http.StatusBadGateway, Type: errTypeUpstream, Message: "the model made more than " + strconv.Itoa(MaxToolCalls) + " tool calls"}
+		}
 	}
 	return res, nil
 }
@@ -241,21 +245,42 @@ func (c *Client) CompleteStream(ctx context.Context, r CompletionRequest, onDelt
 
 // Models returns the ids /v1/models lists, in its order.
 func (c *Client) Models(ctx context.Context) ([]string, error) {
+	infos, err := c.ModelInfos(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(infos))
+	for _, m := range infos {
+		ids = append(ids, m.ID)
+	}
+	return ids, nil
+}
+
+// ModelInfo is one entry of /v1/models: its id and, where the backend
+// says (Privatemode does), its tasks ("generate", "tool_calling", …).
+type ModelInfo struct {
+	ID    string
+	Tasks []string
+}
+
+// ModelInfos returns the entries /v1/models lists, in its order.
+func (c *Client) ModelInfos(ctx context.Context) ([]ModelInfo, error) {
 	var out struct {
 		Data []struct {
-			ID string `json:"id"`
+			ID    string   `json:"id"`
+			Tasks []string `json:"tasks"`
 		} `json:"data"`
 	}
 	if err := c.unary(ctx, c.request(ctx, http.MethodGet, c.modelsURL, c.hdrGet, nil), &out); err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(out.Data))
+	infos := make([]ModelInfo, 0, len(out.Data))
 	for _, d := range out.Data {
 		if d.ID != "" {
-			ids = append(ids, d.ID)
+			infos = append(infos, ModelInfo{ID: d.ID, Tasks: d.Tasks})
 		}
 	}
-	return ids, nil
+	return infos, nil
 }
 
 // request builds a request without http.NewRequest's URL parse and header
@@ -297,7 +322,8 @@ type unaryResponse struct {
 	Model   string `json:"model"`
 	Choices []struct {
 		Message struct {
-			Content string `json:"content"`
+			Content   string     `json:"content"`
+			ToolCalls []ToolCall `json:"tool_calls"`
 		} `json:"message"`
 		Text         string `json:"text"`
 		FinishReason string `json:"finish_reason"`

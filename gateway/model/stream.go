@@ -150,7 +150,8 @@ type chunk struct {
 type chunkChoice struct {
 	Index int `json:"index"`
 	Delta struct {
-		Content string `json:"content"`
+		Content   string          `json:"content"`
+		ToolCalls []toolCallDelta `json:"tool_calls"`
 	} `json:"delta"`
 	Text         string `json:"text"`
 	FinishReason string `json:"finish_reason"`
@@ -194,7 +195,52 @@ func applyChunk(data []byte, legacy bool, ch *chunk, res *Result) (string, error
 		if legacy {
 			return cc.Text, nil
 		}
+		if err := applyToolCalls(cc.Delta.ToolCalls, res); err != nil {
+			return "", err
+		}
 		return cc.Delta.Content, nil
 	}
 	return "", nil
+}
+
+// toolCallDelta is one streamed piece of a tool call: the first piece of an
+// index carries id and name, later ones append to the arguments.
+type toolCallDelta struct {
+	Index    int    `json:"index"`
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+// maxToolArgumentBytes bounds the JSON arguments of one tool call.
+const maxToolArgumentBytes = 1 << 20
+
+// applyToolCalls folds tool-call deltas into res.ToolCalls by index.
+func applyToolCalls(deltas []toolCallDelta, res *Result) error {
+	for _, d := range deltas {
+		if d.Index < 0 || d.Index >= MaxToolCalls {
+			return &Error{Status: http.StatusBadGateway, Type: errTypeUpstream, Message: "the model stream sent a tool call index out of range"}
+		}
+		for len(res.ToolCalls) <= d.Index {
+			res.ToolCalls = append(res.ToolCalls, ToolCall{Type: "function"})
+		}
+		tc := &res.ToolCalls[d.Index]
+		if d.ID != "" {
+			tc.ID = d.ID
+		}
+		if d.Type != "" {
+			tc.Type = d.Type
+		}
+		if tc.Function.Name == "" {
+			tc.Function.Name = d.Function.Name
+		}
+		if len(tc.Function.Arguments)+len(d.Function.Arguments) > maxToolArgumentBytes {
+			return &Error{Status: http.StatusBadGateway, Type: errTypeUpstream, Message: "the model's tool call arguments exceed " + strconv.Itoa(maxToolArgumentBytes) + " bytes"}
+		}
+		tc.Function.Arguments += d.Function.Arguments
+	}
+	return nil
 }

@@ -3,14 +3,13 @@ package modeloutput
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
+)
 
 // reactResult is the golden form of a ParseReAct result.
 type reactResult struct {
@@ -56,19 +55,7 @@ func TestParseReActGolden(t *testing.T) {
 			got, _ := json.MarshalIndent(toResult(ParseReAct(string(raw))), "", "  ")
 			got = append(got, '\n')
 			golden := strings.TrimSuffix(in, ".txt") + ".json"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("got\n%s\nwant\n%s", got, want)
-			}
+			testutil.Golden(t, golden, got)
 		})
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/internal/logbuf"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/valyala/fasthttp"
 )
 
@@ -175,7 +175,7 @@ func TestNoMultipartTempFiles(t *testing.T) {
 // TestLogsCarryNoRequestBytes sends malformed requests carrying a token
 // and checks the debug log names the failure without quoting them.
 func TestLogsCarryNoRequestBytes(t *testing.T) {
-	var logs logbuf.Buffer
+	var logs testutil.LogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	_, addr := start(t, Config{Logger: log, MaxRequestBody: 64, Handler: func(ctx *fasthttp.RequestCtx) {}})
 	for _, raw := range []string{

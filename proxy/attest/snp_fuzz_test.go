@@ -64,11 +64,11 @@ func TestSNPWriteFuzzSeeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	att, err := a.Attestation(f.opts, true)
+	att, err := a.Attestation(f.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	attNoCRL, err := a.Attestation(f.opts, false)
+	attNoCRL, err := a.AttestationWithoutCRL(f.opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,12 @@ func newSNPFixture(t testing.TB) *snpFixture {
 // attestation returns parsed proto evidence from the shared authority.
 func (f *snpFixture) attestation(t testing.TB, withCRL bool) *SNPEvidence {
 	t.Helper()
-	b, err := snpAuthority(t).Attestation(f.opts, withCRL)
+	a := snpAuthority(t)
+	build := a.Attestation
+	if !withCRL {
+		build = a.AttestationWithoutCRL
+	}
+	b, err := build(f.opts)
 	if err != nil {
 		t.Fatalf("Attestation: %v", err)
 	}
@@ -417,7 +422,7 @@ func TestSNPNoStdout(t *testing.T) {
 }
 
 func TestSNPParseMalformed(t *testing.T) {
-	good, err := snpAuthority(t).Attestation(newSNPFixture(t).opts, true)
+	good, err := snpAuthority(t).Attestation(newSNPFixture(t).opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func turinFixture(t testing.TB) *snpFixture {
 func TestSNPTurinTestSigned(t *testing.T) {
 	a := turinAuthority(t)
 	f := turinFixture(t)
-	b, err := a.Attestation(f.opts, true)
+	b, err := a.Attestation(f.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestSNPOperatorMinimumTCB(t *testing.T) {
 			if tc.turin {
 				a, f, product = turinAuthority(t), turinFixture(t), "Turin"
 			}
-			b, err := a.Attestation(f.opts, true)
+			b, err := a.Attestation(f.opts)
 			if err != nil {
 				t.Fatal(err)
 			}

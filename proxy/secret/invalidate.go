@@ -64,7 +64,7 @@ func (m *Manager) Invalidate(ctx context.Context, id string) (Secret, error) {
 
 // invalidateBackoff books the next invalidation-driven exchange and
 // returns how long until it may start. Called with flightsMu held. After
-// the n-th re-exchange in a row the next starts Backoff.delay(n) later; a
+// the n-th re-exchange in a row the next starts Backoff.Delay(n) later; a
 // quiet spell of twice Backoff.Max starts the count again.
 func (m *Manager) invalidateBackoff(now time.Time) time.Duration {
 	start := now
@@ -76,7 +76,7 @@ func (m *Manager) invalidateBackoff(now time.Time) time.Duration {
 	}
 	m.invalidations++
 	m.lastInvalidate = start
-	m.nextInvalidate = start.Add(m.o.Backoff.delay(m.invalidations, m.rand()))
+	m.nextInvalidate = start.Add(m.o.Backoff.Delay(m.invalidations, m.rand()))
 	return start.Sub(now)
 }
 

@@ -36,7 +36,7 @@ func TestInvalidateStormIsSpaced(t *testing.T) {
 		t.Fatalf("%d waits for 8 re-exchanges in a row, want 7: %v", len(waits), waits)
 	}
 	for i, w := range waits {
-		if lo := b.delay(i+1, 1); w < lo {
+		if lo := b.Delay(i+1, 1); w < lo {
 			t.Fatalf("re-exchange %d waited %v, want at least %v (all: %v)", i+2, w, lo, waits)
 		}
 	}

@@ -391,9 +391,19 @@ func (a *SNPAuthority) Report(o SNPReportOptions) ([]byte, *x509.Certificate, er
 }
 
 // Attestation returns a protobuf-marshalled sevsnp.Attestation as Contrast
-// puts it in raw_attestation_doc: report, VCEK, ASK, ARK and, if withCRL, a
-// CRL (valid from the authority's creation time) in the extras.
-func (a *SNPAuthority) Attestation(o SNPReportOptions, withCRL bool) ([]byte, error) {
+// puts it in raw_attestation_doc: report, VCEK, ASK, ARK and a CRL (valid
+// from the authority's creation time) in the extras.
+func (a *SNPAuthority) Attestation(o SNPReportOptions) ([]byte, error) {
+	return a.attestation(o, true)
+}
+
+// AttestationWithoutCRL is Attestation with no CRL in the extras, as a
+// chain whose CRL must come from collateral.
+func (a *SNPAuthority) AttestationWithoutCRL(o SNPReportOptions) ([]byte, error) {
+	return a.attestation(o, false)
+}
+
+func (a *SNPAuthority) attestation(o SNPReportOptions, withCRL bool) ([]byte, error) {
 	raw, vcek, err := a.Report(o)
 	if err != nil {
 		return nil, err

@@ -67,7 +67,7 @@ func TestSNPAuthorityVerifiesWithLibrary(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := a.Attestation(SNPReportOptions{ReportData: [64]byte{1}}, true)
+			b, err := a.Attestation(SNPReportOptions{ReportData: [64]byte{1}})
 			if err != nil {
 				t.Fatal(err)
 			}

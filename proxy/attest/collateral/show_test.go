@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 )
 
@@ -40,18 +41,18 @@ func TestNameURL(t *testing.T) {
 func TestInspectAndCheck(t *testing.T) {
 	now := time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)
 	day := 24 * time.Hour
-	ca := newTestCA(t)
-	vcek, _ := ca.leaf(t, now.Add(-365*day), now.Add(365*day))
-	expiredCert, _ := ca.leaf(t, now.Add(-365*day), now.Add(-day))
-	chainPEM := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: vcek}), ca.pem()...)
+	ca := testutil.NewCA(t, "collateral test CA", 24*time.Hour)
+	vcek, _ := ca.Leaf(t, nil, now.Add(-365*day), now.Add(365*day))
+	expiredCert, _ := ca.Leaf(t, nil, now.Add(-365*day), now.Add(-day))
+	chainPEM := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: vcek}), ca.PEM...)
 
 	b := New()
 	for _, it := range []*attest.CollateralItem{
 		item(tcbURL, tcbInfoJSON(now.Add(-day), now.Add(29*day)), now.Add(-day)),                                            // fresh
 		item(qeURL, qeIdentityJSON(now.Add(-10*day), now.Add(-time.Hour)), now.Add(-10*day)),                                // past nextUpdate
-		item(pckCRLURL, ca.crl(t, now.Add(-40*day), now.Add(20*day)), now.Add(-40*day)),                                     // too old
-		item(amdCRLURL, ca.crl(t, now.Add(-3*day), now.Add(-2*day)), now.Add(-3*day)),                                       // CRL expired
-		item(IntelRootCACRLURL, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: ca.crl(t, now, now.Add(day))}), now), // PEM CRL, fresh
+		item(pckCRLURL, ca.CRL(t, now.Add(-40*day), now.Add(20*day)), now.Add(-40*day)),                                     // too old
+		item(amdCRLURL, ca.CRL(t, now.Add(-3*day), now.Add(-2*day)), now.Add(-3*day)),                                       // CRL expired
+		item(IntelRootCACRLURL, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: ca.CRL(t, now, now.Add(day))}), now), // PEM CRL, fresh
 		item(vcekURL, vcek, now.Add(-2*day)),                                                                                // DER certificate, fresh
 		item(chainURL, chainPEM, now),                                                                                       // PEM chain, fresh
 		item("https://kdsintf.amd.com/vcek/v1/Genoa/cert_chain", expiredCert, now),                                          // certificate past NotAfter
@@ -75,8 +76,8 @@ func TestInspectAndCheck(t *testing.T) {
 		if i.URL == tcbURL && (!i.NextUpdate.Equal(now.Add(29*day)) || !i.IssueDate.Equal(now.Add(-day)) || i.Age != day) {
 			t.Errorf("TCB info dates: %+v", i)
 		}
-		if i.URL == chainURL && !i.NextUpdate.Equal(ca.cert.NotAfter) {
-			t.Errorf("chain validity ends %v, want the earliest NotAfter %v", i.NextUpdate, ca.cert.NotAfter)
+		if i.URL == chainURL && !i.NextUpdate.Equal(ca.Cert.NotAfter) {
+			t.Errorf("chain validity ends %v, want the earliest NotAfter %v", i.NextUpdate, ca.Cert.NotAfter)
 		}
 	}
 
