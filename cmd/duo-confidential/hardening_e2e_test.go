@@ -242,8 +242,16 @@ func TestGatewayHardeningBinary(t *testing.T) {
 		if s < 500 || !bytes.Contains(b, []byte(`"detail"`)) {
 			t.Errorf("code completion with a cut answer: HTTP %d: %.500s", s, b)
 		}
-		if e.backend.posts() < before+2 {
-			t.Fatalf("the relay saw %d new inference requests, want 2: the check would be vacuous", e.backend.posts()-before)
+		vh := h.Clone()
+		vh.Set("X-Supports-Sse-Streaming", "true")
+		s, _, b = e.do(http.MethodPost, gw+"/v4/code/suggestions",
+			fmt.Sprintf(`{"prompt_components":[{"type":"code_editor_generation","payload":{"file_name":"fib.py","content_above_cursor":"# %s\n","content_below_cursor":"","language_identifier":"python","stream":true,"prompt_enhancer":{"user_instruction":"write fibonacci"}}}],"stream":true}`, marker), vh)
+		t.Logf("v4 streamed generation: HTTP %d: %.300s", s, b)
+		if s < 500 || !bytes.Contains(b, []byte(`"detail"`)) {
+			t.Errorf("v4 streamed generation with a cut answer: HTTP %d: %.500s", s, b)
+		}
+		if e.backend.posts() < before+3 {
+			t.Fatalf("the relay saw %d new inference requests, want 3: the check would be vacuous", e.backend.posts()-before)
 		}
 		if containsFold(e.backend.Bytes(), marker) {
 			t.Error("the marker reached the relay in plaintext")
