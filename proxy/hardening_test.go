@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 )
 
 // TestCallerGoneCancelsUpstream: a client that disconnects while a unary
@@ -256,5 +258,52 @@ func TestJSONShapeLimits(t *testing.T) {
 	}
 	if h.be.calls.Load() != 0 {
 		t.Fatal("a refused body was sent upstream")
+	}
+}
+
+// anthropicStream answers /v1/messages with an Anthropic event stream;
+// mode "forged-stop" leaves out the encrypted message_delta carrying the
+// stop reason and sends only the plain message_stop a relay can forge.
+func (f *fakeBackend) anthropicStream(w http.ResponseWriter, ss *envelope.ServerSession, mode string) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	events := []struct{ name, data string }{
+		{"message_start", `{"type":"message_start","message":{"id":"m1","role":"assistant","content":[]}}`},
+		{"content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}`},
+		{"message_delta", `{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":1}}`},
+		{"message_stop", `{"type":"message_stop"}`},
+	}
+	for _, ev := range events {
+		if mode == "forged-stop" && ev.name == "message_delta" {
+			continue
+		}
+		enc, err := ss.EncryptJSON([]byte(ev.data), envelope.MessagesResponsePlain)
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.name, enc)
+	}
+}
+
+// TestAnthropicForgedStop: message_stop has only plain fields, so a relay
+// can forge it; the stream is complete only after an encrypted
+// message_delta with a stop reason.
+func TestAnthropicForgedStop(t *testing.T) {
+	body := `{"model":"m","stream":true,"messages":[{"role":"user","content":"` + canary + `"}]}`
+	for mode, wantErr := range map[string]bool{"": false, "forged-stop": true} {
+		t.Run("mode="+mode, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.be.mode = mode
+			status, _, out := h.do(t, "POST", "/v1/messages", body, nil)
+			if status != 200 {
+				t.Fatalf("status %d: %s", status, out)
+			}
+			gotErr := strings.Contains(out, "event: error")
+			if gotErr != wantErr || wantErr && !strings.Contains(out, "without a stop reason") {
+				t.Fatalf("error event %v, want %v:\n%s", gotErr, wantErr, out)
+			}
+			if wantErr && strings.Contains(out, "event: message_stop") {
+				t.Fatalf("the forged message_stop was relayed:\n%s", out)
+			}
+		})
 	}
 }

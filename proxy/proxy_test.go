@@ -118,6 +118,10 @@ func (f *fakeBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(req.Messages) > 0 {
 		echo = req.Messages[len(req.Messages)-1].Content
 	}
+	if r.URL.Path == "/v1/messages" {
+		f.anthropicStream(w, ss, mode)
+		return
+	}
 	if mode == "reflect" {
 		var env map[string]json.RawMessage
 		_ = json.Unmarshal(body, &env)
