@@ -97,6 +97,12 @@ func (a *Appliance) adminSources() ui.Sources {
 		s.GitLabKeys = func() *jwks.Status { return a.GitLabKeys() }
 		s.Keys = func() *keys.Store { return a.Keys() }
 		s.TestConnection = a.front.gw.TestConnection
+		s.GitLabConnect = func(ctx context.Context, req ui.ConnectRequest) (string, bool, error) {
+			return a.ConnectGitLab(ctx, req.Token, ConnectOptions{Apply: req.Apply, KeepToken: req.KeepToken})
+		}
+	}
+	if a.gitlab != nil {
+		s.GitLabWatch, s.GitLabDrift = true, a.GitLabDrift
 	}
 	if a.agent != nil {
 		s.AgentPlatformReady = a.AgentPlatformReady

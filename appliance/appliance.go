@@ -69,6 +69,10 @@ type Appliance struct {
 	certs        *apptls.Manager
 	serving      chan struct{} // closed once every listener serves
 	admin        *adminPart
+	gitlab       *gitlabWatch // nil unless gitlab_admin.watch
+	// trustLog is the verifier's trust log (nil with a fixed secret); GitLab
+	// drift events go into the same chain through the same instance.
+	trustLog *attest.TrustLog
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -195,6 +199,7 @@ func New(o Options) (*Appliance, error) {
 	} else {
 		log.Info("gateway off: set gateway.gitlab_url to serve GitLab Duo")
 	}
+	a.gitlab = newGitLabWatch(cfg, o.GitLabClient, log, a.recordGitLab)
 	if err := a.buildAdmin(); err != nil {
 		return nil, err
 	}
@@ -209,6 +214,7 @@ func (a *Appliance) verifier() (*attest.Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.trustLog = tl
 	v := &attest.Verifier{TrustLog: tl}
 	v.Hardware.MaxCollateralAge = cfg.Attestation.Collateral.MaxAge
 	if v.Hardware.TCBPolicy, err = cfg.TCBPolicy(); err != nil {
@@ -313,6 +319,7 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	}
 	a.serveAdmin(ls, errc)
 	close(a.serving)
+	a.gitlab.run(mctx) // after serving: GitLab's checks call back into the gateway
 	select {
 	case err := <-errc:
 		return err

@@ -51,6 +51,7 @@ type fixtureOptions struct {
 	networks   []netip.Prefix
 	metricsOff bool // MetricsAuthNone
 	noPassword bool
+	sources    func(*Sources) // changes the fake sources before New
 }
 
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
@@ -74,8 +75,12 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	if fo.metricsOff {
 		auth = MetricsAuthNone
 	}
+	src := fixtureSources(store)
+	if fo.sources != nil {
+		fo.sources(&src)
+	}
 	o := Options{
-		Sources: fixtureSources(store), Registry: f.reg, PasswordFile: pw,
+		Sources: src, Registry: f.reg, PasswordFile: pw,
 		TokenSHA256: []string{digest(testToken)}, AllowedNetworks: fo.networks, MetricsAuth: auth,
 		Now: f.clock.Now,
 	}

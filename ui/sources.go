@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/gateway/gitlabconnect"
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
 	"github.com/duo-confidential/duo-confidential/jwks"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
@@ -45,6 +46,25 @@ type Sources struct {
 	// TestConnection runs GitLab's Test connection check in-process: the
 	// model called, how long it took, and the failure.
 	TestConnection func(ctx context.Context) (model string, took time.Duration, err error)
+	// GitLabDrift is the GitLab drift watch's latest report; nil (or a nil
+	// func) when gitlab_admin.watch is off or it has not polled yet.
+	GitLabDrift func() *gitlabconnect.Report
+	// GitLabConnect runs `gitlab connect` with an admin's token and
+	// returns its report as text; nil without a gateway.
+	GitLabConnect func(ctx context.Context, req ConnectRequest) (text string, ok bool, err error)
+	// GitLabWatch reports whether gitlab_admin.watch is on.
+	GitLabWatch bool
+}
+
+// ConnectRequest is one Connect from the GitLab page.
+type ConnectRequest struct {
+	// Token is a GitLab administrator's personal access token (scope api).
+	// It is never logged or shown.
+	Token string
+	// Apply makes the changes (and verifies); otherwise only the plan.
+	Apply bool
+	// KeepToken keeps the token (0600, state directory) for the drift watch.
+	KeepToken bool
 }
 
 // TLSState is the TLS section of the status document, filled by the

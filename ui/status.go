@@ -26,6 +26,9 @@ type Status struct {
 	AgentPlatform *AgentPlatform `json:"agent_platform,omitempty"`
 	TLS           TLSState       `json:"tls"`
 	Traffic       Traffic        `json:"traffic"`
+	// GitLab is the drift watch's view of GitLab's Duo configuration; nil
+	// when gitlab_admin.watch is off.
+	GitLab *GitLabDrift `json:"gitlab,omitempty"`
 }
 
 // Component is one part's readiness, for the overview.
@@ -122,12 +125,17 @@ func buildStatus(src Sources, now time.Time, traffic *Traffic) *Status {
 	if traffic != nil {
 		st.Traffic = *traffic
 	}
+	st.GitLab = gitlabDrift(src)
 	st.Components = components(st, proxyReady, proxyWhy, now)
+	if c, ok := gitlabComponent(st.GitLab, now); ok {
+		st.Components = append(st.Components, c)
+	}
 	st.Ready = true
 	for _, c := range st.Components {
 		// TLS health is reported, not required: plaintext on loopback is a
 		// valid setup. Without a gateway there is nothing to wait for.
-		if !c.Ready && c.Name != "tls" && (c.Name != "models" || st.Gateway.Enabled) {
+		// GitLab drift is a warning: the appliance itself can serve.
+		if !c.Ready && c.Name != "tls" && c.Name != "gitlab" && (c.Name != "models" || st.Gateway.Enabled) {
 			st.Ready = false
 		}
 	}

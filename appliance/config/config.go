@@ -86,6 +86,7 @@ type Config struct {
 	AgentPlatform AgentPlatformConfig `yaml:"agent_platform"`
 	TLS           TLSConfig           `yaml:"tls"`
 	Admin         AdminConfig         `yaml:"admin"`
+	GitLabAdmin   GitLabAdminConfig   `yaml:"gitlab_admin"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
 	// value came from ("config.yaml:12" or "env DUO_CONFIDENTIAL_..."), so
@@ -338,6 +339,10 @@ func baseDefaults() *Config {
 			Listen:         DefaultAdminListen,
 			MetricsAuth:    DefaultAdminMetricsAuth,
 			SessionTimeout: DefaultAdminSessionTimeout,
+		},
+		GitLabAdmin: GitLabAdminConfig{
+			ModelFamily:  DefaultGitLabAdminModelFamily,
+			PollInterval: DefaultGitLabAdminPollInterval,
 		},
 	}
 }

@@ -72,6 +72,7 @@ func (c *Config) Validate() error {
 	v.agentPlatform()
 	v.tls()
 	v.admin()
+	v.gitlabAdmin()
 	return errors.Join(v.errs...)
 }
 

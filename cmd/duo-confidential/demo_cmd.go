@@ -110,11 +110,6 @@ func (c *DemoCmd) Run(g *Globals) error {
 	}
 	defer agln.Close()
 	cfg.AgentPlatform.Listen = agln.Addr().String()
-	a, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: version, Sandbox: trust,
-		APIKey: sandboxAPIKey, GitLabClient: gitlab.Client})
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (choose another address with --listen)", c.Listen, err)
@@ -123,6 +118,24 @@ func (c *DemoCmd) Run(g *Globals) error {
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("listen on %s: %w (choose another address with --gateway-listen)", c.Gateway, err)
+	}
+	connect, err := setupDemoGitLab(cfg, gln.Addr(), ln.Addr())
+	if err != nil {
+		return err
+	}
+	a, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: version, Sandbox: trust,
+		APIKey: sandboxAPIKey, GitLabClient: gitlab.Client})
+	if err != nil {
+		ln.Close()
+		gln.Close()
+		return err
+	}
+	client, curl, err := demoClient(a)
+	if err != nil {
+		return err
+	}
+	if err := connect.serveAdminAPI(cfg, iss, gitlab, client); err != nil {
+		return err
 	}
 	ctx, stop := context.WithCancel(g.Context())
 	defer stop()
@@ -147,10 +160,6 @@ func (c *DemoCmd) Run(g *Globals) error {
 		return err
 	}
 	gwBase, base, adminBase := a.URL(gln), a.URL(ln), a.URL(aln)
-	client, curl, err := demoClient(a)
-	if err != nil {
-		return err
-	}
 	fmt.Fprint(out, demoBanner)
 	if st := a.Status(); st != nil && st.Attestation != nil {
 		fmt.Fprintf(out, "\nThe proxy attested the sandbox backend (%s) before accepting requests:\n\n", c.Platform)
@@ -167,6 +176,9 @@ func (c *DemoCmd) Run(g *Globals) error {
 			}
 			if err == nil {
 				err = checkDemoAgent(ctx, out, a, agln.Addr().String(), agentMD, api)
+			}
+			if err == nil {
+				err = connect.check(ctx, out, cfg, gitlab.Client)
 			}
 		} else {
 			err = fmt.Errorf("demo request through the proxy: %w", err)
@@ -199,6 +211,7 @@ The proxy listens on %[1]s (OpenAI-compatible). Try, in another terminal:
 	printDemoGateway(out, gwBase, headers, curl)
 	printDemoAdmin(out, adminBase, adminPassword)
 	printDemoAgent(out, a, agln.Addr().String(), agentHeaders, gitlab.URL, gitlabCA)
+	connect.print(out)
 	fmt.Fprint(out, "\nEverything above is a sandbox: NOT CONFIDENTIAL. Press Ctrl-C to stop.\n")
 	return <-done
 }

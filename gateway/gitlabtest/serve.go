@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -42,10 +43,17 @@ func Serve(iss *Issuer, ln net.Listener) (*Server, error) {
 // ServeWithAPI is Serve plus the demo REST/GraphQL API under /api/, so the
 // Agent Platform's executor-tunnelled calls reach the same demo GitLab.
 func ServeWithAPI(iss *Issuer, api *API, ln net.Listener) (*Server, error) {
-	mux := http.NewServeMux()
-	mux.Handle("/api/", api)
-	mux.Handle("/", iss.Handler())
-	return serveTLS(iss, mux, ln)
+	// The demo API (the user's token, as the executor sends it) and the
+	// admin API stand-in (an admin's token, `gitlab connect`) share
+	// /api/graphql and /api/v4/user, as on a real GitLab: the token decides.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") && r.Header.Get("Authorization") == "Bearer "+api.Token {
+			api.ServeHTTP(w, r)
+			return
+		}
+		iss.Handler().ServeHTTP(w, r)
+	})
+	return serveTLS(iss, h, ln)
 }
 
 func serveTLS(iss *Issuer, h http.Handler, ln net.Listener) (*Server, error) {
