@@ -185,6 +185,7 @@ func New(o Options) (*Appliance, error) {
 		Secrets:               a.secrets,
 		Tokens:                tokens,
 		MaxRequestBody:        cfg.Proxy.MaxRequestBytes,
+		MaxInFlight:           cfg.Proxy.MaxInFlight,
 		ReadTimeout:           cfg.Proxy.ReadTimeout,
 		UpstreamTimeout:       cfg.Proxy.UpstreamTimeout,
 		StreamIdleTimeout:     cfg.Proxy.StreamIdleTimeout,
@@ -396,6 +397,9 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 type fixedSecrets struct{ s envelope.Secret }
 
 func (f fixedSecrets) Current() (envelope.Secret, error) { return f.s, nil }
+
+// Trusted: the fixed secret is the only one.
+func (f fixedSecrets) Trusted(id string) bool { return id == f.s.ID }
 func (f fixedSecrets) Invalidate(context.Context, string) (envelope.Secret, error) {
 	return f.s, errors.New("the fixed sandbox secret cannot be renewed")
 }
@@ -407,6 +411,9 @@ func (s managerSecrets) Current() (envelope.Secret, error) {
 	sec, err := s.m.Current()
 	return envelope.Secret{ID: sec.ID, Key: sec.Key}, err
 }
+
+// Trusted asks the trust manager whether a stream's secret is still trusted.
+func (s managerSecrets) Trusted(id string) bool { return s.m.Trusted(id) }
 
 func (s managerSecrets) Invalidate(ctx context.Context, id string) (envelope.Secret, error) {
 	sec, err := s.m.Invalidate(ctx, id)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"github.com/duo-confidential/duo-confidential/internal/fastserve"
 )
 
 // errClientGone means a write to GitLab failed: the caller went away, so
@@ -61,8 +62,10 @@ func (c *call) stream(contentType string, timeout time.Duration, body func(ctx c
 	// returns, before the stream is written. Watch the end of the server's
 	// drain instead (not fasthttp's shutdown channel, which closes when the
 	// drain starts: a draining replica finishes its streams).
-	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, errDeadline)
+	ctx, cancel := context.WithTimeoutCause(c.clientContext(), timeout, errDeadline)
 	ctx = model.WithCall(ctx, c.modelCall())
+	stopClient := c.takeClientStop()
+	release := fastserve.Detach(c.ctx)
 	drainOver := s.drainOver
 	go func() {
 		select {
@@ -74,6 +77,8 @@ func (c *call) stream(contentType string, timeout time.Duration, body func(ctx c
 	s.streams.Add(1)
 	observed := c.streamObserver()
 	c.ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer release()
+		defer stopClient()
 		defer s.streams.Add(-1)
 		defer observed()
 		defer cancel()
