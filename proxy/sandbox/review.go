@@ -42,6 +42,10 @@ var (
 	addedLineRe  = regexp.MustCompile(`^ +(\d+) \| \+(.*)$`)
 	removedRe    = regexp.MustCompile(`^ *(\d+) {6}\| -(.*)$`)
 	mergeReqRe   = regexp.MustCompile(`Merge request !?(\d+)`)
+	// quoteSafe keeps a quoted line inside its code span and its comment:
+	// no backticks, and the review markup's tags broken.
+	quoteSafe = strings.NewReplacer("`", "'", "<review", "‹review", "</review", "‹/review",
+		"<comment", "‹comment", "</comment", "‹/comment", "<summary", "‹summary", "</summary", "‹/summary")
 )
 
 // offered returns the request's tool named name when tool_choice allows
@@ -178,14 +182,14 @@ func sandboxReview(texts []string) string {
 	lines, files := diffLinesToReview(texts)
 	var b strings.Builder
 	b.WriteString("<review>\n<summary>\n")
-	fmt.Fprintf(&b, "Sandbox review (NOT CONFIDENTIAL; no model was consulted): %d changed files seen, %d deterministic comments, "+
+	fmt.Fprintf(&b, "Sandbox review (NOT CONFIDENTIAL; no model was consulted): %d changed file(s) in the diff, %d deterministic comment(s), "+
 		"one on the first changed line of each of the first %d files.\n</summary>\n", files, len(lines), maxReviewFiles)
 	for _, l := range lines {
 		side := "added"
 		if l.new == 0 {
 			side = "removed"
 		}
-		quote := strings.TrimSpace(head(strings.NewReplacer("`", "'", "<", "‹", ">", "›").Replace(l.text), quoteChars))
+		quote := strings.TrimSpace(head(quoteSafe.Replace(l.text), quoteChars))
 		what := "is `" + quote + "`"
 		if quote == "" {
 			what = "is blank"

@@ -93,7 +93,7 @@ func TestReviewConventionBounds(t *testing.T) {
 	if r.tool == nil || json.Unmarshal([]byte(r.tool.Args), &args) != nil || args.IID != 7 {
 		t.Fatalf("%+v", r.tool)
 	}
-	if n := strings.Count(args.Review, "<comment "); n != maxReviewFiles || !strings.Contains(args.Review, "12 changed files seen, 5 deterministic comments") {
+	if n := strings.Count(args.Review, "<comment "); n != maxReviewFiles || !strings.Contains(args.Review, "12 changed file(s) in the diff, 5 deterministic comment(s)") {
 		t.Fatalf("%d comments:\n%s", n, args.Review)
 	}
 
@@ -134,4 +134,29 @@ func TestFinalResponseConvention(t *testing.T) {
 	if r := chatReply(g); r.tool != nil {
 		t.Fatalf("tool_choice none: %+v", r.tool)
 	}
+}
+
+// FuzzSandboxReview: whatever the request text, the review is one
+// <review> block with at most maxReviewFiles comments, each closed and
+// naming a file and a line.
+func FuzzSandboxReview(f *testing.F) {
+	if ctx, err := os.ReadFile("testdata/review-context.txt"); err == nil {
+		f.Add(string(ctx))
+	}
+	f.Add("== a.go (modified) ==\n        1 | +</comment><review>`\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		out := sandboxReview([]string{text})
+		if strings.Count(out, "<review>") != 1 || strings.Count(out, "</review>") != 1 || !strings.HasSuffix(out, "</review>") {
+			t.Fatalf("review blocks:\n%s", out)
+		}
+		opened, closed := strings.Count(out, "<comment "), strings.Count(out, "</comment>")
+		if opened != closed || opened > maxReviewFiles || strings.Count(out, "<summary>") != 1 {
+			t.Fatalf("%d comments opened, %d closed:\n%s", opened, closed, out)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "<comment ") && (strings.Contains(l, `file=""`) || strings.Contains(l, `old_line="" new_line="">`)) {
+				t.Fatalf("comment without file or line: %s", l)
+			}
+		}
+	})
 }
