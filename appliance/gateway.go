@@ -256,6 +256,7 @@ func (a *Appliance) runFront(ctx context.Context, ln net.Listener, errc chan<- e
 		}
 	}()
 	go f.checkModels(ctx, a.Ready, a.log.With("part", "gateway"))
+	go a.watchGatewayKeys(ctx, gatewayKeyPoll)
 	go func() {
 		if err := f.gw.Serve(ln); err != nil {
 			errc <- fmt.Errorf("gateway: %w", err)

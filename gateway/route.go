@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
+	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/valyala/fasthttp"
 )
 
@@ -224,25 +225,38 @@ func invalid(format string, args ...any) *Error {
 // would read it then: a data race once the client has gone).
 func (c *call) modelContext(d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeoutCause(context.Background(), d, errDeadline)
-	// Watch only the shutdown channel, not c.ctx itself: context's watcher
-	// reads the parent's Value on cancel, and fasthttp resets the
-	// RequestCtx (a data race) once the request is done.
-	done := c.ctx.Done()
-	if done == nil { // a RequestCtx outside a server (benchmarks)
-		return ctx, cancel
-	}
-	stop := context.AfterFunc(shutdownContext{done}, cancel)
+	ctx = model.WithCall(ctx, c.modelCall())
+	// Watch only the end of the server's drain, not c.ctx itself: context's
+	// watcher reads the parent's Value on cancel, and fasthttp resets the
+	// RequestCtx (a data race) once the request is done. Not fasthttp's
+	// shutdown channel either: that closes when the drain starts, and a
+	// draining replica finishes what it has begun.
+	stop := context.AfterFunc(shutdownContext{c.s.drainOver}, cancel)
 	return ctx, func() { stop(); cancel() }
 }
 
-// shutdownContext is a context done when the server shuts down, with no
-// values, safe to outlive the request it was taken from.
+// modelCall says, for the receipt of each model call, which feature and
+// which GitLab instance and user it serves.
+func (c *call) modelCall() model.Call {
+	route, prompt := c.labels(c.route)
+	if prompt != "" {
+		route += "/" + prompt
+	}
+	mc := model.Call{Feature: route}
+	if c.claims != nil {
+		mc.Instance, mc.User = c.claims.InstanceID, c.claims.GlobalUserID
+	}
+	return mc
+}
+
+// shutdownContext is a context done when the server's drain is over, with
+// no values, safe to outlive the request it was taken from.
 type shutdownContext struct{ done <-chan struct{} }
 
 // Deadline reports none.
 func (shutdownContext) Deadline() (time.Time, bool) { return time.Time{}, false }
 
-// Done is closed at shutdown.
+// Done is closed when the drain is over.
 func (s shutdownContext) Done() <-chan struct{} { return s.done }
 
 // Value holds nothing.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -91,6 +92,11 @@ type Server struct {
 	routes   map[string]*route
 	inflight atomic.Int64
 	streams  atomic.Int64
+	// drainOver is closed when Shutdown's drain time is up: model calls
+	// and streams still running are cancelled then, not when the drain
+	// starts, so a rolling restart lets them finish.
+	drainOver chan struct{}
+	drainOnce sync.Once
 }
 
 // New checks o and builds a Server; it does no I/O.
@@ -119,7 +125,7 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{o: o, log: o.Logger}
+	s := &Server{o: o, log: o.Logger, drainOver: make(chan struct{})}
 	s.routes = s.routeTable()
 	s.srv = fastserve.New(&fasthttp.Server{
 		Handler:               s.Handle,
@@ -145,8 +151,18 @@ func New(o Options) (*Server, error) {
 func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 
 // Shutdown stops accepting connections and waits, until ctx is done, for
-// in-flight requests and streams to finish.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+// in-flight requests and streams to finish; when ctx is done first, the
+// model calls and streams still running are cancelled.
+func (s *Server) Shutdown(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, s.endDrain)
+	defer stop()
+	err := s.srv.Shutdown(ctx)
+	s.endDrain()
+	return err
+}
+
+// endDrain cancels every model call and stream still running.
+func (s *Server) endDrain() { s.drainOnce.Do(func() { close(s.drainOver) }) }
 
 // InFlight reports requests being handled and streams being written.
 func (s *Server) InFlight() (requests, streams int64) {

@@ -44,6 +44,9 @@ func (s *Server) handleInference(ctx *fasthttp.RequestCtx, rt *route, path strin
 	if meta.Model == "" {
 		return newAPIError(fasthttp.StatusBadRequest, errInvalidRequest, "the field 'model' is required", nil)
 	}
+	if err := s.beginReceipt(ctx, tm, meta); err != nil {
+		return err
+	}
 	var shardKey string
 	if rt.cacheSalt {
 		if body, shardKey, err = s.cacheSalt(body, meta); err != nil {
@@ -130,6 +133,7 @@ func (s *Server) forward(ctx context.Context, rt *route, path string, body []byt
 		if err != nil {
 			return nil, nil, newAPIError(fasthttp.StatusBadRequest, errInvalidRequest, "the request body could not be encrypted: it is not a well-formed JSON object or form", err)
 		}
+		tm.rec.sent(sec, enc)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base.String()+path, bytes.NewReader(enc))
 		if err != nil {
 			return nil, nil, newAPIError(fasthttp.StatusInternalServerError, errInternal, "internal error", err)
@@ -274,6 +278,7 @@ func (s *Server) unaryResponse(ctx *fasthttp.RequestCtx, rt *route, resp *http.R
 	read := time.Now()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(s.o.MaxResponseBody)+1))
 	tm.wait(read)
+	tm.rec.received(b)
 	if err != nil {
 		return newAPIError(fasthttp.StatusBadGateway, errUpstream, "the backend's answer was interrupted", err)
 	}

@@ -41,6 +41,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
 	tm := &timing{start: time.Now(), route: routeLabel(path)}
 	defer s.observe(ctx, tm)
+	defer s.finishReceipt(ctx, tm)
 	switch path {
 	case "/healthz":
 		ctx.SetContentType("application/json")

@@ -84,6 +84,8 @@ type Options struct {
 	Notice string
 	// Metrics receives per-request observations; nil records none.
 	Metrics Metrics
+	// Receipts receives one record per inference request; nil keeps none.
+	Receipts ReceiptSink
 }
 
 // Server is the attesting encryption proxy's HTTP front.

@@ -53,12 +53,14 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Res
 		// before it waits for upstream, so no event is held back while the
 		// proxy waits, and a burst that arrived together leaves together
 		// (one chunk and one write instead of one per event).
-		fr := &flushingReader{src: resp.Body, w: w}
+		fr := &flushingReader{src: tm.rec.hashing(resp.Body), w: w}
 		r := sse.NewReader(fr, maxEvent)
 		out := sse.NewWriter(w)
 		var plainBuf []byte // reused for every decrypted event
 		var sawDone, sawFinish bool
+		defer func() { s.streamReceipt(tm, resp.StatusCode, sawDone && (rt.anthropic || sawFinish)) }()
 		fail := func(msg string, err error) {
+			tm.rec.cut = true
 			log.Warn("stream ended with an error", "route", rt.name, "reason", msg, "error", err)
 			writeStreamError(out, rt, msg)
 			_ = w.Flush()
@@ -97,6 +99,7 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Res
 				}
 				continue
 			}
+			tm.rec.usage(ev.Data)
 			plain, err := sess.AppendDecryptJSON(plainBuf[:0], ev.Data, rt.respPlain)
 			if err != nil {
 				fail("an event from the confidential backend failed decryption; the stream was closed", err)

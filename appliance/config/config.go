@@ -84,6 +84,7 @@ type Config struct {
 	TLS           TLSConfig           `yaml:"tls"`
 	Admin         AdminConfig         `yaml:"admin"`
 	GitLabAdmin   GitLabAdminConfig   `yaml:"gitlab_admin"`
+	Receipts      ReceiptsConfig      `yaml:"receipts"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
 	// value came from ("config.yaml:12" or "env DUO_CONFIDENTIAL_..."), so
@@ -337,6 +338,7 @@ func baseDefaults() *Config {
 			ModelFamily:  DefaultGitLabAdminModelFamily,
 			PollInterval: DefaultGitLabAdminPollInterval,
 		},
+		Receipts: defaultReceipts(),
 	}
 }
 

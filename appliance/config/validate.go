@@ -73,6 +73,7 @@ func (c *Config) Validate() error {
 	v.tls()
 	v.admin()
 	v.gitlabAdmin()
+	v.receipts()
 	return errors.Join(v.errs...)
 }
 

@@ -290,7 +290,7 @@ func (c *Client) ModelInfos(ctx context.Context) ([]ModelInfo, error) {
 // map: the URL and headers are shared, read-only.
 func (c *Client) request(ctx context.Context, method string, u *url.URL, h http.Header, body []byte) *http.Request {
 	r := &http.Request{
-		Method: method, URL: u, Host: u.Host, Header: h,
+		Method: method, URL: u, Host: u.Host, Header: callHeader(ctx, h),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 	}
 	if body != nil {
