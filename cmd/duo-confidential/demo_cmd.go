@@ -178,6 +178,9 @@ func (c *DemoCmd) Run(g *Globals) error {
 				err = checkDemoAgent(ctx, out, a, agln.Addr().String(), agentMD, api)
 			}
 			if err == nil {
+				err = checkDemoFlow(ctx, out, a, agln.Addr().String(), agentMD, api)
+			}
+			if err == nil {
 				err = connect.check(ctx, out, cfg, gitlab.Client)
 			}
 		} else {
