@@ -54,14 +54,7 @@ func TestAgentPlatformConcurrentSessions(t *testing.T) {
 		return err == nil
 	})
 
-	// Letters only: the sandbox takes the message's first number as the
-	// issue number.
-	canary := "CANARY-" + strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return 'X'
-		}
-		return r
-	}, rand.Text())
+	canary := letterCanary()
 	before := e.backend.posts()
 	var wg sync.WaitGroup
 	errs := make(chan error, concurrentChatSessions)
@@ -138,4 +131,15 @@ func (e *listenersEnv) agentMD(t *testing.T, scopes ...string) metadata.MD {
 	}
 	m.Set(agentplatform.HeaderModelMetadata, `{"provider":"openai","name":"general","api_key":"placeholder","identifier":"custom_openai/`+sandbox.ModelChat+`"}`)
 	return m
+}
+
+// letterCanary is a random secret without digits: the sandbox takes a
+// message's first number as the issue number.
+func letterCanary() string {
+	return "CANARY-" + strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return 'X'
+		}
+		return r
+	}, rand.Text())
 }

@@ -37,14 +37,7 @@ import (
 func TestAgentPlatformEndToEnd(t *testing.T) {
 	// startProc gives the Agent Platform a free port; the log names it.
 	e := startListenersEnv(t, "", nil)
-	var agentAddr string
-	e.serve.waitUntil(t, "the Agent Platform's listening line", func() bool {
-		_, rest, ok := strings.Cut(e.serve.stderr.String(), `msg="agent platform listening" addr=`)
-		if ok {
-			agentAddr, _, _ = strings.Cut(rest, " ")
-		}
-		return ok
-	})
+	agentAddr := e.agentAddr(t)
 	conn, err := grpc.NewClient(agentAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: e.roots, ServerName: "localhost"})))
 	if err != nil {
 		t.Fatal(err)
@@ -52,19 +45,7 @@ func TestAgentPlatformEndToEnd(t *testing.T) {
 	defer conn.Close()
 	client := contract.NewDuoWorkflowClient(conn)
 
-	md := func(scopes ...string) metadata.MD {
-		opts := gitlabtest.TokenOptions{Audiences: []string{agentplatform.ServiceName}, Scopes: scopes}
-		tok, err := e.gitlab.Token(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := metadata.MD{}
-		for k, v := range e.gitlab.Headers(tok, opts) {
-			m.Set(strings.ToLower(k), v...)
-		}
-		m.Set(agentplatform.HeaderModelMetadata, `{"provider":"openai","name":"general","api_key":"placeholder","identifier":"custom_openai/`+sandbox.ModelChat+`"}`)
-		return m
-	}
+	md := func(scopes ...string) metadata.MD { return e.agentMD(t, scopes...) }
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	call := func(m metadata.MD) context.Context { return metadata.NewOutgoingContext(ctx, m) }
@@ -122,14 +103,7 @@ func TestAgentPlatformEndToEnd(t *testing.T) {
 
 	// One Agentic Chat session with a secret goal; the demo GitLab's issue
 	// text is the tool result that must stay secret too.
-	// Letters only: the sandbox takes the message's first number as the
-	// issue number.
-	canary := "CANARY-" + strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return 'X'
-		}
-		return r
-	}, rand.Text())
+	canary := letterCanary()
 	api := gitlabtest.NewAPI("oauth-" + rand.Text())
 	chatMD := md("duo_chat")
 	chatMD.Set("x-gitlab-oauth-token", api.Token)
@@ -196,14 +170,7 @@ func TestAgentPlatformGitLabDownAtStart(t *testing.T) {
 			h.ServeHTTP(w, r)
 		})
 	})
-	var agentAddr string
-	e.serve.waitUntil(t, "the Agent Platform's listening line", func() bool {
-		_, rest, ok := strings.Cut(e.serve.stderr.String(), `msg="agent platform listening" addr=`)
-		if ok {
-			agentAddr, _, _ = strings.Cut(rest, " ")
-		}
-		return ok
-	})
+	agentAddr := e.agentAddr(t)
 	opts := gitlabtest.TokenOptions{Audiences: []string{agentplatform.ServiceName}, Scopes: []string{"duo_agent_platform"}}
 	tok, _ := e.gitlab.Token(opts)
 	md := metadata.MD{}
@@ -229,14 +196,7 @@ func TestAgentPlatformGitLabDownAtStart(t *testing.T) {
 // (Workhorse retries), and the process exits cleanly.
 func TestAgentPlatformDrainOnSIGTERM(t *testing.T) {
 	e := startListenersEnv(t, "", nil)
-	var agentAddr string
-	e.serve.waitUntil(t, "the Agent Platform's listening line", func() bool {
-		_, rest, ok := strings.Cut(e.serve.stderr.String(), `msg="agent platform listening" addr=`)
-		if ok {
-			agentAddr, _, _ = strings.Cut(rest, " ")
-		}
-		return ok
-	})
+	agentAddr := e.agentAddr(t)
 	conn, err := grpc.NewClient(agentAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: e.roots, ServerName: "localhost"})))
 	if err != nil {
 		t.Fatal(err)

@@ -77,14 +77,7 @@ flow:
 // flow and an invalid inline config fail at once with named errors.
 func TestFlowsEndToEnd(t *testing.T) {
 	e := startListenersEnv(t, "", nil)
-	var agentAddr string
-	e.serve.waitUntil(t, "the Agent Platform's listening line", func() bool {
-		_, rest, ok := strings.Cut(e.serve.stderr.String(), `msg="agent platform listening" addr=`)
-		if ok {
-			agentAddr, _, _ = strings.Cut(rest, " ")
-		}
-		return ok
-	})
+	agentAddr := e.agentAddr(t)
 	conn, err := grpc.NewClient(agentAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: e.roots, ServerName: "localhost"})))
 	if err != nil {
 		t.Fatal(err)
