@@ -61,6 +61,12 @@ func TestAptRepository(t *testing.T) {
 		t.Fatalf("held package upgraded to %q", v)
 	}
 
+	mustDoc(t, root, "apt-unhold", url)
+	mustDoc(t, root, "apt-upgrade", url)
+	if v := debVersion(root); v != "1.2.3-1" {
+		t.Fatalf("after unhold and upgrade: %q, want 1.2.3-1", v)
+	}
+
 	mustDoc(t, root, "apt-remove", url)
 	if v := debVersion(root); v != "" {
 		t.Errorf("after remove and purge: %q installed", v)

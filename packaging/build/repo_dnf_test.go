@@ -53,6 +53,12 @@ func TestDnfRepository(t *testing.T) {
 		t.Fatalf("excluded package upgraded to %q", v)
 	}
 
+	mustDoc(t, root, "dnf-unpin", url)
+	mustDoc(t, root, "dnf-upgrade", url)
+	if v := rpmVersion(root); v != "1.2.3-1" {
+		t.Fatalf("after unpin and upgrade: %q, want 1.2.3-1", v)
+	}
+
 	mustDoc(t, root, "dnf-remove", url)
 	if v := rpmVersion(root); v != "" {
 		t.Errorf("after dnf remove: %q installed", v)

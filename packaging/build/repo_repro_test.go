@@ -167,4 +167,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
