@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -87,20 +88,22 @@ func TestAptRepositoryRefusesBadSignatures(t *testing.T) {
 	tests := []struct {
 		name    string
 		prepare func(t *testing.T, web, url string)
-		want    string // in apt's output
+		want    *regexp.Regexp // matches apt's output
 	}{
 		{"tampered Packages", func(t *testing.T, web, url string) {
 			publish(t, s, web, url, "", b.v1["deb"])
 			// Claim a newer version for the same file, consistently in
 			// all three forms of the index, without re-signing Release.
 			tamperPackages(t, filepath.Join(web, "apt/dists/stable/main/binary-amd64/Packages"))
-		}, "Hash Sum mismatch"},
+			// apt checks the size before the hashes: which one it
+			// names depends on whether the forged index's length changed.
+		}, regexp.MustCompile(`Hash Sum mismatch|File has unexpected size`)},
 		{"signed by another key", func(t *testing.T, web, url string) {
 			// The client has the release key (from the real site); the
 			// repository it reaches was signed by someone else.
 			publish(t, wrong, web, url, "", b.v1["deb"])
 			replaceKeyring(t, s, web)
-		}, "NO_PUBKEY"},
+		}, regexp.MustCompile(`NO_PUBKEY`)},
 		{"unsigned", func(t *testing.T, web, url string) {
 			publish(t, s, web, url, "", b.v1["deb"])
 			for _, f := range []string{"InRelease", "Release.gpg"} {
@@ -108,7 +111,7 @@ func TestAptRepositoryRefusesBadSignatures(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-		}, "is not signed"},
+		}, regexp.MustCompile(`is not signed`)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -120,7 +123,7 @@ func TestAptRepositoryRefusesBadSignatures(t *testing.T) {
 			if err == nil {
 				t.Fatalf("apt accepted the repository:\n%s", out)
 			}
-			if !strings.Contains(out, tc.want) {
+			if !tc.want.MatchString(out) {
 				t.Errorf("apt's refusal does not say %q:\n%s", tc.want, out)
 			}
 			if !strings.Contains(out, "+ sudo apt update") || strings.Contains(out, "+ sudo apt install") {

@@ -176,6 +176,12 @@ func runDoc(t *testing.T, root, name, url string) (string, error) {
 	if url != "" {
 		script = strings.ReplaceAll(script, docURL, url)
 	}
+	return runScript(root, script)
+}
+
+// runScript runs a shell script in root as root, from /root, answering
+// every question with yes; it returns the combined output.
+func runScript(root, script string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "chroot", root, "/bin/sh", "-eux", "-c", "cd /root\n"+script)

@@ -89,3 +89,48 @@ func copyInto(t *testing.T, src, dst string) {
 	t.Helper()
 	run(t, "cp", src, dst)
 }
+
+// mirrorURL is the mirror's URL in docs/operations.md.
+const mirrorURL = "https://mirror.example.com"
+
+// A mirror made from the offline bundle serves apt and dnf clients that
+// follow the documented mirror commands. The documented unpacking into the
+// web server's root is done here on the host (tar -C web -xf), served on
+// loopback; the client blocks run verbatim with the mirror's URL replaced.
+func TestMirrorFromBundle(t *testing.T) {
+	b := packages(t)
+	key, _ := releaseKeys(t)
+	s := signer(t, key)
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, bundleName)
+	publish(t, s, filepath.Join(dir, "repo"), docURL, bundle, b.v1["deb"], b.v1["rpm"])
+	web := filepath.Join(dir, "www")
+	if err := os.Mkdir(web, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "tar", "-C", web, "-xf", bundle)
+	url := serve(t, web)
+	for _, tc := range []struct {
+		block string
+		dnf   bool
+	}{
+		{"mirror-apt", false}, {"mirror-dnf", true},
+	} {
+		t.Run(tc.block, func(t *testing.T) {
+			root := dnfRoot(t)
+			script := strings.ReplaceAll(docBlock(t, tc.block), mirrorURL, url)
+			out, err := runScript(root, script)
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", tc.block, err, out)
+			}
+			if tc.dnf {
+				if v := rpmVersion(root); v != "1.2.2-1" {
+					t.Fatalf("installed %q", v)
+				}
+			} else if v := debVersion(root); v != "1.2.2-1" {
+				t.Fatalf("installed %q", v)
+			}
+			checkFreshInstall(t, root, "1.2.2")
+		})
+	}
+}
