@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -80,6 +81,9 @@ func Build(ctx context.Context, s *Signer, o Options) error {
 	if err != nil {
 		return fmt.Errorf("resolve output directory: %w", err)
 	}
+	if err := replaceable(out); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("create output directory: %w", err)
 	}
@@ -110,6 +114,23 @@ func Build(ctx context.Context, s *Signer, o Options) error {
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return fmt.Errorf("move repository into place: %w", err)
+	}
+	return nil
+}
+
+// replaceable refuses an output directory that holds anything but an
+// earlier publication (which has the .sources file at its top), so a
+// mistyped -out never deletes someone's files.
+func replaceable(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SourcesFile)); err != nil {
+		return fmt.Errorf("refusing to replace %s: not empty and not a repository this command wrote (no %s)", dir, SourcesFile)
 	}
 	return nil
 }
