@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -30,7 +31,8 @@ type KeySource struct {
 type Signer struct {
 	home        string
 	fingerprint string
-	passFile    string // "" when the key has no passphrase
+	passFile    string   // "" when the key has no passphrase
+	alsoTrusted []string // fingerprints of public keys published beside it
 }
 
 // LoadKey imports the release key into a fresh GNUPGHOME. Close removes it.
@@ -75,19 +77,10 @@ func LoadKey(ctx context.Context, src KeySource) (*Signer, error) {
 		s.Close()
 		return nil, fmt.Errorf("import release key: %w", err)
 	}
-	out, err := s.gpg(ctx, nil, "--with-colons", "--list-secret-keys")
+	fprs, err := s.fingerprints(ctx, "--list-secret-keys", "sec")
 	if err != nil {
 		s.Close()
-		return nil, fmt.Errorf("list release key: %w", err)
-	}
-	var fprs []string
-	prev := ""
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Split(line, ":")
-		if f[0] == "fpr" && prev == "sec" && len(f) > 9 {
-			fprs = append(fprs, f[9])
-		}
-		prev = f[0]
+		return nil, err
 	}
 	if len(fprs) != 1 {
 		s.Close()
@@ -108,10 +101,68 @@ func (s *Signer) Close() {
 	_ = os.RemoveAll(s.home)
 }
 
-// PublicKey exports the public key: binary (an apt keyring for Signed-By)
-// or armored (rpm's gpgkey=, and for people).
+// AlsoTrust adds the public key(s) in keyFile to what PublicKey exports,
+// so the published keyring holds them beside the release key: the next key
+// before a rotation, or the previous one for a release after it.
+func (s *Signer) AlsoTrust(ctx context.Context, keyFile string) error {
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return fmt.Errorf("read key to also trust: %w", err)
+	}
+	before, err := s.publicFingerprints(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := s.gpg(ctx, key, "--import-options", "import-minimal", "--import"); err != nil {
+		return fmt.Errorf("import %s: %w", keyFile, err)
+	}
+	after, err := s.publicFingerprints(ctx)
+	if err != nil {
+		return err
+	}
+	added := 0
+	for _, f := range after {
+		if !slices.Contains(before, f) {
+			s.alsoTrusted = append(s.alsoTrusted, f)
+			added++
+		}
+	}
+	if added == 0 {
+		return fmt.Errorf("%s holds no public key that is not already published", keyFile)
+	}
+	return nil
+}
+
+// publicFingerprints lists the primary fingerprints of every public key in
+// the private home.
+func (s *Signer) publicFingerprints(ctx context.Context) ([]string, error) {
+	return s.fingerprints(ctx, "--list-keys", "pub")
+}
+
+// fingerprints lists the primary keys' fingerprints from gpg's colon
+// listing (list is --list-keys or --list-secret-keys, record pub or sec):
+// the "fpr" record right after each primary key's record.
+func (s *Signer) fingerprints(ctx context.Context, list, record string) ([]string, error) {
+	out, err := s.gpg(ctx, nil, "--with-colons", list)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	var fprs []string
+	prev := ""
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(line, ":")
+		if f[0] == "fpr" && prev == record && len(f) > 9 {
+			fprs = append(fprs, f[9])
+		}
+		prev = f[0]
+	}
+	return fprs, nil
+}
+
+// PublicKey exports the public key (and any AlsoTrust added): binary (an
+// apt keyring for Signed-By) or armored (rpm's gpgkey=, and for people).
 func (s *Signer) PublicKey(ctx context.Context, armor bool) ([]byte, error) {
-	args := []string{"--export-options", "export-minimal", "--export", s.fingerprint}
+	args := append([]string{"--export-options", "export-minimal", "--export", s.fingerprint}, s.alsoTrusted...)
 	if armor {
 		args = append([]string{"--armor"}, args...)
 	}

@@ -8,7 +8,8 @@
 // The release key comes from -key-file or the DUO_RELEASE_KEY environment
 // variable (armored); a passphrase from -passphrase-file or
 // DUO_RELEASE_KEY_PASSPHRASE. It is imported into a temporary GNUPGHOME that
-// is deleted afterwards. Every package given is published: pass all the
+// is deleted afterwards. -also-trust publishes another public key in the
+// keyring too (the next key, before a rotation). Every package given is published: pass all the
 // versions the repository should offer (the previous release's too, so
 // users can roll back).
 package main
@@ -45,6 +46,11 @@ func run() error {
 	flag.StringVar(&o.OfflineDir, "offline-dir", repo.DefaultOfflineDir, "where the offline bundle is unpacked on the target machine")
 	flag.StringVar(&src.File, "key-file", "", "OpenPGP secret key (default: $"+repo.EnvKey+")")
 	flag.StringVar(&src.PassphraseFile, "passphrase-file", "", "file with the key's passphrase (default: $"+repo.EnvPassphrase+", else none)")
+	var alsoTrust []string
+	flag.Func("also-trust", "public key file to publish in the keyring beside the release key (key rotation); repeatable", func(v string) error {
+		alsoTrust = append(alsoTrust, v)
+		return nil
+	})
 	flag.Int64Var(&epoch, "date", 0, "Unix time of the Release date, file times and repodata revision (default SOURCE_DATE_EPOCH, else now)")
 	flag.Usage = func() {
 		fmt.Fprintln(flag.CommandLine.Output(), "usage: build-repo -url URL [flags] PACKAGE...")
@@ -87,6 +93,11 @@ func run() error {
 		return err
 	}
 	defer signer.Close()
+	for _, k := range alsoTrust {
+		if err := signer.AlsoTrust(ctx, k); err != nil {
+			return err
+		}
+	}
 	if err := repo.Build(ctx, signer, o); err != nil {
 		return err
 	}
