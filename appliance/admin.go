@@ -3,11 +3,11 @@ package appliance
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
 	"github.com/duo-confidential/duo-confidential/jwks"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
@@ -127,29 +127,13 @@ func (a *Appliance) adminSetup() ui.Setup {
 	}
 	if p := a.admin.gatewayAddr.Load(); p != nil {
 		su.GatewayListen = *p
-		su.GatewayProbe = scheme + probeAddr(*p)
+		su.GatewayProbe = scheme + config.ProbeAddr(*p)
 	}
 	if p := a.admin.proxyAddr.Load(); p != nil {
 		su.ProxyListen = *p
-		su.ProxyProbe = scheme + probeAddr(*p)
+		su.ProxyProbe = scheme + config.ProbeAddr(*p)
 	}
 	return su
-}
-
-// probeAddr turns a listener's address into one this machine can dial:
-// an unspecified host (0.0.0.0, ::) becomes loopback.
-func probeAddr(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-		if ip != nil && ip.To4() == nil {
-			host = "::1"
-		}
-	}
-	return net.JoinHostPort(host, port)
 }
 
 // serveAdmin records the listeners' addresses and serves the admin UI on

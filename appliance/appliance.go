@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
@@ -34,7 +36,7 @@ type Sandbox struct {
 
 // Options configures an Appliance.
 type Options struct {
-	Config  *Config
+	Config  *config.Config
 	Logger  *slog.Logger
 	Version string
 	Sandbox *Sandbox
@@ -64,6 +66,9 @@ type Appliance struct {
 
 // New builds the appliance from configuration; it does no network I/O.
 func New(o Options) (*Appliance, error) {
+	if o.Sandbox != nil && !SandboxBuilt {
+		return nil, errors.New("sandbox mode is not part of this build: a packaged duo-confidential never trusts test roots")
+	}
 	cfg := o.Config
 	log := o.Logger
 	if log == nil {
@@ -96,7 +101,7 @@ func New(o Options) (*Appliance, error) {
 		endpoint = sb.Endpoint
 		log.Warn("SANDBOX MODE: the backend is a local sandbox with test-signed evidence; NOTHING IS CONFIDENTIAL")
 	}
-	client, err := cfg.OutboundClient(false)
+	client, err := cfg.OutboundStreamClient()
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +113,7 @@ func New(o Options) (*Appliance, error) {
 		if err != nil {
 			return nil, err
 		}
-		control, err := cfg.OutboundClient(true)
+		control, err := cfg.OutboundClient()
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +138,7 @@ func New(o Options) (*Appliance, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := proxy.ParseTokenDigests(digests)
+	tokens, err := bearer.ParseDigests(digests)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +162,7 @@ func New(o Options) (*Appliance, error) {
 	if sb != nil {
 		po.Notice = "SANDBOX MODE: local sandbox backend with test-signed evidence, NOT CONFIDENTIAL"
 	}
-	if cfg.Proxy.CacheSalt == CacheSaltShared {
+	if cfg.Proxy.CacheSalt == config.CacheSaltShared {
 		b, err := os.ReadFile(cfg.Proxy.SharedSaltFile)
 		if err != nil {
 			return nil, fmt.Errorf("read proxy.shared_salt_file: %w", err)
@@ -193,16 +198,19 @@ func (a *Appliance) verifier() (*attest.Verifier, error) {
 	}
 	v := &attest.Verifier{TrustLog: tl}
 	v.Hardware.MaxCollateralAge = cfg.Attestation.Collateral.MaxAge
+	if v.Hardware.TCBPolicy, err = cfg.TCBPolicy(); err != nil {
+		return nil, err
+	}
 	if sb := a.o.Sandbox; sb != nil {
 		v.Manifest = attest.ManifestPolicy{Mode: attest.ModePinned, Pinned: sb.Manifest}
 		v.Hardware.Roots = sb.Roots
 		v.Hardware.Collateral = sb.Collateral
 		return v, nil
 	}
-	if v.Manifest, err = cfg.ManifestPolicy("", false); err != nil {
+	if v.Manifest, err = cfg.ManifestPolicy("", config.Online); err != nil {
 		return nil, err
 	}
-	if v.Hardware.Collateral, err = cfg.CollateralSource("", !cfg.Attestation.Collateral.Online); err != nil {
+	if v.Hardware.Collateral, err = cfg.CollateralSource("", config.OfflineIf(!cfg.Attestation.Collateral.Online)); err != nil {
 		return nil, err
 	}
 	return v, nil

@@ -9,24 +9,21 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/gateway"
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/jwks"
-	"github.com/duo-confidential/duo-confidential/proxy"
-	"github.com/valyala/fasthttp/fasthttputil"
 )
-
-// KeysDir is the directory of the gateway's self-signed JWT keys inside
-// state_dir.
-const KeysDir = "keys"
 
 // front is the GitLab-facing half of the appliance: the gateway, GitLab's
 // key set, our own keys and the model client bound to the proxy.
@@ -59,7 +56,7 @@ func internalToken(digests []string) (token string, all []string, err error) {
 		return "", nil, fmt.Errorf("internal proxy token: %w", err)
 	}
 	token = hex.EncodeToString(b[:])
-	return token, append(slices.Clone(digests), proxy.TokenDigest(token)), nil
+	return token, append(slices.Clone(digests), bearer.Digest(token)), nil
 }
 
 // newFront builds the gateway from configuration. It does no network I/O:
@@ -71,7 +68,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 	client := a.o.GitLabClient
 	if client == nil {
 		var err error
-		if client, err = cfg.OutboundClient(true); err != nil {
+		if client, err = cfg.OutboundClient(); err != nil {
 			return nil, err
 		}
 	}
@@ -83,7 +80,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := keys.Open(filepath.Join(cfg.StateDir, KeysDir), ko)
+	store, err := keys.Open(cfg.KeysPath(), ko)
 	if err != nil {
 		return nil, fmt.Errorf("gateway keys: %w", err)
 	}
@@ -101,7 +98,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 	if err != nil {
 		return nil, err
 	}
-	models := g.ModelChoice(log)
+	models := ModelChoice(g, log)
 	f := &front{jwks: set, keys: store, model: mc, memLn: memLn, models: models.All()}
 	f.check.Store(&modelCheck{reason: "checking the configured models against the backend's /v1/models"})
 	gw, err := gateway.New(gateway.Options{
@@ -128,9 +125,9 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 	return f, nil
 }
 
-// ModelChoice returns the gateway's per-feature model choice for this
+// ModelChoice returns the gateway's per-feature model choice for the
 // configuration; log receives its once-per-value warnings.
-func (g GatewayConfig) ModelChoice(log *slog.Logger) *gateway.Models {
+func ModelChoice(g config.GatewayConfig, log *slog.Logger) *gateway.Models {
 	return &gateway.Models{
 		Default: g.Models.Default,
 		ByFeature: map[prompts.Feature]string{

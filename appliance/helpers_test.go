@@ -19,6 +19,8 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
@@ -48,28 +50,10 @@ type env struct {
 	sbAddr string
 	app    *appliance.Appliance
 	base   string // http://127.0.0.1:port of the proxy
-	logs   *syncBuffer
+	logs   *testutil.LogBuffer
 	http   *http.Client
 
 	sbOnce sync.Once
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startEnv starts a sandbox and an appliance trusting it, and waits until
@@ -90,7 +74,7 @@ func startEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, sb: sb, sbAddr: sln.Addr().String(), logs: &syncBuffer{}}
+	e := &env{t: t, sb: sb, sbAddr: sln.Addr().String(), logs: &testutil.LogBuffer{}}
 	if o.DeferSandbox {
 		// Free the port now and take it again in startSandbox.
 		_ = sln.Close()
@@ -107,7 +91,7 @@ func startEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := appliance.Default()
+	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
 	// These tests speak plain HTTP; tls_test.go covers the listeners' TLS.
 	cfg.TLS.Source = apptls.SourceOff

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
@@ -109,8 +110,8 @@ func TestOutboundTrustAndProxy(t *testing.T) {
 	t.Setenv("https_proxy", "")
 	t.Setenv("no_proxy", "")
 
-	without := &Config{Outbound: OutboundConfig{Timeout: 10 * time.Second}}
-	client, err := without.OutboundClient(true)
+	without := &config.Config{Outbound: config.OutboundConfig{Timeout: 10 * time.Second}}
+	client, err := without.OutboundClient()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,8 +119,8 @@ func TestOutboundTrustAndProxy(t *testing.T) {
 		t.Fatal("the private CA was trusted without outbound.ca_bundle")
 	}
 
-	with := &Config{Outbound: OutboundConfig{CABundle: bundle, Timeout: 10 * time.Second}}
-	client, err = with.OutboundClient(true)
+	with := &config.Config{Outbound: config.OutboundConfig{CABundle: bundle, Timeout: 10 * time.Second}}
+	client, err = with.OutboundClient()
 	if err != nil {
 		t.Fatal(err)
 	}

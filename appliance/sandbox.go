@@ -1,3 +1,5 @@
+//go:build !duo_production
+
 package appliance
 
 import (

@@ -16,7 +16,7 @@ import (
 // calls it once per iteration (at most 10), runs the tool named in an
 // action event itself and calls again with the history and the scratchpad
 // of earlier steps. The answer is ndjson, one {"type","data"} event a line
-// (spec §1.5); once the status line is out, failures are error events.
+// (gitlab-ai-gateway.md §1.5); once the status line is out, failures are error events.
 
 // chatAgentRequest is the body Rails sends (react_executor.rb:step_params).
 // Unknown fields are ignored, as GitLab's pydantic models do.

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"github.com/duo-confidential/duo-confidential/gateway/modeloutput"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
 )
 
@@ -61,13 +62,13 @@ func (e eventWriter) send(typ string, data any) error {
 const answerChunk = 256
 
 // chatStep returns the stream body of one ReAct step: the model's reply is
-// streamed through a prompts.AnswerStream, so answer text goes out as it
+// streamed through a modeloutput.AnswerStream, so answer text goes out as it
 // is written; an action, a truncated reply or a failure becomes one event
 // at the end, then the usage line.
 func (s *Server) chatStep(req model.ChatRequest) func(ctx context.Context, w *streamWriter) error {
 	return func(ctx context.Context, w *streamWriter) error {
 		ev := eventWriter{w}
-		var as prompts.AnswerStream
+		var as modeloutput.AnswerStream
 		// pending is the newest answer text, held until more arrives so
 		// that the last delta can carry finish_reason.
 		pending := ""
@@ -127,13 +128,13 @@ func (s *Server) chatStep(req model.ChatRequest) func(ctx context.Context, w *st
 // could not be used, for the log (never the reply's text); err is a failed
 // write.
 func (s *Server) chatOutcome(ev eventWriter, text, finish string) (problem, err error) {
-	step, perr := prompts.ParseReAct(text)
-	var te *prompts.TruncatedError
+	step, perr := modeloutput.ParseReAct(text)
+	var te *modeloutput.TruncatedError
 	switch {
 	case errors.As(perr, &te):
 		return errors.New("chat: the model's reply was cut off: " + te.Reason),
 			ev.send("error", errorEvent{Message: "the model's reply ended before a complete action or answer (" + te.Reason + ")", Retryable: true})
-	case errors.Is(perr, prompts.ErrEmptyOutput):
+	case errors.Is(perr, modeloutput.ErrEmptyOutput):
 		return errors.New("chat: the model returned an empty reply"),
 			ev.send("error", errorEvent{Message: "the model returned an empty reply", Retryable: true})
 	case perr != nil:
@@ -141,14 +142,14 @@ func (s *Server) chatOutcome(ev eventWriter, text, finish string) (problem, err 
 			ev.send("error", errorEvent{Message: "the model's reply could not be read", Retryable: true})
 	}
 	switch st := step.(type) {
-	case prompts.Action:
+	case modeloutput.Action:
 		tool, ok := prompts.MatchTool(st.Tool, chatTools)
 		if !ok {
 			return errors.New("chat: the model named a tool GitLab does not offer"),
 				ev.send("error", errorEvent{Message: msgToolNotAvailable, Retryable: false})
 		}
 		return nil, ev.send("action", actionEvent{Tool: tool, ToolInput: st.Input, Thought: st.Thought})
-	case prompts.FinalAnswer:
+	case modeloutput.FinalAnswer:
 		chunks := chunkText(st.Text, answerChunk)
 		for i, c := range chunks {
 			d := answerDelta{Text: c}

@@ -17,6 +17,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // failingModel wraps a model and fails a stream after `after` deltas
@@ -229,7 +230,7 @@ func TestChatAgent(t *testing.T) {
 			if bytes.Contains(r.body, []byte("Final Answer")) || bytes.Contains(r.body, []byte("think")) || bytes.Contains(r.body, []byte("secret")) {
 				t.Errorf("marker or reasoning reached GitLab: %s", r.body)
 			}
-			assertGolden(t, filepath.Join("chat", tc.name+".ndjson"), r.body)
+			testutil.Golden(t, filepath.Join("testdata", "chat", tc.name+".ndjson"), r.body)
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"github.com/duo-confidential/duo-confidential/gateway/modeloutput"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
 )
 
@@ -116,7 +117,7 @@ func (s *Server) completion(c *call, f editorFile, related []contextItem, md Mod
 	sg := &suggestion{
 		shape: sh, stream: stream, model: id, lang: langID(f.FileName, f.LanguageIdentifier),
 		timeout: s.o.Timeouts.Completions, flags: enabledFeatureFlags(c),
-		clean: prompts.CleanContext{Prefix: cp.Prefix, Suffix: cp.SuffixKept, FileName: f.FileName},
+		clean: modeloutput.CleanContext{Prefix: cp.Prefix, Suffix: cp.SuffixKept, FileName: f.FileName},
 	}
 	if cp.Format == prompts.FIMChat {
 		sg.chat = chatRequest(id, cp.Messages, cp.Settings)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 func TestDocsSearch(t *testing.T) {
@@ -13,7 +15,7 @@ func TestDocsSearch(t *testing.T) {
 	if r.status != 200 || r.header.Get("Content-Type") != "application/json" {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	assertGolden(t, "prompts/docs_search.json", r.body)
+	testutil.Golden(t, "testdata/prompts/docs_search.json", r.body)
 	for _, body := range []string{
 		`{"payload":{"query":"q","page_size":1}}`,
 		`{"payload":{"query":"q","page_size":20}}`,

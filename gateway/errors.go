@@ -38,7 +38,7 @@ func errorf(status int, detail string, cause error) *Error {
 	return &Error{Status: status, Detail: detail, Cause: cause}
 }
 
-// Client-facing texts GitLab's gateway uses (spec §1.10) and ours.
+// Client-facing texts GitLab's gateway uses (gitlab-ai-gateway.md §1.10) and ours.
 const (
 	detailValidation      = "Validation error"
 	detailNotFound        = "Not Found"

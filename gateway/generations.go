@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/duo-confidential/duo-confidential/gateway/modeloutput"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
 )
 
@@ -224,7 +225,7 @@ func (s *Server) generation(c *call, in prompts.GenerationInput, md ModelMetadat
 	return &suggestion{
 		shape: sh, stream: stream, model: id, lang: langID(in.FileName, in.LanguageHint),
 		chat: chatRequest(id, gp.Messages, gp.Settings), timeout: s.o.Timeouts.Generations, flags: enabledFeatureFlags(c),
-		clean: prompts.CleanContext{Prefix: in.Prefix, Suffix: in.Suffix, FileName: in.FileName, Generation: true},
+		clean: modeloutput.CleanContext{Prefix: in.Prefix, Suffix: in.Suffix, FileName: in.FileName, Generation: true},
 	}, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/jwks"
 )
 
@@ -166,25 +166,10 @@ func newHarness(t *testing.T, ho harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
+	addr := testutil.ServeLoopback(t, s.Serve, s.Shutdown)
 	tr := &http.Transport{DisableCompression: true}
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		if err := s.Shutdown(sctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	h := &harness{t: t, s: s, url: "http://" + ln.Addr().String(), gitlab: iss, jwks: set, keys: store,
+	t.Cleanup(tr.CloseIdleConnections)
+	h := &harness{t: t, s: s, url: "http://" + addr, gitlab: iss, jwks: set, keys: store,
 		model: fm, models: ms, hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 	h.waitKeys()
 	return h

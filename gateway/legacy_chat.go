@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"github.com/duo-confidential/duo-confidential/gateway/modeloutput"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
-	"github.com/valyala/fasthttp"
 )
 
 // legacyInvokable is one /v1/chat/<invokable>: the feature whose model
@@ -143,9 +145,7 @@ func (s *Server) handleLegacyChat(c *call) error {
 		if err != nil {
 			return err
 		}
-		h.relay(c, "text/event-stream", timeout, func(w *streamWriter, text string) error {
-			return w.WriteString(text)
-		}, nil)
+		h.relay(c, "text/event-stream", timeout, (*streamWriter).WriteString, nil)
 		return nil
 	}
 	ctx, cancel := c.modelContext(timeout)
@@ -158,7 +158,7 @@ func (s *Server) handleLegacyChat(c *call) error {
 	if name == "" {
 		name = modelID
 	}
-	return c.writeJSON(legacyChatResponse{Response: prompts.StripReasoning(res.Text), Metadata: legacyChatMetadata{
+	return c.writeJSON(legacyChatResponse{Response: modeloutput.StripReasoning(res.Text), Metadata: legacyChatMetadata{
 		Provider: legacyProvider, Model: name, Timestamp: s.o.Now().Unix(),
 	}})
 }

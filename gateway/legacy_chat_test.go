@@ -10,6 +10,7 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // fixedNow is the clock of tests that assert timestamps.
@@ -31,7 +32,7 @@ func TestLegacyChatManualTest(t *testing.T) {
 	if r.status != 200 || r.header.Get("Content-Type") != "application/json" {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	assertGolden(t, "prompts/legacy_chat.json", r.body)
+	testutil.Golden(t, "testdata/prompts/legacy_chat.json", r.body)
 	got := h.model.lastChat(t)
 	st, _ := prompts.SettingsFor(prompts.DuoChat)
 	want := model.ChatRequest{Model: "chat-model", Messages: []model.Message{{Role: "user", Content: "Hello"}},
@@ -184,7 +185,7 @@ func TestLegacyChatStream(t *testing.T) {
 	if r.status != 200 || r.header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	assertGolden(t, "prompts/legacy_chat_stream.txt", r.body)
+	testutil.Golden(t, "testdata/prompts/legacy_chat_stream.txt", r.body)
 	if got := h.model.lastChat(t); got.MaxTokens != 2048 || got.Messages[0].Content != "why did it fail?" {
 		t.Errorf("model request %+v", got)
 	}

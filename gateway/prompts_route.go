@@ -8,10 +8,12 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"github.com/duo-confidential/duo-confidential/gateway/modeloutput"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
-	"github.com/valyala/fasthttp"
 )
 
 // promptRequest is the body of POST /v1/prompts/<id> and /v2/prompts/<id>
@@ -136,9 +138,7 @@ func (s *Server) servePrompt(c *call, v2 bool) error {
 			})
 			return nil
 		}
-		h.relay(c, "text/event-stream", timeout, func(w *streamWriter, text string) error {
-			return w.WriteString(text)
-		}, nil)
+		h.relay(c, "text/event-stream", timeout, (*streamWriter).WriteString, nil)
 		return nil
 	}
 	ctx, cancel := c.modelContext(timeout)
@@ -149,7 +149,7 @@ func (s *Server) servePrompt(c *call, v2 bool) error {
 	}
 	// Reasoning models (gpt-oss, Qwen3) may leave <think> blocks in the
 	// text; a commit message or summary must not carry them.
-	text := prompts.StripReasoning(res.Text)
+	text := modeloutput.StripReasoning(res.Text)
 	if v2 {
 		return c.writeJSON(promptV2Response{Content: text, Usage: promptUsage(modelID, res)})
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // promptInputs are, per served prompt, inputs as GitLab names them with a
@@ -166,7 +167,7 @@ func TestPromptIDForms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertGolden(t, "prompts/check_model_request.json", append(b, '\n'))
+	testutil.Golden(t, "testdata/prompts/check_model_request.json", append(b, '\n'))
 }
 
 func TestPromptRequestErrors(t *testing.T) {
@@ -366,7 +367,7 @@ func TestPromptStreams(t *testing.T) {
 	if r.status != 200 || r.header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("v2 stream: %d %q", r.status, r.body)
 	}
-	assertGolden(t, "prompts/v2_stream.ndjson", r.body)
+	testutil.Golden(t, "testdata/prompts/v2_stream.ndjson", r.body)
 	for _, l := range lines(r.body) {
 		var v promptV2Response
 		if err := json.Unmarshal([]byte(l), &v); err != nil {
@@ -388,7 +389,7 @@ func TestPromptV2Response(t *testing.T) {
 	if r.status != 200 || r.header.Get("Content-Type") != "application/json" {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	assertGolden(t, "prompts/v2.json", r.body)
+	testutil.Golden(t, "testdata/prompts/v2.json", r.body)
 }
 
 // partialModel streams one delta, then fails.

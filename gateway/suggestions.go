@@ -8,6 +8,7 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"github.com/duo-confidential/duo-confidential/gateway/modeloutput"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
 )
 
@@ -155,7 +156,7 @@ type suggestion struct {
 	chat    *model.ChatRequest // exactly one of chat and comp is set
 	comp    *model.CompletionRequest
 	timeout time.Duration
-	clean   prompts.CleanContext
+	clean   modeloutput.CleanContext
 	flags   []string
 }
 
@@ -197,7 +198,7 @@ func (s *Server) suggest(c *call, sg *suggestion) error {
 	if err != nil {
 		return modelError(ctx, err)
 	}
-	text := prompts.Clean(res.Text, sg.clean)
+	text := modeloutput.Clean(res.Text, sg.clean)
 	choices := []suggestionChoice{}
 	if text != "" {
 		choices = append(choices, suggestionChoice{Text: text, FinishReason: "length"})

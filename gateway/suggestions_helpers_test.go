@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // volatile matches the clock-dependent fields of suggestion responses.
@@ -21,7 +22,7 @@ var volatile = regexp.MustCompile(`"(created|timestamp)":\d+`)
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	got = volatile.ReplaceAll(got, []byte(`"$1":0`))
-	assertGolden(t, filepath.Join("suggestions", name+".golden"), got)
+	testutil.Golden(t, filepath.Join("testdata", "suggestions", name+".golden"), got)
 }
 
 // sseEvent is one parsed server-sent event.

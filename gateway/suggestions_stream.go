@@ -6,7 +6,7 @@ import (
 	"errors"
 
 	"github.com/duo-confidential/duo-confidential/gateway/model"
-	"github.com/duo-confidential/duo-confidential/gateway/prompts"
+	"github.com/duo-confidential/duo-confidential/gateway/modeloutput"
 )
 
 // Content types of suggestion streams. GitLab's gateway (Starlette) adds
@@ -111,7 +111,7 @@ func (s *Server) streamSuggestion(c *call, sg *suggestion) error {
 			}
 			h.close(cause)
 		}()
-		cl := prompts.NewStreamCleaner(clean)
+		cl := modeloutput.NewStreamCleaner(clean)
 		emit := func(text string) error {
 			if text == "" {
 				return nil

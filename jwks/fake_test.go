@@ -14,71 +14,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // safety bounds how long a test waits for an event before failing. It
 // guards against hangs only; no assertion depends on elapsed time.
 const safety = 20 * time.Second
-
-// fakeClock drives Options.Now and Options.After.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []fakeWaiter
-	waits   chan time.Duration // every After call, in order
-}
-
-type fakeWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), waits: make(chan time.Duration, 1000)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	ch := make(chan time.Time, 1)
-	c.waiters = append(c.waiters, fakeWaiter{at: c.now.Add(d), ch: ch})
-	c.mu.Unlock()
-	c.waits <- d
-	return ch
-}
-
-// Advance moves time forward and fires due waiters.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(c.now) {
-			w.ch <- c.now
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	c.waiters = kept
-}
-
-// nextWait blocks until Run schedules its next wait and returns its length.
-func (c *fakeClock) nextWait(t *testing.T) time.Duration {
-	t.Helper()
-	select {
-	case d := <-c.waits:
-		return d
-	case <-time.After(safety):
-		t.Fatal("Run never scheduled a wait")
-		return 0
-	}
-}
 
 // fakeGitLab serves OIDC discovery and a JWKS over TLS on 127.0.0.1.
 type fakeGitLab struct {
@@ -251,7 +193,7 @@ func kidOf(t testing.TB, k *rsa.PrivateKey) string {
 // harness wires a Set to a fake GitLab and a fake clock.
 type harness struct {
 	g      *fakeGitLab
-	clk    *fakeClock
+	clk    *testutil.Clock
 	set    *Set
 	cancel func()
 	done   chan error
@@ -259,13 +201,13 @@ type harness struct {
 
 func newHarness(t *testing.T, g *fakeGitLab, edit func(*Options)) *harness {
 	t.Helper()
-	clk := newFakeClock()
+	clk := testutil.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	o := Options{
 		IssuerURL:  g.srv.URL,
 		HTTPClient: g.srv.Client(),
 		Now:        clk.Now,
 		After:      clk.After,
-		Rand:       func() float64 { return 0.5 }, // jitter factor exactly 1
+		Rand:       func() float64 { return 0 }, // no jitter
 	}
 	if edit != nil {
 		edit(&o)

@@ -164,16 +164,7 @@ func (s *Set) record(res *fetchResult, err error) time.Duration {
 
 // backoff returns the wait after the n-th consecutive failure (n >= 1).
 func (s *Set) backoff(n int) time.Duration {
-	b := s.o.Backoff
-	d := b.Initial
-	for i := 1; i < n && d < b.Max; i++ {
-		d *= 2
-	}
-	d = min(d, b.Max)
-	if b.Jitter > 0 {
-		d = time.Duration(float64(d) * (1 + b.Jitter*(2*s.o.Rand()-1)))
-	}
-	return max(d, time.Millisecond)
+	return s.o.Backoff.Delay(n, s.o.Rand())
 }
 
 // refreshInterval clamps a Cache-Control max-age (-1 for none) to the bounds.

@@ -1,6 +1,7 @@
 package jwks
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/backoff"
 )
 
 // Defaults applied by New to zero-valued Options fields.
@@ -27,16 +30,11 @@ const (
 	MaxKeys = 100
 )
 
-// Backoff configures the retry schedule after failed fetches. The n-th
-// consecutive failure waits min(Initial*2^(n-1), Max), scaled by a random
-// factor in [1-Jitter, 1+Jitter).
-type Backoff struct {
-	Initial time.Duration // default 1s
-	Max     time.Duration // default 5m
-	// Jitter is the relative spread in [0, 1]. Zero selects the default
-	// (0.2); a negative value disables jitter.
-	Jitter float64
-}
+// Backoff is the retry schedule after failed fetches (see internal/backoff):
+// the n-th consecutive failure waits min(Initial·2ⁿ⁻¹, Max), less up to
+// Jitter of that at random. Zero fields take the Default* values; a
+// negative Jitter disables jitter.
+type Backoff = backoff.Policy
 
 // Options configures a Set. Only IssuerURL is required.
 type Options struct {
@@ -107,23 +105,18 @@ func (o Options) normalize() (Options, *url.URL, error) {
 	def(&o.MinRefresh, DefaultMinRefresh)
 	def(&o.MaxRefresh, DefaultMaxRefresh)
 	def(&o.UnknownKidInterval, DefaultUnknownKidInterval)
-	def(&o.Backoff.Initial, DefaultBackoffInitial)
-	def(&o.Backoff.Max, DefaultBackoffMax)
 	def(&o.FetchTimeout, DefaultFetchTimeout)
 	if o.MinRefresh > o.MaxRefresh {
 		return o, nil, fmt.Errorf("jwks: MinRefresh %v exceeds MaxRefresh %v", o.MinRefresh, o.MaxRefresh)
 	}
-	if o.Backoff.Initial > o.Backoff.Max {
-		return o, nil, fmt.Errorf("jwks: Backoff.Initial %v exceeds Backoff.Max %v", o.Backoff.Initial, o.Backoff.Max)
-	}
-	switch {
-	case o.Backoff.Jitter == 0:
-		o.Backoff.Jitter = DefaultBackoffJitter
-	case o.Backoff.Jitter < 0:
-		o.Backoff.Jitter = 0
-	case o.Backoff.Jitter > 1:
+	if o.Backoff.Jitter > 1 {
 		return o, nil, fmt.Errorf("jwks: Backoff.Jitter %v is outside [0, 1]", o.Backoff.Jitter)
 	}
+	b := o.Backoff.WithDefaults(Backoff{Initial: DefaultBackoffInitial, Max: DefaultBackoffMax, Jitter: DefaultBackoffJitter})
+	if maxWait := cmp.Or(max(o.Backoff.Max, 0), DefaultBackoffMax); b.Initial > maxWait {
+		return o, nil, fmt.Errorf("jwks: Backoff.Initial %v exceeds Backoff.Max %v", b.Initial, maxWait)
+	}
+	o.Backoff = b
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
 	}

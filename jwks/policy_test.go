@@ -8,9 +8,10 @@ import (
 	"math/big"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // fetchOnce runs one discovery + JWKS round against g.
@@ -154,16 +155,16 @@ func TestNewValidates(t *testing.T) {
 func TestLogsNoKeyMaterial(t *testing.T) {
 	g := newFakeGitLab(t)
 	k0, k1 := rsaKey(t, 0), rsaKey(t, 1)
-	var buf syncBuffer
+	var buf testutil.LogBuffer
 	h := newHarness(t, g, func(o *Options) {
 		o.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	g.setRaw([]byte(`{"keys":[` + pubJWK(t, k0, "a") + `,` + smallRSAJWK(t) + `]}`))
 	h.start(t)
-	h.clk.nextWait(t)
+	h.clk.NextWait(t)
 	g.setRaw([]byte(`{"keys":[` + privJWK(t, k1) + `]}`))
 	h.clk.Advance(DefaultRefresh * 24)
-	h.clk.nextWait(t)
+	h.clk.NextWait(t)
 
 	out := buf.String()
 	t.Log(out)
@@ -178,21 +179,4 @@ func TestLogsNoKeyMaterial(t *testing.T) {
 			t.Error("log contains key material")
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -28,7 +28,7 @@ func TestIssuerDownAtStart(t *testing.T) {
 
 	want := []time.Duration{1, 2, 4, 8, 10, 10}
 	for i, w := range want {
-		if got := h.clk.nextWait(t); got != w*time.Second {
+		if got := h.clk.NextWait(t); got != w*time.Second {
 			t.Fatalf("retry %d: wait %v, want %v", i+1, got, w*time.Second)
 		}
 		_, err := h.set.Key(context.Background(), kidOf(t, k0))
@@ -48,13 +48,13 @@ func TestIssuerDownAtStart(t *testing.T) {
 		}
 		h.clk.Advance(w * time.Second)
 	}
-	if got := h.clk.nextWait(t); got != 10*time.Second {
+	if got := h.clk.NextWait(t); got != 10*time.Second {
 		t.Fatalf("capped wait %v", got)
 	}
 
 	g.setMode("")
 	h.clk.Advance(10 * time.Second)
-	if got := h.clk.nextWait(t); got != 24*time.Hour {
+	if got := h.clk.NextWait(t); got != 24*time.Hour {
 		t.Fatalf("after recovery: wait %v, want 24h (max-age=86400)", got)
 	}
 	pub, err := h.set.Key(context.Background(), kidOf(t, k0))
@@ -81,12 +81,12 @@ func TestBackoffJitter(t *testing.T) {
 		n    int
 		want time.Duration
 	}{
-		{0, 1, 800 * time.Millisecond},
-		{0.5, 1, time.Second},
-		{0.75, 2, 2200 * time.Millisecond},
-		{0.5, 30, 5 * time.Minute},
-		{0.5, 1000, 5 * time.Minute},
-		{0, 1000, 4 * time.Minute},
+		{0, 1, time.Second},
+		{0.5, 1, 900 * time.Millisecond},
+		{0.75, 2, 1700 * time.Millisecond},
+		{0.5, 30, 4*time.Minute + 30*time.Second},
+		{0.5, 1000, 4*time.Minute + 30*time.Second},
+		{0, 1000, 5 * time.Minute},
 	} {
 		s.o.Rand = func() float64 { return tc.r }
 		if got := s.backoff(tc.n); got != tc.want {
@@ -117,11 +117,11 @@ func TestRefreshHonoursCacheControl(t *testing.T) {
 			g.setCacheControl(tc.cc)
 			h := newHarness(t, g, nil)
 			h.start(t)
-			if got := h.clk.nextWait(t); got != tc.want {
+			if got := h.clk.NextWait(t); got != tc.want {
 				t.Fatalf("first refresh in %v, want %v", got, tc.want)
 			}
 			h.clk.Advance(tc.want)
-			if got := h.clk.nextWait(t); got != tc.want {
+			if got := h.clk.NextWait(t); got != tc.want {
 				t.Fatalf("second refresh in %v, want %v", got, tc.want)
 			}
 			if n := g.jwksHits.Load(); n != 2 {
@@ -144,7 +144,7 @@ func TestRefreshFailureKeepsLastGood(t *testing.T) {
 			g.slowEntered = entered
 			h := newHarness(t, g, nil)
 			h.start(t)
-			if got := h.clk.nextWait(t); got != 10*time.Minute {
+			if got := h.clk.NextWait(t); got != 10*time.Minute {
 				t.Fatalf("wait %v", got)
 			}
 			g.setMode(mode)
@@ -161,7 +161,7 @@ func TestRefreshFailureKeepsLastGood(t *testing.T) {
 				}
 				close(g.release)
 			}
-			if got := h.clk.nextWait(t); got != time.Second {
+			if got := h.clk.NextWait(t); got != time.Second {
 				t.Fatalf("retry in %v, want 1s backoff", got)
 			}
 			pub, err := h.set.Key(context.Background(), kidOf(t, k0))
@@ -188,7 +188,7 @@ func TestFetchTimeout(t *testing.T) {
 	g.setMode("slow")
 	h := newHarness(t, g, func(o *Options) { o.FetchTimeout = 50 * time.Millisecond })
 	h.start(t)
-	if got := h.clk.nextWait(t); got != time.Second {
+	if got := h.clk.NextWait(t); got != time.Second {
 		t.Fatalf("retry in %v, want 1s", got)
 	}
 	st := h.set.Status()
@@ -213,7 +213,7 @@ func TestRotationViaUnknownKid(t *testing.T) {
 		o.OnChange = func(s Status) { mu.Lock(); changes = append(changes, s); mu.Unlock() }
 	})
 	h.start(t)
-	h.clk.nextWait(t)
+	h.clk.NextWait(t)
 	ctx := context.Background()
 
 	// GitLab rotates: k1 appears. The first request with it succeeds.
@@ -222,7 +222,7 @@ func TestRotationViaUnknownKid(t *testing.T) {
 	if err != nil || !pub.(*rsa.PublicKey).Equal(&k1.PublicKey) {
 		t.Fatalf("rotated kid: %v", err)
 	}
-	h.clk.nextWait(t)
+	h.clk.NextWait(t)
 	if n := g.jwksHits.Load(); n != 2 {
 		t.Fatalf("%d fetches, want 2", n)
 	}
@@ -252,7 +252,7 @@ func TestRotationViaUnknownKid(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	h.clk.nextWait(t)
+	h.clk.NextWait(t)
 	if n := g.jwksHits.Load(); n != 3 {
 		t.Fatalf("flood caused %d fetches in total, want 3", n)
 	}
@@ -282,7 +282,7 @@ func TestUnknownKidWaitHonoursContext(t *testing.T) {
 	g.slowEntered = entered
 	h := newHarness(t, g, func(o *Options) { o.FetchTimeout = time.Hour })
 	h.start(t)
-	h.clk.nextWait(t)
+	h.clk.NextWait(t)
 	g.setMode("slow")
 	ctx, cancel := context.WithCancel(context.Background())
 	res := make(chan error, 1)
@@ -304,7 +304,7 @@ func TestKeyWithoutRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- h.set.Run(ctx) }()
-	h.clk.nextWait(t)
+	h.clk.NextWait(t)
 	if err := h.set.Run(ctx); err == nil {
 		t.Fatal("second Run succeeded")
 	}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 )
 
@@ -371,7 +372,7 @@ func TestNoSecretForIDRetriesWithNewSecret(t *testing.T) {
 
 func TestInboundErrors(t *testing.T) {
 	h := newHarness(t, func(o *Options) {
-		tok, _ := ParseTokenDigests([]string{TokenDigest("good-token")})
+		tok, _ := bearer.ParseDigests([]string{bearer.Digest("good-token")})
 		o.Tokens = tok
 		o.MaxRequestBody = 4096
 	})

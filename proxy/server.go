@@ -12,9 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/internal/fastserve"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
-	"github.com/valyala/fasthttp"
 )
 
 // Secrets supplies the inference secret of the attested backend. Current
@@ -48,7 +50,7 @@ type Options struct {
 	APIKey                string
 	Secrets               Secrets
 	// Tokens, when enabled, are required as inbound bearer tokens.
-	Tokens *Tokens
+	Tokens *bearer.Tokens
 
 	CacheSaltMode CacheSaltMode
 	SharedSalt    string // CacheSaltShared: at least 32 characters

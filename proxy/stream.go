@@ -10,9 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/proxy/envelope"
-	"github.com/duo-confidential/duo-confidential/proxy/sse"
 	"github.com/valyala/fasthttp"
+
+	"github.com/duo-confidential/duo-confidential/internal/sse"
+	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 )
 
 var (

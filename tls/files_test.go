@@ -8,16 +8,18 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 func TestOperatorFilesRejected(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testutil.NewCA(t, "Site PKI test root", 365*24*time.Hour)
 	now := time.Now()
-	good, goodKey := ca.pair(t, []string{"duo.example.internal", "10.0.0.5"}, now.Add(-time.Hour), now.Add(90*24*time.Hour))
-	_, otherKey := ca.pair(t, []string{"duo.example.internal"}, now.Add(-time.Hour), now.Add(time.Hour))
-	expired, expiredKey := ca.pair(t, []string{"duo.example.internal"}, now.Add(-48*time.Hour), now.Add(-time.Hour))
-	future, futureKey := ca.pair(t, []string{"duo.example.internal"}, now.Add(time.Hour), now.Add(48*time.Hour))
-	noSAN, noSANKey := ca.pair(t, nil, now.Add(-time.Hour), now.Add(48*time.Hour))
+	good, goodKey := ca.LeafPEM(t, []string{"duo.example.internal", "10.0.0.5"}, now.Add(-time.Hour), now.Add(90*24*time.Hour))
+	_, otherKey := ca.LeafPEM(t, []string{"duo.example.internal"}, now.Add(-time.Hour), now.Add(time.Hour))
+	expired, expiredKey := ca.LeafPEM(t, []string{"duo.example.internal"}, now.Add(-48*time.Hour), now.Add(-time.Hour))
+	future, futureKey := ca.LeafPEM(t, []string{"duo.example.internal"}, now.Add(time.Hour), now.Add(48*time.Hour))
+	noSAN, noSANKey := ca.LeafPEM(t, nil, now.Add(-time.Hour), now.Add(48*time.Hour))
 	cases := []struct {
 		name      string
 		cert, key []byte
@@ -71,15 +73,15 @@ func TestOperatorFilesRejected(t *testing.T) {
 // the new certificate must be served after each reload. A bad pair in
 // between keeps the previous certificate.
 func TestOperatorReloadUnderLoad(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testutil.NewCA(t, "Site PKI test root", 365*24*time.Hour)
 	dir := t.TempDir()
 	now := time.Now()
 	names := []string{"localhost", "127.0.0.1"}
-	c0, k0 := ca.pair(t, names, now.Add(-time.Hour), now.Add(60*24*time.Hour))
+	c0, k0 := ca.LeafPEM(t, names, now.Add(-time.Hour), now.Add(60*24*time.Hour))
 	certPath, keyPath := writePair(t, dir, c0, k0)
 	m, logs := startManager(t, Options{Source: SourceFiles, Names: names, Files: FilesOptions{Cert: certPath, Key: keyPath, PollInterval: -1}})
 	port := serveManager(t, m)
-	tc := &stdtls.Config{RootCAs: poolOf(t, ca.pem)}
+	tc := &stdtls.Config{RootCAs: poolOf(t, ca.PEM)}
 	url := "https://localhost:" + port + "/"
 
 	var stop atomic.Bool
@@ -101,7 +103,7 @@ func TestOperatorReloadUnderLoad(t *testing.T) {
 		}()
 	}
 	for round := range 15 {
-		c, k := ca.pair(t, names, now.Add(-time.Hour), now.Add(60*24*time.Hour))
+		c, k := ca.LeafPEM(t, names, now.Add(-time.Hour), now.Add(60*24*time.Hour))
 		writePair(t, dir, c, k)
 		if err := m.Reload(t.Context()); err != nil {
 			t.Fatalf("round %d: reload: %v", round, err)
@@ -123,7 +125,7 @@ func TestOperatorReloadUnderLoad(t *testing.T) {
 		}
 	}
 	// A key that does not match: Reload fails, the last good pair serves.
-	_, wrongKey := ca.pair(t, names, now.Add(-time.Hour), now.Add(time.Hour))
+	_, wrongKey := ca.LeafPEM(t, names, now.Add(-time.Hour), now.Add(time.Hour))
 	before, _ := getVia(tc, url)
 	if err := os.WriteFile(keyPath, wrongKey, 0o600); err != nil {
 		t.Fatal(err)
@@ -155,10 +157,10 @@ func TestOperatorReloadUnderLoad(t *testing.T) {
 // TestOperatorFilesWatched: replacing the files is picked up without a
 // signal, and an expiring certificate is warned about.
 func TestOperatorFilesWatched(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testutil.NewCA(t, "Site PKI test root", 365*24*time.Hour)
 	dir := t.TempDir()
 	now := time.Now()
-	c0, k0 := ca.pair(t, []string{"localhost"}, now.Add(-time.Hour), now.Add(60*24*time.Hour))
+	c0, k0 := ca.LeafPEM(t, []string{"localhost"}, now.Add(-time.Hour), now.Add(60*24*time.Hour))
 	certPath, keyPath := writePair(t, dir, c0, k0)
 	// No names configured: the certificate's own are served.
 	m, logs := startManager(t, Options{Source: SourceFiles, Files: FilesOptions{Cert: certPath, Key: keyPath, PollInterval: 20 * time.Millisecond}})
@@ -166,8 +168,8 @@ func TestOperatorFilesWatched(t *testing.T) {
 		t.Fatalf("names = %v, want the certificate's", got)
 	}
 	port := serveManager(t, m)
-	tc := &stdtls.Config{RootCAs: poolOf(t, ca.pem)}
-	c1, k1 := ca.pair(t, []string{"localhost"}, now.Add(-time.Hour), now.Add(5*24*time.Hour))
+	tc := &stdtls.Config{RootCAs: poolOf(t, ca.PEM)}
+	c1, k1 := ca.LeafPEM(t, []string{"localhost"}, now.Add(-time.Hour), now.Add(5*24*time.Hour))
 	writePair(t, dir, c1, k1)
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // FuzzChainNames feeds arbitrary PEM to the reader of a certificate
@@ -17,12 +19,12 @@ import (
 // scalar multiplication, which under fuzzing instrumentation manages a
 // handful of executions a second.)
 func FuzzChainNames(f *testing.F) {
-	ca := newTestCA(f)
+	ca := testutil.NewCA(f, "Site PKI test root", 365*24*time.Hour)
 	now := time.Now()
-	cert, key := ca.pair(f, []string{"localhost", "127.0.0.1", "*.duo.internal"}, now.Add(-time.Hour), now.Add(time.Hour))
+	cert, key := ca.LeafPEM(f, []string{"localhost", "127.0.0.1", "*.duo.internal"}, now.Add(-time.Hour), now.Add(time.Hour))
 	f.Add(cert)
 	f.Add(append(append([]byte(nil), key...), cert...))
-	f.Add(append(append([]byte(nil), cert...), ca.pem...))
+	f.Add(append(append([]byte(nil), cert...), ca.PEM...))
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -24,7 +24,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // DefaultLeafLifetime is the validity of a leaf when LocalCAOptions.LeafLifetime is zero;
@@ -41,9 +41,6 @@ const (
 	// clockSkew backdates NotBefore so clients whose clock is a little behind accept a fresh cert.
 	clockSkew    = 5 * time.Minute
 	maxLeafNames = 100
-
-	caKeyFile  = "ca.key"
-	caCertFile = "ca.crt"
 )
 
 // LocalCAOptions tunes the local CA.
@@ -80,7 +77,7 @@ type LocalCA struct {
 // It refuses a ca.key readable or writable by group/other, a key not matching
 // ca.crt, a ca.crt without ca.key, and an expired or non-CA root.
 func OpenLocalCA(dir string, o LocalCAOptions) (*LocalCA, error) {
-	ca := &LocalCA{lifetime: o.LeafLifetime, now: o.Now, certPath: filepath.Join(dir, caCertFile)}
+	ca := &LocalCA{lifetime: o.LeafLifetime, now: o.Now, certPath: filepath.Join(dir, statedir.LocalCACertFile)}
 	if ca.lifetime == 0 {
 		ca.lifetime = DefaultLeafLifetime
 	}
@@ -97,7 +94,7 @@ func OpenLocalCA(dir string, o LocalCAOptions) (*LocalCA, error) {
 	if err := statedir.EnsureDir(dir); err != nil {
 		return nil, err
 	}
-	keyPath, certPath := filepath.Join(dir, caKeyFile), filepath.Join(dir, caCertFile)
+	keyPath, certPath := filepath.Join(dir, statedir.LocalCAKeyFile), filepath.Join(dir, statedir.LocalCACertFile)
 
 	// The cert is published only after the key, so looking at it first means a
 	// concurrent creator finishing between the two looks cannot make a cert
@@ -449,7 +446,7 @@ func loadRoot(path string) (*x509.Certificate, []byte, error) {
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "CERTIFICATE" {
 		return nil, nil, fmt.Errorf("local CA: %s holds no PEM CERTIFICATE block; remove %s and %s to mint a new CA",
-			path, path, filepath.Join(filepath.Dir(path), caKeyFile))
+			path, path, filepath.Join(filepath.Dir(path), statedir.LocalCAKeyFile))
 	}
 	root, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {

@@ -25,16 +25,10 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
-
-// testClock is a settable clock for LocalCAOptions.Now.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 
 func openCA(t *testing.T, dir string, o LocalCAOptions) *LocalCA {
 	t.Helper()
@@ -175,11 +169,11 @@ func TestLocalCAPersistence(t *testing.T) {
 	if !strings.HasPrefix(second.Certificate().Subject.CommonName, "site A ") {
 		t.Fatalf("root CN %q, want the creation-time name", second.Certificate().Subject.CommonName)
 	}
-	onDisk, err := os.ReadFile(filepath.Join(dir, caCertFile))
+	onDisk, err := os.ReadFile(filepath.Join(dir, statedir.LocalCACertFile))
 	if err != nil || string(onDisk) != string(first.CertificatePEM()) {
 		t.Fatalf("ca.crt differs from CertificatePEM (err %v)", err)
 	}
-	for name, want := range map[string]os.FileMode{"": 0o700, caKeyFile: 0o600, caCertFile: 0o644} {
+	for name, want := range map[string]os.FileMode{"": 0o700, statedir.LocalCAKeyFile: 0o600, statedir.LocalCACertFile: 0o644} {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -197,7 +191,7 @@ func TestLocalCAPersistence(t *testing.T) {
 func TestLocalCARefusesBadState(t *testing.T) {
 	otherDir := filepath.Join(t.TempDir(), "other")
 	openCA(t, otherDir, LocalCAOptions{})
-	otherKey, err := os.ReadFile(filepath.Join(otherDir, caKeyFile))
+	otherKey, err := os.ReadFile(filepath.Join(otherDir, statedir.LocalCAKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,20 +201,22 @@ func TestLocalCARefusesBadState(t *testing.T) {
 		opts    LocalCAOptions
 		want    []string // substrings of the error
 	}{
-		{"world-readable key", func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, caKeyFile), 0o644) },
-			LocalCAOptions{}, []string{caKeyFile, "chmod 600"}},
-		{"group-readable key", func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, caKeyFile), 0o640) },
-			LocalCAOptions{}, []string{caKeyFile, "chmod 600"}},
-		{"mismatched key", func(t *testing.T, dir string) { writeFile(t, filepath.Join(dir, caKeyFile), otherKey, 0o600) },
+		{"world-readable key", func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, statedir.LocalCAKeyFile), 0o644) },
+			LocalCAOptions{}, []string{statedir.LocalCAKeyFile, "chmod 600"}},
+		{"group-readable key", func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, statedir.LocalCAKeyFile), 0o640) },
+			LocalCAOptions{}, []string{statedir.LocalCAKeyFile, "chmod 600"}},
+		{"mismatched key", func(t *testing.T, dir string) {
+			writeFile(t, filepath.Join(dir, statedir.LocalCAKeyFile), otherKey, 0o600)
+		},
 			LocalCAOptions{}, []string{"does not match"}},
 		{"corrupt cert", func(t *testing.T, dir string) {
-			writeFile(t, filepath.Join(dir, caCertFile), []byte("garbage\n"), 0o644)
+			writeFile(t, filepath.Join(dir, statedir.LocalCACertFile), []byte("garbage\n"), 0o644)
 		},
-			LocalCAOptions{}, []string{caCertFile, "no PEM CERTIFICATE"}},
+			LocalCAOptions{}, []string{statedir.LocalCACertFile, "no PEM CERTIFICATE"}},
 		{"corrupt key", func(t *testing.T, dir string) {
-			writeFile(t, filepath.Join(dir, caKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("xx")}), 0o600)
-		}, LocalCAOptions{}, []string{caKeyFile, "malformed"}},
-		{"cert without key", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, caKeyFile)) },
+			writeFile(t, filepath.Join(dir, statedir.LocalCAKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("xx")}), 0o600)
+		}, LocalCAOptions{}, []string{statedir.LocalCAKeyFile, "malformed"}},
+		{"cert without key", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, statedir.LocalCAKeyFile)) },
 			LocalCAOptions{}, []string{"exists without"}},
 		{"expired root", func(*testing.T, string) {},
 			LocalCAOptions{Now: func() time.Time { return time.Now().Add(rootLifetime + time.Hour) }}, []string{"expired"}},
@@ -231,7 +227,7 @@ func TestLocalCARefusesBadState(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "ca")
 			openCA(t, dir, LocalCAOptions{})
-			key, err := os.ReadFile(filepath.Join(dir, caKeyFile))
+			key, err := os.ReadFile(filepath.Join(dir, statedir.LocalCAKeyFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -297,7 +293,7 @@ func TestLocalCARecoversKeyWithoutCert(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ca")
 	first := openCA(t, dir, LocalCAOptions{})
 	// A crash between publishing the key and the cert leaves the key alone, maybe with a temp file.
-	if err := os.Remove(filepath.Join(dir, caCertFile)); err != nil {
+	if err := os.Remove(filepath.Join(dir, statedir.LocalCACertFile)); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, ".ca.crt.tmp-123"), []byte("half"), 0o600)
@@ -309,7 +305,7 @@ func TestLocalCARecoversKeyWithoutCert(t *testing.T) {
 }
 
 func TestLocalCAClock(t *testing.T) {
-	clock := &testClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	ca := openCA(t, filepath.Join(t.TempDir(), "ca"), LocalCAOptions{Now: clock.Now, LeafLifetime: 48 * time.Hour})
 	rootEnd := ca.Certificate().NotAfter
 	csr := newCSR(t, nil, &x509.CertificateRequest{DNSNames: []string{"duo.internal"}})
@@ -457,7 +453,7 @@ func get(t *testing.T, addr, serverName string, caPEM []byte) *x509.Certificate 
 func TestLocalCAWithCertmagic(t *testing.T) {
 	ctx := context.Background()
 	storage := t.TempDir()
-	clock := &testClock{t: time.Now().Add(-6 * 24 * time.Hour)}
+	clock := testutil.NewClock(time.Now().Add(-6 * 24 * time.Hour))
 	ca := openCA(t, filepath.Join(t.TempDir(), "ca"), LocalCAOptions{Now: clock.Now, LeafLifetime: 7 * 24 * time.Hour})
 
 	cfg, stop := newManager(t, ca, storage)

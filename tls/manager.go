@@ -15,12 +15,8 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3/acme"
-)
 
-// Storage locations inside Options.StateDir.
-const (
-	CertmagicDir = "certmagic" // certmagic's storage: ACME account, managed certificates
-	LocalCADir   = "local-ca"  // the local CA's root key and certificate
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // Manager gives listeners their certificates from the configured source and
@@ -90,7 +86,7 @@ func New(o Options) (*Manager, error) {
 		Logger:             zl,
 	})
 	tmpl := certmagic.Config{
-		Storage:           &certmagic.FileStorage{Path: filepath.Join(o.StateDir, CertmagicDir)},
+		Storage:           &certmagic.FileStorage{Path: filepath.Join(o.StateDir, statedir.CertmagicDir)},
 		Logger:            zl,
 		DefaultServerName: m.defaultName(),
 		OnEvent:           m.onEvent,
@@ -109,7 +105,7 @@ func New(o Options) (*Manager, error) {
 		if lo.Now == nil {
 			lo.Now = m.now
 		}
-		ca, err := OpenLocalCA(filepath.Join(o.StateDir, LocalCADir), lo)
+		ca, err := OpenLocalCA(filepath.Join(o.StateDir, statedir.LocalCADir), lo)
 		if err != nil {
 			m.cache.Stop()
 			return nil, err

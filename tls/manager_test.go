@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 func localCAManager(t *testing.T, names ...string) *Manager {
@@ -102,7 +104,7 @@ func TestLocalCAReplacedReissues(t *testing.T) {
 	first, _ := startManager(t, Options{Source: SourceLocalCA, Names: []string{"localhost"}, StateDir: state})
 	oldRoot := first.LocalCA().Certificate()
 	first.Stop()
-	if err := os.RemoveAll(filepath.Join(state, LocalCADir)); err != nil {
+	if err := os.RemoveAll(filepath.Join(state, statedir.LocalCADir)); err != nil {
 		t.Fatal(err)
 	}
 	second, logs := startManager(t, Options{Source: SourceLocalCA, Names: []string{"localhost"}, StateDir: state})

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // Password length bounds: bcrypt reads at most 72 bytes, and a short

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // observeFixedTraffic records the same requests every run, with fixed
@@ -34,7 +36,7 @@ func TestAPIStatusGolden(t *testing.T) {
 	if r.status != http.StatusOK || r.header.Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /api/status: %d %v", r.status, r.header)
 	}
-	golden(t, "status.json", kidPattern.ReplaceAllString(r.body, `"id": "<kid>"`))
+	testutil.Golden(t, "testdata/status.json", []byte(kidPattern.ReplaceAllString(r.body, `"id": "<kid>"`)))
 }
 
 func TestMetricsGolden(t *testing.T) {
@@ -44,7 +46,7 @@ func TestMetricsGolden(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("GET /metrics: %d", r.status)
 	}
-	golden(t, "metrics.txt", r.body)
+	testutil.Golden(t, "testdata/metrics.txt", []byte(r.body))
 	// Every state metric the collector describes is documented.
 	for _, m := range metricHelp {
 		if !strings.Contains(readme(t), "`"+m.name+"`") {

@@ -3,9 +3,7 @@ package ui
 import (
 	"context"
 	"errors"
-	"flag"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/netip"
@@ -14,20 +12,19 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/jwks"
-	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // testPassword and testToken are the fixture's secrets; no page may show
 // them.
@@ -47,8 +44,7 @@ type fixture struct {
 	store *keys.Store
 	reg   *prometheus.Registry
 	in    *Instruments
-	mu    sync.Mutex
-	now   time.Time
+	clock *testutil.Clock
 }
 
 type fixtureOptions struct {
@@ -60,17 +56,17 @@ type fixtureOptions struct {
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	store, err := keys.Open(filepath.Join(dir, "keys"), keys.Options{Bits: keys.MinBits, Now: func() time.Time { return t0.Add(-48 * time.Hour) }})
+	store, err := keys.Open(filepath.Join(dir, statedir.KeysDir), keys.Options{Bits: keys.MinBits, Now: func() time.Time { return t0.Add(-48 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pw := filepath.Join(dir, "admin-password")
+	pw := filepath.Join(dir, statedir.AdminPasswordFile)
 	if !fo.noPassword {
 		if err := WritePasswordFile(pw, []byte(testPassword), 4); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f := &fixture{t: t, store: store, reg: prometheus.NewRegistry(), now: t0}
+	f := &fixture{t: t, store: store, reg: prometheus.NewRegistry(), clock: testutil.NewClock(t0)}
 	if f.in, err = NewInstruments(f.reg); err != nil {
 		t.Fatal(err)
 	}
@@ -81,35 +77,13 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	o := Options{
 		Sources: fixtureSources(store), Registry: f.reg, PasswordFile: pw,
 		TokenSHA256: []string{digest(testToken)}, AllowedNetworks: fo.networks, MetricsAuth: auth,
-		Now: f.clock,
+		Now: f.clock.Now,
 	}
 	if f.srv, err = New(o); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = f.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = f.srv.Shutdown(ctx)
-	})
-	f.base = "http://" + ln.Addr().String()
+	f.base = "http://" + testutil.ServeLoopback(t, f.srv.Serve, f.srv.Shutdown)
 	return f
-}
-
-func (f *fixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fixture) advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
 }
 
 // fixtureSources is an attested TDX backend, a gateway with GitLab's keys
@@ -118,8 +92,11 @@ func fixtureSources(store *keys.Store) Sources {
 	res := &attest.Result{
 		Platform: attest.PlatformTDX, Verdict: attest.VerdictAccepted, VerifiedAt: t0.Add(-10 * time.Minute),
 		EvidenceSHA256: strings.Repeat("e", 64), ManifestSHA256: strings.Repeat("a", 64), PolicyHash: strings.Repeat("c", 64), Product: "00806F050000",
-		Measurements: []attest.Measurement{{Name: "MRTD", Actual: strings.Repeat("1", 96), Expected: strings.Repeat("1", 96), Match: true}},
-		TCB:          []attest.TCBComponent{{Name: "TDX TCB", Actual: "3", Minimum: "3", Status: "UpToDate"}},
+		Measurements:  []attest.Measurement{{Name: "MRTD", Actual: strings.Repeat("1", 96), Expected: strings.Repeat("1", 96), Match: true}},
+		TCB:           []attest.TCBComponent{{Name: "TDX TCB", Actual: "3", Minimum: "3", Status: "UpToDate"}},
+		TCBStatus:     "SWHardeningNeeded",
+		TCBAdvisories: []string{"INTEL-SA-00615"},
+		TCBAcceptedBy: "TDX TCB level: status SWHardeningNeeded accepted by operator policy",
 		Collateral: []attest.CollateralUse{{Name: "TDX TCB info", Source: "bundle", IssueDate: t0.Add(-72 * time.Hour), NextUpdate: t0.Add(27 * 24 * time.Hour)},
 			{Name: "PCK CRL", Source: "online", FetchedAt: t0.Add(-time.Hour), NextUpdate: t0.Add(-time.Minute)}},
 		Checks: []attest.Check{{Name: "quote signature", OK: true}, {Name: "report data binding", OK: true}},
@@ -228,46 +205,8 @@ func digest(tok string) string {
 	return mustDigest(tok)
 }
 
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file (rerun with -update if the change is intended):\n%s", name, diffLines(string(want), got))
-	}
-}
-
-// diffLines lists the first lines that differ.
-func diffLines(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var out []string
-	for i := 0; i < max(len(w), len(g)) && len(out) < 20; i++ {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			out = append(out, "- "+a, "+ "+b)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
 func mustDigest(tok string) string {
-	return proxy.TokenDigest(tok)
+	return bearer.Digest(tok)
 }
 
 func readme(t *testing.T) string {

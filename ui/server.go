@@ -19,8 +19,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/internal/fastserve"
-	"github.com/duo-confidential/duo-confidential/proxy"
 )
 
 //go:embed templates/*.html
@@ -67,7 +67,7 @@ type Options struct {
 type Server struct {
 	o       Options
 	log     *slog.Logger
-	tokens  *proxy.Tokens
+	tokens  *bearer.Tokens
 	sess    *sessions
 	lim     *limiter
 	pages   map[string]*template.Template
@@ -104,7 +104,7 @@ func New(o Options) (*Server, error) {
 	if o.Secure == nil {
 		o.Secure = func() bool { return false }
 	}
-	tokens, err := proxy.ParseTokenDigests(o.TokenSHA256)
+	tokens, err := bearer.ParseDigests(o.TokenSHA256)
 	if err != nil {
 		return nil, fmt.Errorf("ui: admin tokens: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 // pages and a string each must show.
 var pageWants = map[string][]string{
 	"/admin/":            {"<h1>Overview</h1>", "Attestation", "tdx evidence accepted 10m ago", "2 keys loaded", "v1.2.3-test"},
-	"/admin/attestation": {"MRTD", "UpToDate", "TDX TCB info", "hash chain verified", "stale", strings.Repeat("a", 64)},
+	"/admin/attestation": {"MRTD", "UpToDate", "SWHardeningNeeded", "INTEL-SA-00615", "accepted by operator policy", "TDX TCB info", "hash chain verified", "stale", strings.Repeat("a", 64)},
 	"/admin/gitlab":      {"Local AI Gateway URL", "custom_openai/code-small", "custom_openai/chat-large", "Indirect connections", "model_configuration%2Fcheck", "test fixture: no model"},
 	"/admin/keys":        {"Rotate signing key", "signing", "2048 bits", "oauth/discovery/keys"},
 	"/admin/tls":         {"duo.example.com, 10.0.0.5", "duo-confidential internal CA", "soon"},
@@ -92,7 +92,7 @@ func TestSessionCookie(t *testing.T) {
 	if !strings.Contains(cookie, "httponly") || !strings.Contains(cookie, "samesite=strict") {
 		t.Errorf("session cookie %q", cookie)
 	}
-	f.advance(31 * time.Minute)
+	f.clock.Advance(31 * time.Minute)
 	if r := f.do(c, http.MethodGet, "/admin/", nil); r.status != http.StatusSeeOther {
 		t.Errorf("an idle session is still valid: %d", r.status)
 	}
@@ -191,7 +191,7 @@ func TestLoginRateLimit(t *testing.T) {
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
 		t.Fatalf("locked out: %d %v", r.status, r.header)
 	}
-	f.advance(loginWindow)
+	f.clock.Advance(loginWindow)
 	f.login(testPassword)
 }
 

@@ -22,7 +22,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/gateway"
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
@@ -30,7 +33,6 @@ import (
 	"github.com/duo-confidential/duo-confidential/jwks"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
-	"github.com/valyala/fasthttp"
 )
 
 // Target of issue 4 for the gateway's added latency.
@@ -98,7 +100,7 @@ type GatewayThroughput struct {
 type gwRig struct {
 	proxy, gateway string // base URLs
 	iss            *gitlabtest.Issuer
-	cfg            *appliance.Config
+	cfg            *config.Config
 	encSB          *sandbox.Server
 	recorder       *sandbox.Server // plaintext, records requests
 	recorderURL    string
@@ -163,12 +165,12 @@ func startGatewayRig(ctx context.Context, o gwRigOptions, logf func(string, ...a
 		return fail(err)
 	}
 	closers = append(closers, func() { _ = os.RemoveAll(state) })
-	cfg := appliance.Default()
+	cfg := config.Default()
 	cfg.StateDir = state
 	// Plain HTTP, like the baseline it is compared with.
 	cfg.TLS.Source = apptls.SourceOff
 	cfg.Gateway.GitLabURL = gitlab.URL
-	cfg.Gateway.Models = appliance.GatewayModels{Default: sandbox.ModelChat, CodeCompletions: sandbox.ModelCode, CodeGenerations: sandbox.ModelCode}
+	cfg.Gateway.Models = config.GatewayModels{Default: sandbox.ModelChat, CodeCompletions: sandbox.ModelCode, CodeGenerations: sandbox.ModelCode}
 	cfg.Gateway.CompletionFormat = o.format
 	a, err := appliance.New(appliance.Options{Config: cfg, Logger: quiet, Version: "duo-bench", Sandbox: trust,
 		APIKey: sandboxAPIKey, GitLabClient: gitlab.Client})
@@ -382,7 +384,7 @@ func captureModelRequest(ctx context.Context, r *gwRig, gr gatewayRequest) (*cap
 	}
 	defer mc.Close()
 	// The same mapping as the appliance's gateway.
-	models := g.ModelChoice(nil)
+	models := appliance.ModelChoice(g, nil)
 	twin, err := gateway.New(gateway.Options{Validator: v, Model: mc, Models: models})
 	if err != nil {
 		return nil, err

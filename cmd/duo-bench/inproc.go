@@ -18,10 +18,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
-	"github.com/valyala/fasthttp"
 )
 
 // sandboxAPIKey is the key the in-process appliance presents (the sandbox
@@ -70,7 +72,7 @@ func startRig(ctx context.Context, tokensPerSecond float64, logf func(string, ..
 		return nil, err
 	}
 	closers = append(closers, func() { _ = os.RemoveAll(state) })
-	cfg := appliance.Default()
+	cfg := config.Default()
 	cfg.StateDir = state
 	// Plain HTTP, like the baseline it is compared with.
 	cfg.TLS.Source = apptls.SourceOff

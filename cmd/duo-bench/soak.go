@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
@@ -152,7 +153,7 @@ func soakChild(ctx context.Context, dir, state string, logTo io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg := appliance.Default()
+	cfg := config.Default()
 	cfg.StateDir = state
 	cfg.TLS.Source = apptls.SourceOff // plain HTTP, like the other parts
 	log := slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: slog.LevelInfo}))

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/duo-confidential/duo-confidential/proxy"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
 	"github.com/duo-confidential/duo-confidential/ui"
 )
 
@@ -86,6 +86,6 @@ func (c *AdminTokenCmd) Run(g *Globals) error {
 		return fmt.Errorf("token: %w", err)
 	}
 	tok := "dca_" + base64.RawURLEncoding.EncodeToString(b[:])
-	fmt.Fprintf(g.stdout(), "token:  %s\nsha256: %s\n\nUse the token as 'Authorization: Bearer <token>' for /api/status and /metrics (e.g. in Prometheus'\nauthorization.credentials), or to sign in. Add the digest to admin.token_sha256. The token is not stored anywhere.\n", tok, proxy.TokenDigest(tok))
+	fmt.Fprintf(g.stdout(), "token:  %s\nsha256: %s\n\nUse the token as 'Authorization: Bearer <token>' for /api/status and /metrics (e.g. in Prometheus'\nauthorization.credentials), or to sign in. Add the digest to admin.token_sha256. The token is not stored anywhere.\n", tok, bearer.Digest(tok))
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 func TestAdminSetPassword(t *testing.T) {
@@ -36,7 +38,7 @@ func TestAdminSetPassword(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := filepath.Join(state, "admin-password")
+			p := filepath.Join(state, statedir.AdminPasswordFile)
 			b, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)

@@ -13,7 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/wording"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 )
 
@@ -26,7 +27,7 @@ type AttestCmd struct {
 // evidence. Exit status 0 means accepted; 1 means rejected or failed.
 type AttestVerifyCmd struct {
 	Doc        string `help:"Attestation document (JSON as returned by /privatemode/v1/attest)." type:"existingfile" xor:"input" required:""`
-	TDXQuote   string `name:"tdx-quote" help:"Raw TDX QuoteV4 (binary)." type:"existingfile" xor:"input" required:""`
+	TDXQuote   string `name:"tdx-quote" help:"Raw TDX quote, v4 or v5 (Intel binary form)." type:"existingfile" xor:"input" required:""`
 	SNPReport  string `name:"snp-report" help:"Raw SEV-SNP report, optionally followed by its certificate table." type:"existingfile" xor:"input" required:""`
 	Nonce      string `help:"The 32-byte nonce the document was requested with (hex or base64). Required with --doc."`
 	ReportData string `name:"report-data" help:"Expected REPORT_DATA for raw evidence (hex, up to 64 bytes, zero-padded)."`
@@ -59,9 +60,14 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 			return fmt.Errorf("--nonce: %w", err)
 		}
 	}
+	tcbPolicy, err := cfg.TCBPolicy()
+	if err != nil {
+		return err
+	}
 	hw := attest.HardwareOptions{
 		MaxCollateralAge: cfg.Attestation.Collateral.MaxAge,
 		SkipCollateral:   c.SkipCollateral,
+		TCBPolicy:        tcbPolicy,
 	}
 	if c.At != "" {
 		at, err := time.Parse(time.RFC3339, c.At)
@@ -69,6 +75,9 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 			return fmt.Errorf("--at: %w (want RFC 3339, e.g. 2026-11-25T12:00:00Z)", err)
 		}
 		hw.Now = at
+	}
+	if c.TestRoots != "" && !testRootsBuilt {
+		return errNoTestRoots("--test-roots")
 	}
 	if c.TestRoots != "" {
 		b, err := os.ReadFile(c.TestRoots)
@@ -83,7 +92,7 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 		log.Warn("verifying against TEST vendor roots: the result proves nothing about real hardware", "file", c.TestRoots)
 	}
 	if !c.SkipCollateral {
-		src, err := cfg.CollateralSource(c.Collateral, c.Offline || !cfg.Attestation.Collateral.Online)
+		src, err := cfg.CollateralSource(c.Collateral, config.OfflineIf(c.Offline || !cfg.Attestation.Collateral.Online))
 		if err != nil {
 			return err
 		}
@@ -100,7 +109,7 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 		res, err = c.verifyRaw(ctx, hw)
 	}
 	if res != nil {
-		if perr := printResult(os.Stdout, res, c.JSON, c.SkipCollateral, c.TestRoots != ""); perr != nil {
+		if perr := printResult(os.Stdout, res, resultView{JSON: c.JSON, SignatureOnly: c.SkipCollateral, TestRoots: c.TestRoots != ""}); perr != nil {
 			return perr
 		}
 	}
@@ -110,7 +119,7 @@ func (c *AttestVerifyCmd) Run(g *Globals) error {
 	return nil
 }
 
-func (c *AttestVerifyCmd) verifyDoc(ctx context.Context, cfg *appliance.Config, hw attest.HardwareOptions, nonce []byte) (*attest.Result, error) {
+func (c *AttestVerifyCmd) verifyDoc(ctx context.Context, cfg *config.Config, hw attest.HardwareOptions, nonce []byte) (*attest.Result, error) {
 	b, err := os.ReadFile(c.Doc)
 	if err != nil {
 		return nil, fmt.Errorf("read document: %w", err)
@@ -119,7 +128,7 @@ func (c *AttestVerifyCmd) verifyDoc(ctx context.Context, cfg *appliance.Config, 
 	if err != nil {
 		return &attest.Result{Verdict: attest.VerdictRejected, ErrorClass: attest.ClassOf(err), Error: err.Error()}, err
 	}
-	policy, err := cfg.ManifestPolicy(c.Manifest, c.Offline)
+	policy, err := cfg.ManifestPolicy(c.Manifest, config.OfflineIf(c.Offline))
 	if err != nil {
 		return nil, err
 	}
@@ -261,9 +270,16 @@ func decodeBytes(s string) ([]byte, error) {
 	return nil, errors.New("neither hex nor base64")
 }
 
+// resultView says how printResult shows a verification result.
+type resultView struct {
+	JSON          bool // the result as indented JSON instead of a report
+	SignatureOnly bool // collateral was skipped: warn that TCB and revocation were not checked
+	TestRoots     bool // verified against test roots: warn that nothing is confidential
+}
+
 // printResult writes the result as JSON or as a readable report.
-func printResult(w io.Writer, res *attest.Result, asJSON, signatureOnly, testRoots bool) error {
-	if asJSON {
+func printResult(w io.Writer, res *attest.Result, view resultView) error {
+	if view.JSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
@@ -273,18 +289,27 @@ func printResult(w io.Writer, res *attest.Result, asJSON, signatureOnly, testRoo
 	if res.Error != "" {
 		fmt.Fprintf(tw, "Reason:\t[%s] %s\n", res.ErrorClass, res.Error)
 	}
-	if testRoots {
+	if view.TestRoots {
 		fmt.Fprintf(tw, "WARNING:\tverified against TEST roots (sandbox): NOT CONFIDENTIAL\n")
 	}
-	if signatureOnly {
+	if view.SignatureOnly {
 		fmt.Fprintf(tw, "WARNING:\tsignature and chain only: TCB status and revocation NOT checked\n")
 	}
-	fmt.Fprintf(tw, "Platform:\t%s\n", orDash(string(res.Platform)))
-	fmt.Fprintf(tw, "Product:\t%s\n", orDash(res.Product))
+	fmt.Fprintf(tw, "Platform:\t%s\n", wording.OrDash(string(res.Platform)))
+	fmt.Fprintf(tw, "Product:\t%s\n", wording.OrDash(res.Product))
 	fmt.Fprintf(tw, "Verified at:\t%s\n", res.VerifiedAt.UTC().Format(time.RFC3339))
-	fmt.Fprintf(tw, "Evidence SHA-256:\t%s\n", orDash(res.EvidenceSHA256))
-	fmt.Fprintf(tw, "Manifest SHA-256:\t%s\n", orDash(res.ManifestSHA256))
-	fmt.Fprintf(tw, "Coordinator policy:\t%s\n", orDash(res.PolicyHash))
+	fmt.Fprintf(tw, "Evidence SHA-256:\t%s\n", wording.OrDash(res.EvidenceSHA256))
+	fmt.Fprintf(tw, "Manifest SHA-256:\t%s\n", wording.OrDash(res.ManifestSHA256))
+	fmt.Fprintf(tw, "Coordinator policy:\t%s\n", wording.OrDash(res.PolicyHash))
+	if res.TCBStatus != "" {
+		fmt.Fprintf(tw, "TCB status:\t%s\n", res.TCBStatus)
+	}
+	if len(res.TCBAdvisories) > 0 {
+		fmt.Fprintf(tw, "TCB advisories:\t%s\n", strings.Join(res.TCBAdvisories, ", "))
+	}
+	if res.TCBAcceptedBy != "" {
+		fmt.Fprintf(tw, "TCB accepted by:\t%s\n", res.TCBAcceptedBy)
+	}
 	if len(res.Measurements) > 0 {
 		fmt.Fprintf(tw, "\nMeasurement\tActual\tExpected\tMatch\n")
 		for _, m := range res.Measurements {
@@ -292,13 +317,13 @@ func printResult(w io.Writer, res *attest.Result, asJSON, signatureOnly, testRoo
 			if m.Expected != "" {
 				match = map[bool]string{true: "yes", false: "NO"}[m.Match]
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, short(m.Actual), short(orDash(m.Expected)), match)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, short(m.Actual), short(wording.OrDash(m.Expected)), match)
 		}
 	}
 	if len(res.TCB) > 0 {
 		fmt.Fprintf(tw, "\nTCB component\tActual\tMinimum\tStatus\n")
 		for _, t := range res.TCB {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, orDash(t.Actual), orDash(t.Minimum), t.Status)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, wording.OrDash(t.Actual), wording.OrDash(t.Minimum), t.Status)
 		}
 	}
 	if len(res.Collateral) > 0 {
@@ -314,13 +339,6 @@ func printResult(w io.Writer, res *attest.Result, asJSON, signatureOnly, testRoo
 		}
 	}
 	return tw.Flush()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // short keeps wide hex values readable in a terminal; --json has them whole.

@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	tdxtestdata "github.com/google/go-tdx-guest/testing/testdata"
+
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/attesttest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
-	tdxtestdata "github.com/google/go-tdx-guest/testing/testdata"
 )
 
 // sandboxFiles writes a sandbox backend's evidence, manifest, roots and
@@ -122,7 +124,7 @@ func TestAttestVerifyDoc(t *testing.T) {
 		})
 	}
 	// --record wrote the accepted TDX document to the trust log, 0600.
-	fi, err := os.Stat(filepath.Join(state, "trust-log.jsonl"))
+	fi, err := os.Stat(filepath.Join(state, statedir.TrustLogFile))
 	if err != nil {
 		t.Fatalf("trust log not written: %v", err)
 	}
@@ -210,4 +212,39 @@ func countSubstr(s, sub string) int {
 		}
 	}
 	return n
+}
+
+// TestAttestVerifyRealTDXWithCollateral runs the binary on genuine quotes
+// with their genuine Intel collateral (bundles made from dcap-qvl's samples,
+// see proxy/attest/testdata/real/README.md): v4 UpToDate is accepted; the v5
+// (TD 1.5) quote is rejected as tcb because Intel's TCB info covers no level
+// for its CPUSVN, and the report shows the TD 1.5 fields.
+func TestAttestVerifyRealTDXWithCollateral(t *testing.T) {
+	dir := "../../proxy/attest/testdata/real/tdx/"
+	r := runBin(t, nil, "attest", "verify", "--tdx-quote", dir+"dcap-qvl-tdx_quote.dat", "--collateral", dir+"dcap-qvl-tdx_quote.bundle.json", "--offline", "--at", "2025-07-01T00:00:00Z", "--json")
+	r.want(t, 0, nil, nil)
+	if res := decodeResult(t, r); res.Verdict != attest.VerdictAccepted || res.TCBStatus != "UpToDate" {
+		t.Fatalf("v4: verdict %s status %q error %q", res.Verdict, res.TCBStatus, res.Error)
+	}
+	r = runBin(t, nil, "attest", "verify", "--tdx-quote", dir+"dcap-qvl-tdx_quote_outdated.dat", "--collateral", dir+"dcap-qvl-tdx_quote_outdated.bundle.json", "--offline", "--at", "2026-03-01T00:00:00Z")
+	r.want(t, 1, []string{"REJECTED", "[tcb]", "TCB status:", "Unsupported", "TEE_TCB_SVN2", "MR_SERVICETD", "quote v5, TDX 1.5 body"}, nil)
+	// The v4 collateral is past its nextUpdate a month later.
+	r = runBin(t, nil, "attest", "verify", "--tdx-quote", dir+"dcap-qvl-tdx_quote.dat", "--collateral", dir+"dcap-qvl-tdx_quote.bundle.json", "--offline", "--at", "2025-07-25T00:00:00Z", "--json")
+	r.want(t, 1, nil, nil)
+	if res := decodeResult(t, r); res.ErrorClass != attest.ClassCollateralStale {
+		t.Fatalf("expired collateral: class %q (%s)", res.ErrorClass, res.Error)
+	}
+}
+
+// The status policy comes from the configuration; a status that can never
+// be accepted is refused before anything is verified.
+func TestAttestVerifyTCBPolicyFromConfig(t *testing.T) {
+	dir := "../../proxy/attest/testdata/real/tdx/"
+	r := runBin(t, []string{"DUO_CONFIDENTIAL_ATTESTATION_TCB_POLICY_TDX_ACCEPT_STATUSES=Revoked"},
+		"attest", "verify", "--tdx-quote", dir+"dcap-qvl-tdx_quote.dat", "--signature-only", "--at", "2025-07-01T00:00:00Z")
+	r.want(t, 1, nil, []string{"attestation.tcb_policy", "Revoked"})
+	// An explicit (valid) policy leaves an UpToDate platform accepted.
+	r = runBin(t, []string{"DUO_CONFIDENTIAL_ATTESTATION_TCB_POLICY_TDX_ACCEPT_STATUSES=SWHardeningNeeded", "DUO_CONFIDENTIAL_ATTESTATION_TCB_POLICY_TDX_ACCEPT_ADVISORIES=INTEL-SA-00615"},
+		"attest", "verify", "--tdx-quote", dir+"dcap-qvl-tdx_quote.dat", "--collateral", dir+"dcap-qvl-tdx_quote.bundle.json", "--offline", "--at", "2025-07-01T00:00:00Z")
+	r.want(t, 0, []string{"ACCEPTED", "TCB status:", "UpToDate"}, nil)
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 )
 
 // binPath is the real binary, built once by TestMain, so these tests see
@@ -53,7 +53,7 @@ func runBin(t *testing.T, env []string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(binPath, args...)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, appliance.EnvPrefix) {
+		if !strings.HasPrefix(kv, config.EnvPrefix) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
@@ -119,13 +119,13 @@ func TestVersion(t *testing.T) {
 func TestConfigExample(t *testing.T) {
 	r := runBin(t, nil, "config", "example")
 	r.want(t, 0, nil, nil)
-	if r.stdout != string(appliance.ExampleConfig) {
+	if r.stdout != string(config.ExampleConfig) {
 		t.Error("config example does not print the embedded example verbatim")
 	}
 }
 
 func TestConfigCheckExample(t *testing.T) {
-	path := writeTemp(t, "config.yaml", string(appliance.ExampleConfig))
+	path := writeTemp(t, "config.yaml", string(config.ExampleConfig))
 	runBin(t, nil, "config", "check", "--config", path).
 		want(t, 0, []string{"config OK: " + path + "\n", "state_dir    /var/lib/duo-confidential", "manifest     dynamic"}, nil)
 	// The positional form and DUO_CONFIDENTIAL_CONFIG select the file too.

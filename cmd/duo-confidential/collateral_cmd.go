@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
 )
@@ -43,7 +43,7 @@ func (c *CollateralImportCmd) Run(g *Globals) error {
 	return runImport(cfg, c, time.Now(), g.stdout(), g.Logger())
 }
 
-func runImport(cfg *appliance.Config, c *CollateralImportCmd, now time.Time, out io.Writer, log *slog.Logger) error {
+func runImport(cfg *config.Config, c *CollateralImportCmd, now time.Time, out io.Writer, log *slog.Logger) error {
 	in, err := collateral.Load(c.File)
 	if err != nil {
 		return fmt.Errorf("collateral import: %w", err)
@@ -241,7 +241,7 @@ type showJSON struct {
 	Items         []collateral.Info `json:"items"`
 }
 
-func runShow(cfg *appliance.Config, c *CollateralShowCmd, now time.Time, out io.Writer) error {
+func runShow(cfg *config.Config, c *CollateralShowCmd, now time.Time, out io.Writer) error {
 	path, maxAge := c.File, c.MaxAge
 	if cfg != nil {
 		if path == "" {

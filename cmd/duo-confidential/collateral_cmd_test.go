@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
 )
@@ -75,7 +76,7 @@ func TestCLIImportAndShow(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "added") || !strings.Contains(out, "TD QE identity") {
 		t.Fatalf("import: exit %d\n%s%s", code, out, errOut)
 	}
-	installed := filepath.Join(state, "collateral.json")
+	installed := filepath.Join(state, statedir.CollateralFile)
 	for path, want := range map[string]os.FileMode{state: 0o700, installed: 0o644} {
 		fi, err := os.Stat(path)
 		if err != nil || fi.Mode().Perm() != want {
@@ -113,7 +114,7 @@ func TestCLIStaleBundle(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "--allow-stale") || !strings.Contains(errOut, "collateral export") {
 		t.Errorf("stale import: exit %d\n%s", code, errOut)
 	}
-	if _, err := os.Stat(filepath.Join(state, "collateral.json")); err == nil {
+	if _, err := os.Stat(filepath.Join(state, statedir.CollateralFile)); err == nil {
 		t.Error("stale bundle was installed without --allow-stale")
 	}
 	if out, errOut, code := runCLI(t, "--config", cfg, "collateral", "import", "--allow-stale", bundle); code != 0 {
@@ -201,25 +202,25 @@ func TestRunExport(t *testing.T) {
 
 func TestCollateralSource(t *testing.T) {
 	dir := t.TempDir()
-	cfg := appliance.Default()
+	cfg := config.Default()
 	cfg.StateDir = filepath.Join(dir, "state")
-	cfg.Attestation.Collateral.Bundle = filepath.Join(cfg.StateDir, "collateral.json")
+	cfg.Attestation.Collateral.Bundle = filepath.Join(cfg.StateDir, statedir.CollateralFile)
 
-	if _, err := cfg.CollateralSource("", true); err == nil || !strings.Contains(err.Error(), "collateral export") {
+	if _, err := cfg.CollateralSource("", config.Offline); err == nil || !strings.Contains(err.Error(), "collateral export") {
 		t.Errorf("offline without bundle: err = %v", err)
 	}
 	writeBundle(t, filepath.Join(dir, "b.json"), time.Now())
-	if src, err := cfg.CollateralSource(filepath.Join(dir, "b.json"), true); err != nil {
+	if src, err := cfg.CollateralSource(filepath.Join(dir, "b.json"), config.Offline); err != nil {
 		t.Error(err)
 	} else if _, ok := src.(*collateral.Bundle); !ok {
 		t.Errorf("offline source is %T, want *collateral.Bundle", src)
 	}
-	if src, err := cfg.CollateralSource("", false); err != nil {
+	if src, err := cfg.CollateralSource("", config.Online); err != nil {
 		t.Error(err)
 	} else if _, ok := src.(*collateral.Cache); !ok {
 		t.Errorf("online source is %T, want *collateral.Cache", src)
 	}
-	if src, err := cfg.CollateralSource(filepath.Join(dir, "b.json"), false); err != nil {
+	if src, err := cfg.CollateralSource(filepath.Join(dir, "b.json"), config.Online); err != nil {
 		t.Error(err)
 	} else if _, ok := src.(collateral.Chain); !ok {
 		t.Errorf("online source with explicit bundle is %T, want collateral.Chain", src)

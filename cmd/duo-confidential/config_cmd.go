@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
-	"sort"
 	"strings"
-	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/wording"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
@@ -40,7 +40,7 @@ func (c *ConfigCheckCmd) Run(g *Globals) error {
 
 // writeConfigSummary prints what an admin most needs to confirm: where
 // state lives, what is trusted, and where each non-default value came from.
-func writeConfigSummary(w io.Writer, path string, found bool, cfg *appliance.Config) error {
+func writeConfigSummary(w io.Writer, path string, found bool, cfg *config.Config) error {
 	var b strings.Builder
 	if found {
 		fmt.Fprintf(&b, "config OK: %s\n", path)
@@ -55,7 +55,7 @@ func writeConfigSummary(w io.Writer, path string, found bool, cfg *appliance.Con
 	if cfg.Outbound.CABundle != "" {
 		ca = "system roots + " + cfg.Outbound.CABundle
 	}
-	row("outbound", fmt.Sprintf("timeout %s, TLS roots: %s", shortDuration(cfg.Outbound.Timeout), ca))
+	row("outbound", fmt.Sprintf("timeout %s, TLS roots: %s", wording.Duration(cfg.Outbound.Timeout), ca))
 
 	key := "not set"
 	if cfg.Privatemode.APIKeyFile != "" {
@@ -66,9 +66,9 @@ func writeConfigSummary(w io.Writer, path string, found bool, cfg *appliance.Con
 	m := cfg.Attestation.Manifest
 	var trust string
 	switch m.Mode {
-	case appliance.ManifestModePinned:
+	case config.ManifestModePinned:
 		trust = "pinned: only " + m.File
-	case appliance.ManifestModeAllowlist:
+	case config.ManifestModeAllowlist:
 		trust = fmt.Sprintf("allowlist: %d approved manifest(s), published at %s", len(m.AllowedSHA256), m.URL)
 	default:
 		trust = "dynamic: as published at " + m.URL
@@ -87,11 +87,11 @@ func writeConfigSummary(w io.Writer, path string, found bool, cfg *appliance.Con
 	if col.Online {
 		online = "online fetch from Intel PCS / AMD KDS allowed"
 	}
-	row("collateral", fmt.Sprintf("%s, %s, max age %s", col.Bundle, online, shortDuration(col.MaxAge)))
-	row("reattest", "every "+shortDuration(cfg.Attestation.ReattestInterval))
+	row("collateral", fmt.Sprintf("%s, %s, max age %s", col.Bundle, online, wording.Duration(col.MaxAge)))
+	row("reattest", "every "+wording.Duration(cfg.Attestation.ReattestInterval))
 	row("tls", tlsSummary(cfg))
 
-	if envs := overriddenByEnv(cfg); len(envs) > 0 {
+	if envs := cfg.EnvOverridden(); len(envs) > 0 {
 		row("overrides", strings.Join(envs, ", "))
 	}
 	_, err := io.WriteString(w, b.String())
@@ -99,7 +99,7 @@ func writeConfigSummary(w io.Writer, path string, found bool, cfg *appliance.Con
 }
 
 // tlsSummary says where the listeners' certificates come from.
-func tlsSummary(cfg *appliance.Config) string {
+func tlsSummary(cfg *config.Config) string {
 	t := cfg.TLS
 	names := strings.Join(cfg.TLSNames(), ", ")
 	switch t.Source {
@@ -113,33 +113,8 @@ func tlsSummary(cfg *appliance.Config) string {
 		}
 		return fmt.Sprintf("files %s for %s", t.Files.Cert, names)
 	default:
-		return fmt.Sprintf("local CA in %s/%s for %s", cfg.StateDir, apptls.LocalCADir, names)
+		return fmt.Sprintf("local CA in %s/%s for %s", cfg.StateDir, statedir.LocalCADir, names)
 	}
-}
-
-// overriddenByEnv lists the DUO_CONFIDENTIAL_* variables that changed a key,
-// so nobody mistakes the file for the whole story.
-func overriddenByEnv(cfg *appliance.Config) []string {
-	var out []string
-	for name, path := range appliance.EnvOverrides() {
-		if strings.HasPrefix(cfg.Source(path), "env ") {
-			out = append(out, name)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// shortDuration prints 720h rather than 720h0m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // ConfigExampleCmd prints the example configuration.
@@ -148,7 +123,7 @@ type ConfigExampleCmd struct{}
 // Run writes the embedded example configuration to stdout, byte for byte,
 // so `duo-confidential config example > config.yaml` gives a valid file.
 func (c *ConfigExampleCmd) Run(g *Globals) error {
-	if _, err := g.stdout().Write(appliance.ExampleConfig); err != nil {
+	if _, err := g.stdout().Write(config.ExampleConfig); err != nil {
 		return fmt.Errorf("write example configuration: %w", err)
 	}
 	return nil

@@ -1,3 +1,5 @@
+//go:build !duo_production
+
 package main
 
 import (
@@ -14,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/ui"
 )
 
@@ -24,7 +26,7 @@ const defaultDemoAdmin = "127.0.0.1:5053"
 
 // demoAdmin prepares the demo's admin UI: a generated password, hashed
 // into the demo's state directory, and the admin listener.
-func (c *DemoCmd) demoAdmin(cfg *appliance.Config) (net.Listener, string, error) {
+func (c *DemoCmd) demoAdmin(cfg *config.Config) (net.Listener, string, error) {
 	addr := c.AdminListen
 	if addr == "" {
 		addr = defaultDemoAdmin

@@ -1,3 +1,5 @@
+//go:build !duo_production
+
 package main
 
 import (
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
@@ -82,12 +85,12 @@ func (c *DemoCmd) Run(g *Globals) error {
 		return err
 	}
 	defer gitlab.Close()
-	cfg := appliance.Default()
+	cfg := config.Default()
 	cfg.StateDir = state
 	cfg.Proxy.Listen = c.Listen
 	cfg.Gateway.Listen = c.Gateway
 	cfg.Gateway.GitLabURL = gitlab.URL
-	cfg.Gateway.Models = appliance.GatewayModels{Default: sandbox.ModelChat, CodeCompletions: sandbox.ModelCode, CodeGenerations: sandbox.ModelCode}
+	cfg.Gateway.Models = config.GatewayModels{Default: sandbox.ModelChat, CodeCompletions: sandbox.ModelCode, CodeGenerations: sandbox.ModelCode}
 	// The sandbox code model fills the middle from prompt + suffix.
 	cfg.Gateway.CompletionFormat = "suffix"
 	aln, adminPassword, err := c.demoAdmin(cfg)
@@ -131,7 +134,7 @@ func (c *DemoCmd) Run(g *Globals) error {
 	fmt.Fprint(out, demoBanner)
 	if st := a.Status(); st != nil && st.Attestation != nil {
 		fmt.Fprintf(out, "\nThe proxy attested the sandbox backend (%s) before accepting requests:\n\n", c.Platform)
-		if err := printResult(out, st.Attestation, false, false, true); err != nil {
+		if err := printResult(out, st.Attestation, resultView{TestRoots: true}); err != nil {
 			return err
 		}
 	}

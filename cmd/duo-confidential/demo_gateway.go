@@ -1,3 +1,5 @@
+//go:build !duo_production
+
 package main
 
 import (
@@ -14,8 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // demoHeadersFile holds Rails' headers with a fresh demo token, for

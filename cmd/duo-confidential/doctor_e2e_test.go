@@ -11,9 +11,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
-	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
-	"github.com/duo-confidential/duo-confidential/proxy"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/appliance/doctor"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
@@ -39,7 +41,7 @@ func freshInstall(t *testing.T) (cfg, state string) {
 	if err := os.Mkdir(state, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return writeTemp(t, "config.yaml", string(appliance.ExampleConfig)), state
+	return writeTemp(t, "config.yaml", string(config.ExampleConfig)), state
 }
 
 // TestDoctorFreshInstallOffline is what the package test runs in a new
@@ -54,20 +56,20 @@ func TestDoctorFreshInstallOffline(t *testing.T) {
 	}
 	out := strings.ReplaceAll(r.stdout, state, "<STATE>")
 	out = strings.ReplaceAll(out, cfg, "<CONFIG>")
-	out = strings.ReplaceAll(out, "owner "+serviceOwner().name, "owner <OWNER>")
-	out = strings.ReplaceAll(out, strings.Join(appliance.Default().TLSNames(), ", "), "<TLS NAMES>")
+	out = strings.ReplaceAll(out, "owner "+doctor.ExpectedOwner(), "owner <OWNER>")
+	out = strings.ReplaceAll(out, strings.Join(config.Default().TLSNames(), ", "), "<TLS NAMES>")
 	out = regexp.MustCompile(`\d+ MB free`).ReplaceAllString(out, "<N> MB free")
-	golden(t, "fresh-offline.txt", out)
+	testutil.Golden(t, "testdata/doctor/fresh-offline.txt", []byte(out))
 
 	// --json says the same, as an array.
 	r = runBin(t, []string{"DUO_CONFIDENTIAL_STATE_DIR=" + state}, "--config", cfg, "doctor", "--offline", "--json")
 	r.want(t, 0, nil, nil)
-	var results []checkResult
+	var results []struct{ Name, Status, Detail, Fix string }
 	if err := json.Unmarshal([]byte(r.stdout), &results); err != nil {
 		t.Fatalf("--json: %v\n%s", err, r.stdout)
 	}
 	for _, res := range results {
-		if res.Status == statusFail {
+		if res.Status == "FAIL" {
 			t.Errorf("fresh install: %+v", res)
 		}
 	}
@@ -98,7 +100,7 @@ func TestDoctorPermissions(t *testing.T) {
 		cfg, state := freshInstall(t)
 		env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + state}
 		runBin(t, env, "--config", cfg, "tls", "ca-cert").want(t, 0, []string{"BEGIN CERTIFICATE"}, nil)
-		key := filepath.Join(state, "local-ca", "ca.key")
+		key := filepath.Join(state, statedir.LocalCADir, statedir.LocalCAKeyFile)
 		for path, mode := range map[string]os.FileMode{state: 0o755, key: 0o644} {
 			if err := os.Chmod(path, mode); err != nil {
 				t.Fatal(err)
@@ -151,19 +153,7 @@ func TestDoctorPermissions(t *testing.T) {
 func TestDoctorOnline(t *testing.T) {
 	t.Parallel()
 	dir := startSandboxProc(t)
-	iss, err := gitlabtest.New(gitlabtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, err := gitlabtest.Serve(iss, ln)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = gl.Close() })
+	_, gl := startGitLab(t)
 	const token = "doctor-test-proxy-token"
 	cfg := writeTemp(t, "config.yaml", fmt.Sprintf(`outbound:
   ca_bundle: %s
@@ -177,14 +167,14 @@ gateway:
     default: %s
     code_completions: %s
   completion_format: suffix
-`, writeTemp(t, "gitlab-ca.pem", string(gl.CertPEM)), freeAddr(t), proxy.TokenDigest(token), freeAddr(t), gl.URL, sandbox.ModelChat, sandbox.ModelCode))
+`, writeTemp(t, "gitlab-ca.pem", string(gl.CertPEM)), freeAddr(t), bearer.Digest(token), freeAddr(t), gl.URL, sandbox.ModelChat, sandbox.ModelCode))
 	state := t.TempDir()
 	env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + state}
 	serve := startProc(t, env, "--config", cfg, "serve", "--sandbox", dir, "--drain", "1s")
 
 	// Doctor runs while the appliance is up; wait until the gateway says
 	// it is ready, as an admin would after a start.
-	parsed, err := appliance.Load(cfg)
+	parsed, err := config.Load(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +199,7 @@ gateway:
 		}
 	})
 	t.Run("with the proxy token", func(t *testing.T) {
-		r := runBin(t, append(env, appliance.EnvProxyToken+"="+token), "--config", cfg, "doctor", "--sandbox", dir)
+		r := runBin(t, append(env, config.EnvProxyToken+"="+token), "--config", cfg, "doctor", "--sandbox", dir)
 		r.want(t, 0, nil, nil)
 		lines := doctorLines(t, r.stdout)
 		want := map[string]string{

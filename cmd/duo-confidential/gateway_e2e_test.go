@@ -27,6 +27,26 @@ type gatewayEnv struct {
 	gitlab *gitlabtest.Issuer
 }
 
+// startGitLab serves a demo GitLab issuer over TLS on loopback until the
+// test ends.
+func startGitLab(t *testing.T) (*gitlabtest.Issuer, *gitlabtest.Server) {
+	t.Helper()
+	iss, err := gitlabtest.New(gitlabtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := gitlabtest.Serve(iss, ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gl.Close() })
+	return iss, gl
+}
+
 func startGatewayEnv(t *testing.T, gitlabDown bool) *gatewayEnv {
 	t.Helper()
 	return startGatewayEnvModels(t, gitlabDown, sandbox.ModelChat, sandbox.ModelCode)
@@ -37,20 +57,8 @@ func startGatewayEnv(t *testing.T, gitlabDown bool) *gatewayEnv {
 func startGatewayEnvModels(t *testing.T, gitlabDown bool, defaultModel, codeModel string) *gatewayEnv {
 	t.Helper()
 	dir := startSandboxProc(t)
-	iss, err := gitlabtest.New(gitlabtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, gl := startGitLab(t)
 	iss.SetDown(gitlabDown)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, err := gitlabtest.Serve(iss, ln)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = gl.Close() })
 	ca := writeTemp(t, "gitlab-ca.pem", string(gl.CertPEM))
 	gwAddr := freeAddr(t)
 	cfg := writeTemp(t, "config.yaml", fmt.Sprintf(`outbound:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -46,7 +45,7 @@ func keysDir(g *Globals, cmd string) (string, keys.Options, error) {
 	if err != nil {
 		return "", keys.Options{}, fmt.Errorf("keys %s: %w", cmd, err)
 	}
-	return filepath.Join(cfg.StateDir, "keys"), o, nil
+	return cfg.KeysPath(), o, nil
 }
 
 // Run prints the keys. It does not generate any: the appliance does that

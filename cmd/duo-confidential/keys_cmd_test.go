@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // The binary tests use binPath and runBin from cli_test.go. Every run gets
@@ -39,7 +40,7 @@ func keysShowJSON(t *testing.T, env []string) keysJSON {
 func TestCLIKeysShowAndRotate(t *testing.T) {
 	state := t.TempDir()
 	env := keysEnv(state)
-	dir := filepath.Join(state, "keys")
+	dir := filepath.Join(state, statedir.KeysDir)
 
 	// Nothing yet: show says so and creates nothing.
 	if got := keysShowJSON(t, env); got.Source != "none" || len(got.Keys) != 0 || got.Dir != dir {
@@ -58,7 +59,7 @@ func TestCLIKeysShowAndRotate(t *testing.T) {
 		first.Keys[0].Bits != keys.DefaultBits || first.Keys[0].Created.IsZero() || first.Keys[0].ID == "" {
 		t.Fatalf("after the first rotate: %+v", first)
 	}
-	for p, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, keys.FileName): 0o600} {
+	for p, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, statedir.KeysFile): 0o600} {
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
 			t.Errorf("%s: mode %v (err %v), want %04o", p, fi.Mode().Perm(), err, want)
 		}
@@ -77,7 +78,7 @@ func TestCLIKeysShowAndRotate(t *testing.T) {
 	runBin(t, env, "keys", "show").want(t, 0, []string{"ROLE", "signing     " + second.Keys[0].ID, "validation  " + first.Keys[0].ID, "3072"}, nil)
 
 	// A loose key file is refused with the fix.
-	key := filepath.Join(dir, keys.FileName)
+	key := filepath.Join(dir, statedir.KeysFile)
 	if err := os.Chmod(key, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestCLIKeysOperator(t *testing.T) {
 	}
 	runBin(t, env, "keys", "show").want(t, 0, []string{"Keys from the environment", "signing"}, nil)
 	runBin(t, env, "keys", "rotate").want(t, 1, nil, []string{"keys rotate: the keys come from " + keys.EnvSigningKey})
-	if _, err := os.Stat(filepath.Join(state, "keys")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(state, statedir.KeysDir)); !os.IsNotExist(err) {
 		t.Error("operator keys: the keys directory was created")
 	}
 

@@ -21,31 +21,17 @@ import (
 	"testing"
 
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
 // capture is a TCP relay in front of the sandbox process that keeps every
 // byte the appliance sends to its backend, as it went over the wire.
-type capture struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (c *capture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.b.Write(p)
-}
-
-// bytes returns a copy of everything captured so far.
-func (c *capture) bytes() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return bytes.Clone(c.b.Bytes())
-}
+type capture struct{ testutil.LogBuffer }
 
 // posts counts the inference requests (POST /v1/…) captured so far.
-func (c *capture) posts() int { return bytes.Count(c.bytes(), []byte("POST /v1/")) }
+func (c *capture) posts() int { return bytes.Count(c.Bytes(), []byte("POST /v1/")) }
 
 // interpose points the sandbox directory's endpoint at a capturing relay
 // in front of the sandbox.
@@ -176,7 +162,7 @@ admin:
 	env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + e.state, "DUO_CONFIDENTIAL_ADMIN_LISTEN=" + e.admAdr}
 	e.serve = startProc(t, env, "--config", cfg, "serve", "--sandbox", dir, "--listen", e.proxyAddr, "--drain", "10s")
 	e.client = localCAClient(t, e.state)
-	pemCA, err := os.ReadFile(filepath.Join(e.state, "local-ca", "ca.crt"))
+	pemCA, err := os.ReadFile(filepath.Join(e.state, statedir.LocalCADir, statedir.LocalCACertFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,8 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/wording"
 )
 
 // progName prefixes every error message, so an admin can tell which tool
@@ -47,13 +48,13 @@ type CLI struct {
 	Attest     AttestCmd     `cmd:"" help:"Attestation commands."`
 	Collateral CollateralCmd `cmd:"" help:"Offline collateral bundle commands (for air-gapped sites)."`
 	Serve      ServeCmd      `cmd:"" help:"Run the appliance: attest the backend and serve the encrypting proxy."`
-	Demo       DemoCmd       `cmd:"" help:"Run the proxy against an embedded sandbox backend (NOT confidential) and print ready-to-paste requests."`
-	Sandbox    SandboxCmd    `cmd:"" help:"Run the sandbox backend alone (NOT confidential), for interoperability tests and benchmarks."`
-	Proxy      ProxyCmd      `cmd:"" help:"Proxy helpers (inbound tokens)."`
-	Keys       KeysCmd       `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
-	TLS        TLSCmd        `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
-	Admin      AdminCmd      `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
-	Doctor     DoctorCmd     `cmd:"" help:"Check the installation: configuration, state, TLS, GitLab, attestation and the running appliance (PASS/WARN/FAIL/SKIP with fixes)."`
+	// demo and sandbox, in developer builds only (scaffolding_*.go).
+	scaffoldingCommands `embed:""`
+	Proxy               ProxyCmd  `cmd:"" help:"Proxy helpers (inbound tokens)."`
+	Keys                KeysCmd   `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
+	TLS                 TLSCmd    `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
+	Admin               AdminCmd  `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
+	Doctor              DoctorCmd `cmd:"" help:"Check the installation: configuration, state, TLS, GitLab, attestation and the running appliance (PASS/WARN/FAIL/SKIP with fixes)."`
 }
 
 func main() {
@@ -133,7 +134,7 @@ type Globals struct {
 	Stderr io.Writer `kong:"-"` // logs and diagnostics
 
 	ctx context.Context
-	cfg *appliance.Config // set by a successful LoadConfig; feeds Logger
+	cfg *config.Config // set by a successful LoadConfig; feeds Logger
 }
 
 // checkFlags validates flag values kong cannot: the log flags are optional
@@ -183,14 +184,14 @@ func (g *Globals) Logger() *slog.Logger {
 		level = firstSet(level, g.cfg.Log.Level)
 		format = firstSet(format, g.cfg.Log.Format)
 	}
-	if env := os.Getenv(appliance.EnvPrefix + "LOG_LEVEL"); slices.Contains(logLevels, env) {
+	if env := os.Getenv(config.EnvPrefix + "LOG_LEVEL"); slices.Contains(logLevels, env) {
 		level = firstSet(level, env)
 	}
-	if env := os.Getenv(appliance.EnvPrefix + "LOG_FORMAT"); slices.Contains(logFormats, env) {
+	if env := os.Getenv(config.EnvPrefix + "LOG_FORMAT"); slices.Contains(logFormats, env) {
 		format = firstSet(format, env)
 	}
-	opts := &slog.HandlerOptions{Level: slogLevel(firstSet(level, appliance.DefaultLogLevel))}
-	if firstSet(format, appliance.DefaultLogFormat) == "json" {
+	opts := &slog.HandlerOptions{Level: slogLevel(firstSet(level, config.DefaultLogLevel))}
+	if firstSet(format, config.DefaultLogFormat) == "json" {
 		return slog.New(slog.NewJSONHandler(g.stderr(), opts))
 	}
 	return slog.New(slog.NewTextHandler(g.stderr(), opts))
@@ -229,14 +230,14 @@ func (g *Globals) ConfigPath() string {
 // the default path means all defaults; a missing file named by --config or
 // DUO_CONFIDENTIAL_CONFIG is an error. The result also sets Logger's level
 // and format.
-func (g *Globals) LoadConfig() (*appliance.Config, error) {
+func (g *Globals) LoadConfig() (*config.Config, error) {
 	cfg, _, err := g.loadConfigFile(g.ConfigPath(), g.Config != "")
 	return cfg, err
 }
 
 // loadConfigFile is LoadConfig for an explicit path; found reports whether
 // the file existed (false: built-in defaults).
-func (g *Globals) loadConfigFile(path string, named bool) (cfg *appliance.Config, found bool, err error) {
+func (g *Globals) loadConfigFile(path string, named bool) (cfg *config.Config, found bool, err error) {
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
@@ -245,26 +246,19 @@ func (g *Globals) loadConfigFile(path string, named bool) (cfg *appliance.Config
 		// The package installs no config file: defaults are a valid setup.
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, false, fmt.Errorf("configuration file %s does not exist; create it (`%s config example` prints a commented one) or omit --config/%s to use %s",
-			path, progName, appliance.EnvConfigPath, DefaultConfigPath)
+			path, progName, config.EnvConfigPath, DefaultConfigPath)
 	default:
 		return nil, false, fmt.Errorf("cannot read configuration file: %w", err)
 	}
-	cfg, err = appliance.Parse(path, data, os.Environ())
+	cfg, err = config.Parse(path, data, os.Environ())
 	if err != nil {
 		n := 1
 		var multi interface{ Unwrap() []error }
 		if errors.As(err, &multi) {
 			n = len(multi.Unwrap())
 		}
-		return nil, found, fmt.Errorf("configuration %s is not valid (%d %s):\n%w", path, n, plural(n, "problem", "problems"), err)
+		return nil, found, fmt.Errorf("configuration %s is not valid (%d %s):\n%w", path, n, wording.Plural(n, "problem", "problems"), err)
 	}
 	g.cfg = cfg
 	return cfg, found, nil
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }

@@ -5,7 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 
-	"github.com/duo-confidential/duo-confidential/proxy"
+	"github.com/duo-confidential/duo-confidential/internal/bearer"
 )
 
 // ProxyCmd groups proxy helpers.
@@ -23,6 +23,6 @@ func (c *ProxyTokenCmd) Run(g *Globals) error {
 		return fmt.Errorf("token: %w", err)
 	}
 	tok := "dc_" + base64.RawURLEncoding.EncodeToString(b[:])
-	fmt.Fprintf(g.stdout(), "token:  %s\nsha256: %s\n\nGive the token to clients (Authorization: Bearer <token>) and add the digest to\nproxy.inbound_token_sha256 in the configuration. The token is not stored anywhere.\n", tok, proxy.TokenDigest(tok))
+	fmt.Fprintf(g.stdout(), "token:  %s\nsha256: %s\n\nGive the token to clients (Authorization: Bearer <token>) and add the digest to\nproxy.inbound_token_sha256 in the configuration. The token is not stored anywhere.\n", tok, bearer.Digest(tok))
 	return nil
 }

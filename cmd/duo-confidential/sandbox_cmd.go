@@ -1,3 +1,5 @@
+//go:build !duo_production
+
 package main
 
 import (
@@ -8,7 +10,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 

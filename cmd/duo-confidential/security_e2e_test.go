@@ -292,7 +292,7 @@ func TestPlaintextCanaryBinary(t *testing.T) {
 	if n := e.backend.posts(); n < 4 {
 		t.Fatalf("the backend received %d inference requests, want at least 4: the check would be vacuous", n)
 	}
-	if wire := e.backend.bytes(); containsFold(wire, marker) {
+	if wire := e.backend.Bytes(); containsFold(wire, marker) {
 		i := bytes.Index(bytes.ToLower(wire), bytes.ToLower([]byte(marker)))
 		t.Errorf("the marker reached the backend in plaintext: …%q…", wire[max(0, i-200):min(len(wire), i+100)])
 	}

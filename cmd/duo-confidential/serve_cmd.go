@@ -18,6 +18,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/collateral"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
@@ -50,6 +51,9 @@ func (c *ServeCmd) Run(g *Globals) error {
 	opts := appliance.Options{Config: cfg, Logger: g.Logger(), Version: version}
 	if c.FixedSecret != "" && c.Sandbox == "" {
 		return errors.New("--fixed-secret skips attestation and is refused outside sandbox mode (--sandbox DIR)")
+	}
+	if c.Sandbox != "" && !testRootsBuilt {
+		return errNoTestRoots("--sandbox")
 	}
 	if c.Sandbox != "" {
 		sb, key, err := loadSandboxDir(c.Sandbox)
@@ -133,6 +137,12 @@ const (
 	sandboxAPIKey         = "sandbox-api-key"
 )
 
+// errNoTestRoots is the answer of a packaged build to a flag that would
+// trust test vendor roots.
+func errNoTestRoots(flag string) error {
+	return fmt.Errorf("%s trusts TEST vendor roots and is not part of this build: packaged duo-confidential builds never trust them (use a build from a source checkout for tests and demos)", flag)
+}
+
 // loadSandboxDir reads what `sandbox --out DIR` wrote.
 func loadSandboxDir(dir string) (*appliance.Sandbox, string, error) {
 	read := func(name string) ([]byte, error) {
@@ -188,7 +198,7 @@ func loadFixedSecret(path string) (*envelope.Secret, error) {
 }
 
 // listenAdmin opens admin.listen, or returns nil when it is empty.
-func listenAdmin(cfg *appliance.Config) (net.Listener, error) {
+func listenAdmin(cfg *config.Config) (net.Listener, error) {
 	if !cfg.Admin.Enabled() {
 		return nil, nil
 	}

@@ -13,41 +13,23 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 )
 
 // procLimit bounds every wait on a child process.
 const procLimit = 30 * time.Second
 
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // proc is a long-running child: the binary serving something.
 type proc struct {
 	name           string
 	cmd            *exec.Cmd
-	stdout, stderr lockedBuffer
+	stdout, stderr testutil.LogBuffer
 	done           chan struct{}
 	code           int
 }
@@ -59,12 +41,12 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 	p := &proc{name: args[0], done: make(chan struct{})}
 	p.cmd = exec.Command(binPath, args...)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, appliance.EnvPrefix) {
+		if !strings.HasPrefix(kv, config.EnvPrefix) {
 			p.cmd.Env = append(p.cmd.Env, kv)
 		}
 	}
 	// Parallel appliances must not all claim the admin UI's default port.
-	p.cmd.Env = append(p.cmd.Env, appliance.EnvPrefix+"ADMIN_LISTEN=127.0.0.1:0")
+	p.cmd.Env = append(p.cmd.Env, config.EnvPrefix+"ADMIN_LISTEN=127.0.0.1:0")
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {

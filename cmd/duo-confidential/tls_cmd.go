@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
 
@@ -30,7 +30,7 @@ func (c *TLSCACertCmd) Run(g *Globals) error {
 	if cfg.TLS.Source != apptls.SourceLocalCA {
 		return fmt.Errorf("tls.source is %q: the listeners do not use the local CA, so there is no CA certificate to export (set tls.source: local-ca to use it)", cfg.TLS.Source)
 	}
-	ca, err := apptls.OpenLocalCA(filepath.Join(cfg.StateDir, apptls.LocalCADir), apptls.LocalCAOptions{LeafLifetime: cfg.TLS.LocalCA.LeafLifetime})
+	ca, err := apptls.OpenLocalCA(filepath.Join(cfg.StateDir, statedir.LocalCADir), apptls.LocalCAOptions{LeafLifetime: cfg.TLS.LocalCA.LeafLifetime})
 	if err != nil {
 		return err
 	}

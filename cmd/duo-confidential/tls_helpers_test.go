@@ -8,13 +8,15 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // localCAClient returns a client that trusts only the local CA the binary
 // created in state, waiting (bounded) for the CA file to appear.
 func localCAClient(t *testing.T, state string) *http.Client {
 	t.Helper()
-	path := filepath.Join(state, "local-ca", "ca.crt")
+	path := filepath.Join(state, statedir.LocalCADir, statedir.LocalCACertFile)
 	var pem []byte
 	deadline := time.Now().Add(procLimit)
 	for {

@@ -2,8 +2,9 @@ package auth
 
 import (
 	"encoding/base64"
-	gojson "github.com/goccy/go-json"
 	"strings"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // Limits of the shape checks that run before any key lookup.

@@ -390,7 +390,7 @@ func (i *Issuer) GlobalUserID(userID string) string {
 }
 
 // Headers returns the headers Rails sends with token on a gateway call
-// (spec §2.1): Authorization, X-Gitlab-Authentication-Type: oidc,
+// (gitlab-ai-gateway.md §2.1): Authorization, X-Gitlab-Authentication-Type: oidc,
 // Content-Type, X-Request-Id, X-Gitlab-Rails-Send-Start, host name,
 // instance id, realm, deployment type, version, global and local user id,
 // feature enablement headers, verbose AI logs flag, team-member flag and

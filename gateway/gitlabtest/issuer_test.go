@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -26,10 +25,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/jwks"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	goldenURL      = "https://gitlab.example.com"
@@ -206,18 +204,7 @@ func TestGoldenToken(t *testing.T) {
 	}
 	gotJSON = append(gotJSON, '\n')
 	path := filepath.Join("testdata", "token.golden.json")
-	if *update {
-		if err := os.WriteFile(path, gotJSON, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if !bytes.Equal(gotJSON, want) {
-		t.Fatalf("token differs from %s:\n got %s\nwant %s", path, gotJSON, want)
-	}
+	testutil.Golden(t, path, gotJSON)
 	// The kid in the golden file is the RFC 7638 thumbprint of the key.
 	kid, err := jwks.Thumbprint(&testKey().PublicKey)
 	if err != nil {

@@ -17,12 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/jwks"
 )
-
-// FileName is the key file inside the keys directory.
-const FileName = "keys.pem"
 
 // lockName is the lock file serialising generation and rotation across
 // processes (a running appliance and `duo-confidential keys rotate`).
@@ -236,7 +233,7 @@ func (s *Store) newKey() (Key, error) {
 	return Key{ID: id, Private: k, Created: s.now().UTC().Truncate(time.Second)}, nil
 }
 
-func (s *Store) path() string { return filepath.Join(s.dir, FileName) }
+func (s *Store) path() string { return filepath.Join(s.dir, statedir.KeysFile) }
 
 // load reads the key file; a missing file is an fs.ErrNotExist error.
 func (s *Store) load() (*snapshot, error) {
@@ -249,7 +246,7 @@ func (s *Store) load() (*snapshot, error) {
 	}
 	snap, err := decodeFile(data)
 	if err != nil {
-		return nil, fmt.Errorf("keys: %s: %w; it was not replaced: fix or move it aside (a new key is generated when the directory holds no %s)", s.path(), err, FileName)
+		return nil, fmt.Errorf("keys: %s: %w; it was not replaced: fix or move it aside (a new key is generated when the directory holds no %s)", s.path(), err, statedir.KeysFile)
 	}
 	return snap, nil
 }
@@ -451,7 +448,7 @@ func removeStaleTemps(dir string) {
 		return
 	}
 	for _, e := range ents {
-		if n := e.Name(); strings.HasPrefix(n, "."+FileName+".tmp-") && e.Type().IsRegular() {
+		if n := e.Name(); strings.HasPrefix(n, "."+statedir.KeysFile+".tmp-") && e.Type().IsRegular() {
 			_ = os.Remove(filepath.Join(dir, n))
 		}
 	}

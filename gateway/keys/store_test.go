@@ -15,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/jwks"
 )
 
@@ -41,7 +42,7 @@ func TestOpen(t *testing.T) {
 			if err := os.Mkdir(dir, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(dir, "."+FileName+".tmp-12345"), []byte("half a key"), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "."+statedir.KeysFile+".tmp-12345"), []byte("half a key"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -57,7 +58,7 @@ func TestOpen(t *testing.T) {
 			if got := mode(t, dir); got != 0o700 {
 				t.Errorf("dir mode %04o, want 0700", got)
 			}
-			if got := mode(t, filepath.Join(dir, FileName)); got != 0o600 {
+			if got := mode(t, filepath.Join(dir, statedir.KeysFile)); got != 0o600 {
 				t.Errorf("key file mode %04o, want 0600", got)
 			}
 			sk := s.Signing()
@@ -72,7 +73,7 @@ func TestOpen(t *testing.T) {
 			if !slices.Equal(info, want) {
 				t.Errorf("Info() = %+v, want %+v", info, want)
 			}
-			data, _ := os.ReadFile(filepath.Join(dir, FileName))
+			data, _ := os.ReadFile(filepath.Join(dir, statedir.KeysFile))
 			for _, h := range []string{"-----BEGIN PRIVATE KEY-----", "Role: signing", "Key-Id: " + sk.ID, "Created: 2026-03-01T12:00:00Z"} {
 				if !bytes.Contains(data, []byte(h)) {
 					t.Errorf("key file lacks %q:\n%s", h, data)
@@ -80,7 +81,7 @@ func TestOpen(t *testing.T) {
 			}
 
 			// Reopen: same key, nothing regenerated.
-			before, _ := os.ReadFile(filepath.Join(dir, FileName))
+			before, _ := os.ReadFile(filepath.Join(dir, statedir.KeysFile))
 			s2, err := Open(dir, Options{Now: clock(), Bits: 2048})
 			if err != nil {
 				t.Fatal(err)
@@ -88,7 +89,7 @@ func TestOpen(t *testing.T) {
 			if got := s2.Signing(); got.ID != sk.ID || !got.Created.Equal(t0) || !got.Private.Equal(sk.Private) {
 				t.Errorf("reopened signing key %s created %v, want %s", got.ID, got.Created, sk.ID)
 			}
-			after, _ := os.ReadFile(filepath.Join(dir, FileName))
+			after, _ := os.ReadFile(filepath.Join(dir, statedir.KeysFile))
 			if !bytes.Equal(before, after) {
 				t.Error("reopening rewrote the key file")
 			}
@@ -133,7 +134,7 @@ func TestOpenNoGenerate(t *testing.T) {
 	if _, err := Open(dir, Options{NoGenerate: true}); !errors.Is(err, ErrNoKeys) {
 		t.Fatalf("empty dir: err %v, want ErrNoKeys", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, FileName)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, statedir.KeysFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Error("NoGenerate wrote a key file")
 	}
 	s, err := Open(dir, Options{})
@@ -189,10 +190,10 @@ func TestRotate(t *testing.T) {
 			if got := ids(s2.Validation()); !slices.Equal(got, want) {
 				t.Errorf("reopened Validation() = %v, want %v", got, want)
 			}
-			if got := mode(t, filepath.Join(dir, FileName)); got != 0o600 {
+			if got := mode(t, filepath.Join(dir, statedir.KeysFile)); got != 0o600 {
 				t.Errorf("key file mode %04o after rotation", got)
 			}
-			data, _ := os.ReadFile(filepath.Join(dir, FileName))
+			data, _ := os.ReadFile(filepath.Join(dir, statedir.KeysFile))
 			if n := bytes.Count(data, []byte("-----BEGIN PRIVATE KEY-----")); n != 2 {
 				t.Errorf("key file holds %d keys, want 2", n)
 			}
@@ -204,7 +205,7 @@ func TestRotate(t *testing.T) {
 	}
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if e.Name() != FileName && e.Name() != lockName {
+		if e.Name() != statedir.KeysFile && e.Name() != lockName {
 			t.Errorf("unexpected file %s in the keys directory", e.Name())
 		}
 	}
@@ -328,7 +329,7 @@ func TestOpenRefuses(t *testing.T) {
 		if _, err := s.Rotate(); err != nil {
 			t.Fatal(err)
 		}
-		data, err := os.ReadFile(filepath.Join(dir, FileName))
+		data, err := os.ReadFile(filepath.Join(dir, statedir.KeysFile))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -371,7 +372,7 @@ func TestOpenRefuses(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, data := good(t)
-			path := filepath.Join(dir, FileName)
+			path := filepath.Join(dir, statedir.KeysFile)
 			tc.corrupt(t, path, data)
 			before, _ := os.ReadFile(path)
 			_, err := Open(dir, Options{})
@@ -397,7 +398,7 @@ func TestRotateRefusesUnreadableFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, FileName)
+	path := filepath.Join(dir, statedir.KeysFile)
 	chmod(t, path, 0o644)
 	if _, err := s.Rotate(); !errors.Is(err, ErrInsecureMode) {
 		t.Errorf("Rotate with a 0644 key file: %v", err)
@@ -428,8 +429,8 @@ func TestCrashDuringRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmp1 := filepath.Join(dir, "."+FileName+".tmp-111")
-	tmp2 := filepath.Join(dir, "."+FileName+".tmp-222")
+	tmp1 := filepath.Join(dir, "."+statedir.KeysFile+".tmp-111")
+	tmp2 := filepath.Join(dir, "."+statedir.KeysFile+".tmp-222")
 	write(t, tmp1, next)
 	write(t, tmp2, next[:100])
 	s2, err := Open(dir, Options{})

@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/proxy/sse"
+	"github.com/duo-confidential/duo-confidential/internal/sse"
 )
 
 const (

@@ -127,13 +127,13 @@ func Completion(in CompletionInput, b Budget) CompletionPrompt {
 	return out
 }
 
-// cursorMark is the hole marker of the chat variant.
-const cursorMark = "<CURSOR>"
+// CursorMark is the hole marker of the chat variant; output cleaning strips its echoes.
+const CursorMark = "<CURSOR>"
 
 func completionMessages(fileName string, lang Language, pre, suf string, related []string, budget int) []Message {
 	var sys strings.Builder
 	sys.WriteString("You are a code completion engine inside an editor. ")
-	sys.WriteString("You receive a file with the marker " + cursorMark + " at the cursor and reply with the code to insert at the cursor, nothing else.\n")
+	sys.WriteString("You receive a file with the marker " + CursorMark + " at the cursor and reply with the code to insert at the cursor, nothing else.\n")
 	sys.WriteString("Rules:\n")
 	sys.WriteString("- Output only the inserted code: no explanations, no Markdown, no code fences.\n")
 	sys.WriteString("- Do not repeat code that is before or after the cursor.\n")
@@ -148,7 +148,7 @@ func completionMessages(fileName string, lang Language, pre, suf string, related
 	if lang.Name != "" {
 		u.WriteString("Language: " + lang.Name + "\n")
 	}
-	u.WriteString("\n<file>\n" + pre + cursorMark + suf + "\n</file>")
+	u.WriteString("\n<file>\n" + pre + CursorMark + suf + "\n</file>")
 	return []Message{system(sys.String()), user(u.String())}
 }
 

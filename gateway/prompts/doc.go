@@ -1,5 +1,5 @@
-// Package prompts builds model prompts for each Duo feature and cleans model
-// output for GitLab.
+// Package prompts builds model prompts for each Duo feature; package
+// modeloutput cleans and parses what the models answer.
 //
 // Every model behind the appliance is a general OpenAI-compatible model
 // (Qwen Coder, gpt-oss, Gemma, …), so the prompts here are our own and are
@@ -11,11 +11,8 @@
 //     models; prefix and suffix are trimmed to token budgets.
 //   - [Generation] builds chat messages for code generation (v3/v4) from the
 //     editor context.
-//   - [Clean] strips Markdown fences, reasoning blocks and echoes of the
-//     code around the cursor from completion and generation output.
-//   - [StreamCleaner] does the same for streamed output, delta by delta.
-//   - [ParseReAct] turns a Duo Chat model reply into an [Action] or a
-//     [FinalAnswer]; [ChatSystemPrompt] explains the format it accepts.
+//   - [ChatSystemPrompt] teaches Duo Chat models the ReAct format that
+//     modeloutput.ParseReAct accepts.
 //   - [Render] and the typed template functions ([CommitMessage],
 //     [MergeRequestSummary], …) build the /v1/prompts/<id> features; every
 //     [Feature] has its own [Settings] (max_tokens, temperature, stop).

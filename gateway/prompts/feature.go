@@ -28,7 +28,7 @@ const (
 	DuoChat Feature = "duo_chat"
 )
 
-// Non-chat features called as POST /v1/prompts/<id> (spec §1.6).
+// Non-chat features called as POST /v1/prompts/<id> (gitlab-ai-gateway.md §1.6).
 const (
 	GenerateCommitMessage    Feature = "generate_commit_message"
 	SummarizeNewMergeRequest Feature = "summarize_new_merge_request"

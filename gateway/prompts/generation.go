@@ -35,7 +35,7 @@ func Generation(in GenerationInput) ChatPrompt {
 
 	var sys strings.Builder
 	sys.WriteString("You are an expert software engineer writing code directly into a file in the user's editor.\n")
-	sys.WriteString("You get the file with the marker " + cursorMark + " where your code will be inserted, and an instruction.\n")
+	sys.WriteString("You get the file with the marker " + CursorMark + " where your code will be inserted, and an instruction.\n")
 	sys.WriteString("Rules:\n")
 	sys.WriteString("- Reply with only the " + name + " code to insert at the cursor, no explanations before or after it.\n")
 	sys.WriteString("- Do not repeat the code before or after the cursor.\n")
@@ -62,7 +62,7 @@ func Generation(in GenerationInput) ChatPrompt {
 	if lang.Name != "" {
 		u.WriteString("Language: " + lang.Name + "\n")
 	}
-	u.WriteString("\n<file>\n" + pre + cursorMark + suf + "\n</file>\n\n")
+	u.WriteString("\n<file>\n" + pre + CursorMark + suf + "\n</file>\n\n")
 	if instr != "" {
 		u.WriteString("Instruction: " + instr + "\n")
 	} else {

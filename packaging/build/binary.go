@@ -10,6 +10,11 @@ import (
 	"strings"
 )
 
+// ProductionTag is the build tag of the packaged binary: it leaves out the
+// demo, the sandbox backend and every path that could trust test vendor roots
+// (cmd/duo-confidential/scaffolding_production.go).
+const ProductionTag = "duo_production"
+
 // compile builds the static appliance binary for arch into dir and returns
 // its path. The flags make it reproducible: -trimpath drops build paths,
 // CGO_ENABLED=0 drops the host's C toolchain and libc, GOFLAGS and GOWORK from
@@ -22,7 +27,7 @@ func compile(ctx context.Context, o Options, arch, dir string) (string, error) {
 		buildvcs = "true"
 	}
 	args := []string{
-		"build", "-trimpath", "-buildvcs=" + buildvcs,
+		"build", "-trimpath", "-buildvcs=" + buildvcs, "-tags", ProductionTag,
 		"-ldflags", "-s -w -X main.version=" + o.Version,
 		"-o", bin, "./cmd/" + Name,
 	}

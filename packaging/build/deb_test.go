@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/duo-confidential/duo-confidential/packaging/build"
 )
 
 func TestDebControl(t *testing.T) {
@@ -112,8 +114,8 @@ func TestDebPayload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(cfg) != repoFile(t, "appliance/config.example.yaml") {
-		t.Error("packaged config.yaml differs from appliance/config.example.yaml")
+	if string(cfg) != repoFile(t, "appliance/config/config.example.yaml") {
+		t.Error("packaged config.yaml differs from appliance/config/config.example.yaml")
 	}
 	bin := filepath.Join(root, "usr/bin/duo-confidential")
 	if out := run(t, bin, "version"); !strings.Contains(out, " 1.2.2 ") {
@@ -129,10 +131,15 @@ func TestDebPayload(t *testing.T) {
 	info := run(t, "go", "version", "-m", bin)
 	// (cmd/go leaves -ldflags out of the build info under -trimpath; the
 	// version output above shows the stamp.)
-	for _, w := range []string{"-trimpath=true", "CGO_ENABLED=0", "GOOS=linux"} {
+	for _, w := range []string{"-trimpath=true", "CGO_ENABLED=0", "GOOS=linux", "-tags=" + build.ProductionTag} {
 		if !strings.Contains(info, w) {
 			t.Errorf("build info lacks %s:\n%s", w, info)
 		}
+	}
+	// The packaged build has no demo or sandbox (the main module's
+	// TestPackagedBuildLinksNoScaffolding checks what it links).
+	if _, stderr, err := runErr(bin, "demo", "--check"); err == nil || !strings.Contains(stderr, "unexpected argument demo") {
+		t.Errorf("packaged binary runs the demo (err %v):\n%s", err, stderr)
 	}
 	chg := run(t, "sh", "-c", "gzip -dc "+filepath.Join(root, "usr/share/doc/duo-confidential/changelog.Debian.gz"))
 	if !strings.HasPrefix(chg, "duo-confidential (1.2.2-1) unstable; urgency=medium\n") {

@@ -134,7 +134,7 @@ func contents(repo, format, bin string, docs map[string]string) files.Contents {
 		{
 			// A conffile / %config(noreplace): an edited file is never
 			// replaced (dpkg asks or keeps it; rpm writes config.yaml.rpmnew).
-			Source: filepath.Join(repo, "appliance", "config.example.yaml"), Destination: ConfPath,
+			Source: filepath.Join(repo, "appliance", "config", "config.example.yaml"), Destination: ConfPath,
 			Type:     files.TypeConfigNoReplace,
 			FileInfo: &files.ContentFileInfo{Mode: 0o640, Owner: "root", Group: Name},
 		},

@@ -16,8 +16,16 @@
 # Passes when the first-boot unit has configured the service and
 # https://127.0.0.1:PORT/monitoring/healthz answers 200 within TIMEOUT
 # seconds (default 480). KVM is used when /dev/kvm is usable (ACCEL=tcg
-# forces software emulation); the script says which. The serial console goes
-# to SERIAL_LOG (default: a file in the work directory, printed on failure).
+# forces software emulation); the script says which. When KVM was picked
+# automatically and qemu exits early or reports a KVM error (nested KVM
+# breaks in several ways: "KVM internal error", "failed to set MSR", an
+# assertion in kvm_buf_set_msrs), the boot is retried once under TCG. The
+# serial console goes to SERIAL_LOG (default: a file in the work directory,
+# printed on failure).
+#
+# For the script's own tests: QEMU (default qemu-system-x86_64) and
+# KVM_DEVICE (default /dev/kvm) name the emulator and the device to probe,
+# POLL_SECONDS (default 5) how often to look.
 #
 # Host packages: qemu-system-x86 qemu-utils dosfstools mtools curl.
 set -euo pipefail
@@ -32,7 +40,9 @@ die() {
 	exit 1
 }
 [[ -f "${image}" ]] || die "no image at ${image}; build it with: sudo packaging/vm/build-image.sh"
-for tool in qemu-system-x86_64 qemu-img mkfs.vfat mcopy curl; do
+qemu="${QEMU:-qemu-system-x86_64}"
+kvm_device="${KVM_DEVICE:-/dev/kvm}"
+for tool in "${qemu}" qemu-img mkfs.vfat mcopy curl; do
 	command -v "${tool}" >/dev/null 2>&1 || die "${tool} is missing; see this script's header"
 done
 
@@ -51,7 +61,7 @@ trap cleanup EXIT
 accel="${ACCEL:-}"
 if [[ -z "${accel}" ]]; then
 	accel=tcg
-	if [[ -r /dev/kvm && -w /dev/kvm ]]; then
+	if [[ -r "${kvm_device}" && -w "${kvm_device}" ]]; then
 		accel=kvm
 	fi
 fi
@@ -99,7 +109,7 @@ boot() {
 	rm -f "${overlay}"
 	qemu-img create -q -f qcow2 -b "$(realpath "${image}")" -F qcow2 "${overlay}"
 	start=${SECONDS}
-	qemu-system-x86_64 "${accel_args[@]}" -m 1024 -smp 2 \
+	"${qemu}" "${accel_args[@]}" -m 1024 -smp 2 \
 		-display none -monitor none -serial "file:${serial}" -no-reboot \
 		-drive "file=${overlay},if=virtio,format=qcow2" \
 		-drive "file=${seed},if=virtio,format=raw,readonly=on" \
@@ -118,18 +128,25 @@ boot
 url="https://127.0.0.1:${port}/monitoring/healthz"
 while :; do
 	elapsed=$((SECONDS - start))
-	# Nested KVM can fail in the firmware ("KVM internal error", qemu then
-	# hangs): when KVM was picked automatically, fall back to TCG.
-	if [[ "${accel}" == kvm ]] && grep -q 'KVM internal error' "${work}/qemu.log" 2>/dev/null; then
+	# Nested KVM can fail in many ways: qemu aborts at once (an assertion
+	# after "failed to set MSR 0x10a") or hangs after "KVM internal error".
+	# Either way, when KVM was picked automatically, retry once under TCG.
+	# One look at the process per round, so that the retry and the failure
+	# below judge the same state.
+	exited=""
+	kill -0 "${qemu_pid}" 2>/dev/null || exited=1
+	if [[ "${accel}" == kvm ]] && { [[ -n "${exited}" ]] ||
+		grep -qE 'KVM internal error|failed to set MSR|kvm_buf_set_msrs|kvm_init_vcpu|KVM_[A-Z_]+ failed' "${work}/qemu.log" 2>/dev/null; }; then
+		reason="$(grep -m1 -iE 'kvm|msr|assert' "${work}/qemu.log" 2>/dev/null | tr -d '\r' || true)"
 		stop_qemu
-		[[ -z "${ACCEL:-}" ]] || fail "KVM failed (ACCEL=kvm was asked for)"
-		echo "KVM failed in the guest firmware after ${elapsed}s; falling back to TCG"
+		[[ -z "${ACCEL:-}" ]] || fail "KVM failed (ACCEL=kvm was asked for): ${reason:-qemu exited}"
+		echo "KVM failed after ${elapsed}s (${reason:-qemu exited}); falling back to TCG"
 		accel=tcg
 		accel_args=(-accel "tcg,thread=multi" -cpu max)
 		boot
 		continue
 	fi
-	kill -0 "${qemu_pid}" 2>/dev/null || fail "qemu exited after ${elapsed}s"
+	[[ -z "${exited}" ]] || fail "qemu exited after ${elapsed}s (${accel})"
 	if grep -q 'duo-confidential-firstboot: .*stays off' "${serial}" 2>/dev/null; then
 		fail "first boot did not configure the service"
 	fi
@@ -141,5 +158,5 @@ while :; do
 		exit 0
 	fi
 	((elapsed < timeout_s)) || fail "no healthy gateway within ${timeout_s}s (${accel})"
-	sleep 5
+	sleep "${POLL_SECONDS:-5}"
 done

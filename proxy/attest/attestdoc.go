@@ -98,12 +98,27 @@ func ParseDoc(b []byte) (*Doc, error) {
 }
 
 func (d *Doc) parseTDX() error {
-	ev, err := ParseTDXQuoteProto(d.RawEvidence)
+	parse := ParseTDXQuoteProto
+	if rawTDXQuote(d.RawEvidence) {
+		// go-tdx-guest's QuoteV4 protobuf cannot hold a v5 quote, so a
+		// coordinator on a TDX 1.5 module can only send the quote as
+		// Intel's binary form. A protobuf never starts like that: its
+		// first byte is a field tag, never a version number.
+		parse = ParseTDXQuote
+	}
+	ev, err := parse(d.RawEvidence)
 	if err != nil {
 		return err
 	}
 	d.Platform, d.TDX, d.SNP = PlatformTDX, ev, nil
 	return nil
+}
+
+// rawTDXQuote reports whether b starts like a binary TDX quote: version 4
+// or 5, attestation key type 2 (ECDSA P-256), TEE type 0x81.
+func rawTDXQuote(b []byte) bool {
+	return len(b) >= 8 && (b[0] == 4 || b[0] == 5) && b[1] == 0 && b[2] == 2 && b[3] == 0 &&
+		b[4] == 0x81 && b[5] == 0 && b[6] == 0 && b[7] == 0
 }
 
 func (d *Doc) parseSNP() error {

@@ -61,6 +61,10 @@ type HardwareOptions struct {
 	MaxCollateralAge time.Duration
 	// Roots overrides the embedded vendor roots (tests and sandbox only).
 	Roots *Roots
+	// TCBPolicy is the operator's decision on TCB statuses other than
+	// UpToDate (TDX) and an operator minimum TCB (SEV-SNP). The zero value
+	// accepts UpToDate TDX platforms only.
+	TCBPolicy TCBPolicy
 }
 
 // DefaultMaxCollateralAge is the default bound on collateral age.

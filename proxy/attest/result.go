@@ -24,19 +24,27 @@ const (
 // metrics and the trust log. It is filled as far as verification got, so a
 // rejected Result still shows every value that was read.
 type Result struct {
-	Platform       Platform        `json:"platform"`
-	Verdict        Verdict         `json:"verdict"`
-	VerifiedAt     time.Time       `json:"verified_at"`
-	EvidenceSHA256 string          `json:"evidence_sha256,omitempty"`
-	ManifestSHA256 string          `json:"manifest_sha256,omitempty"`
-	PolicyHash     string          `json:"coordinator_policy_hash,omitempty"`
-	Product        string          `json:"product,omitempty"` // e.g. "Milan", or the TDX FMSPC
-	Measurements   []Measurement   `json:"measurements,omitempty"`
-	TCB            []TCBComponent  `json:"tcb,omitempty"`
-	Collateral     []CollateralUse `json:"collateral,omitempty"`
-	Checks         []Check         `json:"checks,omitempty"`
-	ErrorClass     Class           `json:"error_class,omitempty"`
-	Error          string          `json:"error,omitempty"`
+	Platform       Platform       `json:"platform"`
+	Verdict        Verdict        `json:"verdict"`
+	VerifiedAt     time.Time      `json:"verified_at"`
+	EvidenceSHA256 string         `json:"evidence_sha256,omitempty"`
+	ManifestSHA256 string         `json:"manifest_sha256,omitempty"`
+	PolicyHash     string         `json:"coordinator_policy_hash,omitempty"`
+	Product        string         `json:"product,omitempty"` // e.g. "Milan", or the TDX FMSPC
+	Measurements   []Measurement  `json:"measurements,omitempty"`
+	TCB            []TCBComponent `json:"tcb,omitempty"`
+	// TCBStatus is the vendor's overall verdict on the platform TCB (TDX:
+	// Intel's status after combining platform, TDX module and QE) and
+	// TCBAdvisories the advisories it names.
+	TCBStatus     string   `json:"tcb_status,omitempty"`
+	TCBAdvisories []string `json:"tcb_advisories,omitempty"`
+	// TCBAcceptedBy says which operator policy accepted a TCB status other
+	// than UpToDate; empty when none was needed.
+	TCBAcceptedBy string          `json:"tcb_accepted_by,omitempty"`
+	Collateral    []CollateralUse `json:"collateral,omitempty"`
+	Checks        []Check         `json:"checks,omitempty"`
+	ErrorClass    Class           `json:"error_class,omitempty"`
+	Error         string          `json:"error,omitempty"`
 }
 
 // Measurement is one measured register or field: the value the evidence

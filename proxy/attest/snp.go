@@ -223,7 +223,7 @@ func SNPCollateralURLs(ev *SNPEvidence) []string {
 	info, _ := abi.ParseSignerInfo(rep.GetSignerInfo())
 	var urls []string
 	if info.SigningKey == abi.VcekReportSigner && !info.MaskChipKey {
-		urls = append(urls, kds.VCEKCertURL(ev.Product, rep.GetChipId(), kds.TCBVersion(rep.GetReportedTcb())))
+		urls = append(urls, snpVCEKURL(ev.Product, rep.GetChipId(), rep.GetReportedTcb()))
 	}
 	return append(urls,
 		kds.ProductCertChainURL(info.SigningKey, ev.Product),
@@ -251,7 +251,7 @@ func VerifySNP(ctx context.Context, ev *SNPEvidence, opts HardwareOptions, res *
 	sum := sha256.Sum256(report)
 	res.EvidenceSHA256 = hex.EncodeToString(sum[:])
 	res.Product = ev.Product
-	fillSNPValues(ev.Attestation.Report, res)
+	fillSNPValues(ev.Product, ev.Attestation.Report, res)
 	if err := verifySNPHardware(ctx, ev, report, opts, res); err != nil {
 		return res.reject(err)
 	}

@@ -10,7 +10,7 @@ import (
 func BenchmarkVerifySNPFull(b *testing.B) {
 	a := snpAuthority(b)
 	f := newSNPFixture(b)
-	doc, err := a.Attestation(f.opts, true)
+	doc, err := a.Attestation(f.opts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -92,12 +92,12 @@ func verifySNPHardware(ctx context.Context, ev *SNPEvidence, report []byte, opts
 		res.addCheck("snp chain", false, err.Error())
 		return err
 	}
-	if err := snpVerifyChain(ek, roots, signer, now); err != nil {
+	if err := snpVerifyChain(ek, roots, signer, ev.Product, now); err != nil {
 		res.addCheck("snp chain", false, err.Error())
 		return err
 	}
 	res.addCheck("snp chain", true, fmt.Sprintf("%v of %s verified to %s ARK", signer, ev.Product, roots.source))
-	if err := snpCheckEndorsementMatches(ev.Attestation.Report, ek, signer); err != nil {
+	if err := snpCheckEndorsementMatches(ev.Product, ev.Attestation.Report, ek, signer); err != nil {
 		res.addCheck("snp endorsement key matches report", false, err.Error())
 		return err
 	}
@@ -116,6 +116,32 @@ func verifySNPHardware(ctx context.Context, ev *SNPEvidence, report []byte, opts
 		return err
 	}
 	res.addCheck("snp revocation", true, "VCEK/VLEK and ASK not revoked")
+	if err := checkSNPOperatorMinimum(ev, opts.TCBPolicy, res); err != nil {
+		res.addCheck("snp operator minimum TCB", false, err.Error())
+		return err
+	}
+	return nil
+}
+
+// checkSNPOperatorMinimum holds REPORTED, CURRENT and LAUNCH TCB to the
+// operator's floor for the product line (attestation.tcb_policy.snp), on top
+// of the manifest's minimum that CheckSNP applies.
+func checkSNPOperatorMinimum(ev *SNPEvidence, policy TCBPolicy, res *Result) error {
+	m, ok := policy.SNPMinimumTCB[ev.Product]
+	if !ok {
+		return nil
+	}
+	mins := map[string]*uint8{"fmc": m.FMC, "bootloader": m.Bootloader, "tee": m.TEE, "snp": m.SNP, "microcode": m.Microcode}
+	rep := ev.Attestation.Report
+	for _, kind := range []string{"REPORTED_TCB", "CURRENT_TCB", "LAUNCH_TCB"} {
+		for _, p := range snpTCBValues(ev.Product, snpTCBOf(rep, kind)) {
+			if min := mins[p.name]; min != nil && p.value < *min {
+				return newError(ClassTCB, kind+"."+p.name, nil, "%s.%s SPL %d is below the operator minimum %d (attestation.tcb_policy.snp.minimum_tcb.%s)", kind, p.name, p.value, *min, ev.Product)
+			}
+		}
+	}
+	res.addCheck("snp operator minimum TCB", true, "meets attestation.tcb_policy.snp.minimum_tcb."+ev.Product)
+	res.TCBAcceptedBy = "meets the operator minimum TCB for " + ev.Product
 	return nil
 }
 
@@ -141,7 +167,7 @@ func snpEndorsementCert(ctx context.Context, ev *SNPEvidence, signer abi.ReportS
 		if opts.Collateral == nil {
 			return nil, nil, newError(ClassCollateral, name, nil, "the report carries no VCEK and no collateral source is configured")
 		}
-		url := kds.VCEKCertURL(ev.Product, rep.GetChipId(), kds.TCBVersion(rep.GetReportedTcb()))
+		url := snpVCEKURL(ev.Product, rep.GetChipId(), rep.GetReportedTcb())
 		item, err := opts.Collateral.Collateral(ctx, url)
 		if err != nil || item == nil {
 			return nil, nil, newError(ClassCollateral, name, err, "VCEK for this chip and TCB not available (%s)", url)
@@ -161,10 +187,15 @@ func snpEndorsementCert(ctx context.Context, ev *SNPEvidence, signer abi.ReportS
 // snpVerifyChain verifies ek → ASK/ASVK → ARK at now, and that ek carries the
 // AMD KDS extensions; the library repeats this, but doing it here lets us
 // tell a chain failure from a signature failure.
-func snpVerifyChain(ek *x509.Certificate, roots snpRoots, signer abi.ReportSigner, now time.Time) error {
+func snpVerifyChain(ek *x509.Certificate, roots snpRoots, signer abi.ReportSigner, product string, now time.Time) error {
 	name := signer.String()
-	if _, err := kds.CertificateExtensions(ek, signer); err != nil {
+	if _, err := snpEndorsementInfo(ek, signer, product); err != nil {
 		return newError(ClassChain, name, err, "%s certificate lacks the AMD KDS extensions", name)
+	}
+	if product == "Turin" {
+		if err := checkTurinEndorsementCert(ek, signer); err != nil {
+			return newError(ClassChain, name, err, "%s certificate", name)
+		}
 	}
 	rootPool := x509.NewCertPool()
 	rootPool.AddCert(roots.ark)
@@ -186,20 +217,28 @@ func snpVerifyChain(ek *x509.Certificate, roots snpRoots, signer abi.ReportSigne
 // issued for this report: same reported TCB and, for a VCEK, same chip. A
 // VCEK for another chip or TCB is collateral that does not match the
 // evidence.
-func snpCheckEndorsementMatches(rep *spb.Report, ek *x509.Certificate, signer abi.ReportSigner) error {
+func snpCheckEndorsementMatches(product string, rep *spb.Report, ek *x509.Certificate, signer abi.ReportSigner) error {
 	name := signer.String()
-	exts, err := kds.CertificateExtensions(ek, signer)
+	info, err := snpEndorsementInfo(ek, signer, product)
 	if err != nil {
 		return newError(ClassChain, name, err, "%s extensions", name)
 	}
-	got := kds.DecomposeTCBVersion(exts.TCBVersion)
-	want := kds.DecomposeTCBVersion(kds.TCBVersion(rep.GetReportedTcb()))
-	if got.BlSpl != want.BlSpl || got.TeeSpl != want.TeeSpl || got.SnpSpl != want.SnpSpl || got.UcodeSpl != want.UcodeSpl {
-		return newError(ClassCollateral, name, nil, "%s is for TCB %+v but the report's REPORTED_TCB is %+v; supply the %s for the current TCB", name, got, want, name)
+	got, want := snpTCBValues(product, info.tcb), snpTCBValues(product, rep.GetReportedTcb())
+	for i := range got {
+		if got[i] != want[i] {
+			return newError(ClassCollateral, name, nil, "%s is for TCB %s but the report's REPORTED_TCB is %s; supply the %s for the current TCB",
+				name, snpTCBString(product, info.tcb), snpTCBString(product, rep.GetReportedTcb()), name)
+		}
 	}
-	info, _ := abi.ParseSignerInfo(rep.GetSignerInfo())
-	if signer == abi.VcekReportSigner && !info.MaskChipKey && !bytes.Equal(exts.HWID, rep.GetChipId()) {
-		return newError(ClassCollateral, name, nil, "VCEK hwid does not equal the report's CHIP_ID")
+	sinfo, _ := abi.ParseSignerInfo(rep.GetSignerInfo())
+	if signer == abi.VcekReportSigner && !sinfo.MaskChipKey {
+		chip := rep.GetChipId()
+		if len(info.hwid) == 8 && len(chip) >= 8 { // Turin: the VCEK names the first 8 bytes
+			chip = chip[:8]
+		}
+		if !bytes.Equal(info.hwid, chip) {
+			return newError(ClassCollateral, name, nil, "VCEK hwid does not equal the report's CHIP_ID")
+		}
 	}
 	return nil
 }
@@ -216,6 +255,9 @@ func snpVerifySignature(ctx context.Context, ev *SNPEvidence, report []byte, ek 
 		pc.Ask = roots.ica
 		chain.AskCert = roots.ica.Raw
 		chain.VcekCert = ekDER
+	}
+	if ev.Product == "Turin" {
+		return snpVerifyTurinSignature(report, ek, pc, signer, now)
 	}
 	product, _ := kds.ParseProductLine(ev.Product)
 	vopts := &verify.Options{
@@ -234,6 +276,25 @@ func snpVerifySignature(ctx context.Context, ev *SNPEvidence, report []byte, ek 
 			return newError(ClassSignature, "SIGNATURE", sigErr, "report signature does not verify with the %v", signer)
 		}
 		return newError(ClassChain, signer.String(), err, "AMD certificate chain rejected")
+	}
+	return nil
+}
+
+// snpVerifyTurinSignature verifies a Turin report with go-sev-guest's
+// parts that do not read the endorsement certificate's extensions (which
+// v0.15.0 cannot, see snpEndorsementInfo): the library's X.509 options for
+// the AMD chain, then its report signature check.
+func snpVerifyTurinSignature(report []byte, ek *x509.Certificate, pc *trust.ProductCerts, signer abi.ReportSigner, now time.Time) error {
+	r := &trust.AMDRootCerts{ProductLine: "Turin", ProductCerts: pc}
+	vo := r.X509Options(now, signer)
+	if vo == nil {
+		return newError(ClassChain, signer.String(), nil, "no AMD Turin chain for %v", signer)
+	}
+	if _, err := ek.Verify(*vo); err != nil {
+		return newError(ClassChain, signer.String(), err, "AMD certificate chain rejected")
+	}
+	if err := verify.SnpReportSignature(report, ek); err != nil {
+		return newError(ClassSignature, "SIGNATURE", err, "report signature does not verify with the %v", signer)
 	}
 	return nil
 }
@@ -293,6 +354,10 @@ func snpCheckRevocation(ctx context.Context, ev *SNPEvidence, ek *x509.Certifica
 		}
 	}
 	res.Collateral = append(res.Collateral, best.use)
+	if best.crl.ThisUpdate.After(now.Add(collateralClockSkew)) || best.use.FetchedAt.After(now.Add(collateralClockSkew)) {
+		return newError(ClassCollateral, item, nil, "AMD CRL (%s) is dated %s / fetched %s, in the future; check this machine's clock or the bundle",
+			best.use.Source, best.crl.ThisUpdate.UTC().Format(time.RFC3339), best.use.FetchedAt.UTC().Format(time.RFC3339))
+	}
 	if !now.Before(best.crl.NextUpdate) {
 		return newError(ClassCollateralStale, item, nil, "AMD CRL (%s) expired at %s (nextUpdate); %s", best.use.Source, best.crl.NextUpdate.UTC().Format(time.RFC3339), RefreshHint)
 	}

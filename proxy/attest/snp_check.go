@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/google/go-sev-guest/abi"
-	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 )
 
@@ -29,9 +28,6 @@ const (
 // snpTCBKinds are the report's TCB fields in Result.TCB order.
 var snpTCBKinds = []string{"CURRENT_TCB", "REPORTED_TCB", "COMMITTED_TCB", "LAUNCH_TCB"}
 
-// snpTCBPartNames name the TCB parts policy can set a minimum for.
-var snpTCBPartNames = []string{"bootloader", "tee", "snp", "microcode"}
-
 func snpTCBOf(rep *spb.Report, kind string) uint64 {
 	switch kind {
 	case "CURRENT_TCB":
@@ -45,15 +41,9 @@ func snpTCBOf(rep *spb.Report, kind string) uint64 {
 	}
 }
 
-// snpTCBParts returns bootloader, TEE, SNP and microcode SPLs in snpTCBPartNames order.
-func snpTCBParts(tcb uint64) [4]uint8 {
-	p := kds.DecomposeTCBVersion(kds.TCBVersion(tcb))
-	return [4]uint8{p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl}
-}
-
 // fillSNPValues records the report's actual values in res (once; a second
 // call keeps the Expected/Match set by CheckSNP).
-func fillSNPValues(rep *spb.Report, res *Result) {
+func fillSNPValues(product string, rep *spb.Report, res *Result) {
 	for _, m := range res.Measurements {
 		if m.Name == snpMeasurement {
 			return
@@ -74,9 +64,8 @@ func fillSNPValues(rep *spb.Report, res *Result) {
 		Measurement{Name: snpPlatformInfo, Actual: fmt.Sprintf("%016x", rep.GetPlatformInfo())},
 	)
 	for _, kind := range snpTCBKinds {
-		parts := snpTCBParts(snpTCBOf(rep, kind))
-		for i, name := range snpTCBPartNames {
-			res.TCB = append(res.TCB, TCBComponent{Name: kind + "." + name, Actual: fmt.Sprint(parts[i]), Status: "reported"})
+		for _, p := range snpTCBValues(product, snpTCBOf(rep, kind)) {
+			res.TCB = append(res.TCB, TCBComponent{Name: kind + "." + p.name, Actual: fmt.Sprint(p.value), Status: "reported"})
 		}
 	}
 }
@@ -118,7 +107,7 @@ func CheckSNP(ev *SNPEvidence, refs []SNPReference, b Binding, res *Result) erro
 		return res.reject(err)
 	}
 	rep := ev.Attestation.Report
-	fillSNPValues(rep, res)
+	fillSNPValues(ev.Product, rep, res)
 	if len(refs) == 0 {
 		err := newError(ClassPolicy, "ReferenceValues.snp", nil, "no SEV-SNP reference values")
 		res.addCheck("snp reference values", false, err.Error())
@@ -190,7 +179,7 @@ func checkSNPRef(ev *SNPEvidence, rep *spb.Report, ref SNPReference, b Binding) 
 	piErr := snpPlatformInfoAllowed(rep.GetPlatformInfo(), ref.PlatformInfo)
 	o.expect(snpPlatformInfo, snpPlatformInfoString(ref.PlatformInfo), piErr == nil,
 		newError(ClassMeasurement, snpPlatformInfo, piErr, "platform info %016x not allowed by the reference", rep.GetPlatformInfo()))
-	checkSNPTCB(rep, ref.MinimumTCB, o)
+	checkSNPTCB(ev.Product, rep, ref.MinimumTCB, o)
 	if v := ref.MinimumMitigationVector; v != 0 {
 		for _, mv := range []struct {
 			name string
@@ -232,19 +221,20 @@ func checkSNPRef(ev *SNPEvidence, rep *spb.Report, ref SNPReference, b Binding) 
 }
 
 // checkSNPTCB compares REPORTED, CURRENT and LAUNCH TCB per part with the
-// minimum; a nil minimum part is not checked.
-func checkSNPTCB(rep *spb.Report, min SNPTCB, o *snpOutcome) {
-	mins := [4]*uint8{min.BootloaderVersion, min.TEEVersion, min.SNPVersion, min.MicrocodeVersion}
+// minimum; a nil minimum part is not checked. Parts are read in the
+// product's TCB_VERSION layout.
+func checkSNPTCB(product string, rep *spb.Report, min SNPTCB, o *snpOutcome) {
+	mins := map[string]*uint8{"bootloader": min.BootloaderVersion, "tee": min.TEEVersion, "snp": min.SNPVersion, "microcode": min.MicrocodeVersion}
 	for _, kind := range []string{"REPORTED_TCB", "CURRENT_TCB", "LAUNCH_TCB"} {
-		parts := snpTCBParts(snpTCBOf(rep, kind))
-		for i, m := range mins {
+		for _, p := range snpTCBValues(product, snpTCBOf(rep, kind)) {
+			m := mins[p.name]
 			if m == nil {
 				continue
 			}
-			name := kind + "." + snpTCBPartNames[i]
+			name := kind + "." + p.name
 			o.tcbMin[name] = fmt.Sprint(*m)
-			if parts[i] < *m {
-				o.errs = append(o.errs, newError(ClassTCB, name, nil, "%s SPL %d is below the minimum %d; update the host firmware", name, parts[i], *m))
+			if p.value < *m {
+				o.errs = append(o.errs, newError(ClassTCB, name, nil, "%s SPL %d is below the minimum %d; update the host firmware", name, p.value, *m))
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,11 +64,11 @@ func TestSNPWriteFuzzSeeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	att, err := a.Attestation(f.opts, true)
+	att, err := a.Attestation(f.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	attNoCRL, err := a.Attestation(f.opts, false)
+	attNoCRL, err := a.AttestationWithoutCRL(f.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,4 +88,28 @@ func TestSNPWriteFuzzSeeds(t *testing.T) {
 	write("FuzzParseSNPReport", "truncated", raw[:abi.ReportSize+10])
 	write("FuzzParseSNPAttestationProto", "test-signed-crl", att)
 	write("FuzzParseSNPAttestationProto", "test-signed", attNoCRL)
+}
+
+// FuzzTurinEndorsementInfo feeds certificates to our reader of Turin KDS
+// extensions; seeds (testdata/fuzz/FuzzTurinEndorsementInfo) include a
+// genuine Turin VCEK.
+func FuzzTurinEndorsementInfo(f *testing.F) {
+	f.Fuzz(func(t *testing.T, der []byte) {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return
+		}
+		for _, signer := range []abi.ReportSigner{abi.VcekReportSigner, abi.VlekReportSigner} {
+			info, err := turinEndorsementInfo(c, signer)
+			if err != nil {
+				continue
+			}
+			if signer == abi.VcekReportSigner && len(info.hwid) != 8 {
+				t.Fatalf("accepted a Turin VCEK with a %d-byte hwID", len(info.hwid))
+			}
+			if signer == abi.VlekReportSigner && info.cspID == "" {
+				t.Fatal("accepted a Turin VLEK without cspId")
+			}
+		}
+	})
 }

@@ -104,7 +104,12 @@ func newSNPFixture(t testing.TB) *snpFixture {
 // attestation returns parsed proto evidence from the shared authority.
 func (f *snpFixture) attestation(t testing.TB, withCRL bool) *SNPEvidence {
 	t.Helper()
-	b, err := snpAuthority(t).Attestation(f.opts, withCRL)
+	a := snpAuthority(t)
+	build := a.Attestation
+	if !withCRL {
+		build = a.AttestationWithoutCRL
+	}
+	b, err := build(f.opts)
 	if err != nil {
 		t.Fatalf("Attestation: %v", err)
 	}
@@ -320,6 +325,8 @@ func TestSNPRevocationAndFreshness(t *testing.T) {
 		{"past nextUpdate", crl(snpNow.Add(-8 * 24 * time.Hour)), snpNow.Add(-time.Hour), 0, ErrCollateralStale, "AMD CRL"},
 		{"fetched too long ago", crl(snpNow.Add(-time.Hour)), snpNow.Add(-3 * time.Hour), 2 * time.Hour, ErrCollateralStale, "AMD CRL"},
 		{"no fetch time", crl(snpNow.Add(-time.Hour)), time.Time{}, 0, ErrCollateralStale, "AMD CRL"},
+		{"fetched in the future", crl(snpNow.Add(-time.Hour)), snpNow.Add(time.Hour), 0, ErrCollateral, "AMD CRL"},
+		{"issued in the future", crl(snpNow.Add(time.Hour)), snpNow, 0, ErrCollateral, "AMD CRL"},
 		{"missing", nil, snpNow, 0, ErrCollateral, "AMD CRL"},
 		{"garbage", map[string]attesttest.Response{kds.CrlLinkByKey("Milan", abi.VcekReportSigner): {Body: []byte("junk")}}, snpNow, 0, ErrCollateral, "AMD CRL"},
 	}
@@ -415,7 +422,7 @@ func TestSNPNoStdout(t *testing.T) {
 }
 
 func TestSNPParseMalformed(t *testing.T) {
-	good, err := snpAuthority(t).Attestation(newSNPFixture(t).opts, true)
+	good, err := snpAuthority(t).Attestation(newSNPFixture(t).opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,14 +18,29 @@ import (
 // is not a quote.
 const maxTDXQuoteSize = 64 << 10
 
-// TDXEvidence is a parsed TDX QuoteV4 with the PCK chain it carries.
+// TDXEvidence is a parsed TDX quote (v4, or v5 with a TD 1.0 or TD 1.5
+// body) with the PCK chain it carries.
 type TDXEvidence struct {
-	Quote    *tdxpb.QuoteV4
-	Raw      []byte              // the quote in Intel's binary (ABI) form
-	PCKChain []*x509.Certificate // leaf, intermediate, root as carried in the quote
-	FMSPC    string              // hex, from the PCK leaf's SGX extension
-	PCEID    string              // hex
-	CA       string              // "platform" or "processor", from the PCK issuer
+	// Quote is the quote as the vendor library models it. For a v5 quote it
+	// is the v4-shaped view: the header (version field 4), the TD 1.0 part of
+	// the body and the signature data; Version, BodyType, TeeTcbSvn2 and
+	// MrServiceTD carry the rest.
+	Quote *tdxpb.QuoteV4
+	Raw   []byte // the quote in Intel's binary (ABI) form, exactly as received
+	// Version is the quote format version (4 or 5).
+	Version int
+	// BodyType is the v5 body type: 2 (TDX 1.0) or 3 (TDX 1.5); 0 for v4,
+	// whose body is always a TDX 1.0 body.
+	BodyType int
+	// TeeTcbSvn2 and MrServiceTD are the TDX 1.5 body fields (v5 body type
+	// 3 only): the TEE TCB SVN of the TDX module running now (it differs
+	// from TEE_TCB_SVN after a TD-preserving module update) and the
+	// measurement of the service TD bound to this TD (zero when none).
+	TeeTcbSvn2, MrServiceTD []byte
+	PCKChain                []*x509.Certificate // leaf, intermediate, root as carried in the quote
+	FMSPC                   string              // hex, from the PCK leaf's SGX extension
+	PCEID                   string              // hex
+	CA                      string              // "platform" or "processor", from the PCK issuer
 	// PIID is the platform instance ID (hex) from the PCK leaf; empty for
 	// processor-CA certificates, which do not carry it.
 	PIID string
@@ -40,13 +55,18 @@ type TDXEvidence struct {
 	// checked; 0 when collateral was skipped.
 	TCBEvaluationDataNumber int
 
-	pckExt *pcs.PckExtensions
+	pckExt    *pcs.PckExtensions
+	signedLen int // v5: bytes of Raw covered by the quote signature
 }
 
-// ParseTDXQuote parses a QuoteV4 in Intel's binary form; errors are ClassMalformed.
+// ParseTDXQuote parses a v4 or v5 TDX quote in Intel's binary form; errors
+// are ClassMalformed.
 func ParseTDXQuote(raw []byte) (*TDXEvidence, error) {
 	if len(raw) > maxTDXQuoteSize {
 		return nil, newError(ClassMalformed, "tdx", nil, "quote is %d bytes, more than the %d accepted", len(raw), maxTDXQuoteSize)
+	}
+	if len(raw) >= 2 && binary.LittleEndian.Uint16(raw[0:2]) == tdxQuoteVersionV5 {
+		return parseTDXQuoteV5Evidence(raw)
 	}
 	if err := checkTDXLayout(raw); err != nil {
 		return nil, newError(ClassMalformed, "tdx", err, "quote layout")
@@ -55,7 +75,35 @@ func ParseTDXQuote(raw []byte) (*TDXEvidence, error) {
 	if err != nil {
 		return nil, newError(ClassMalformed, "tdx", err, "parse QuoteV4")
 	}
-	return newTDXEvidence(q, bytes.Clone(raw))
+	ev, err := newTDXEvidence(q, bytes.Clone(raw))
+	if err != nil {
+		return nil, err
+	}
+	ev.Version = 4
+	return ev, nil
+}
+
+// parseTDXQuoteV5Evidence parses a v5 quote through its v4-shaped view.
+func parseTDXQuoteV5Evidence(raw []byte) (*TDXEvidence, error) {
+	view, v5, err := parseTDXQuoteV5(raw)
+	if err != nil {
+		return nil, newError(ClassMalformed, "tdx", err, "quote v5 layout")
+	}
+	if err := checkTDXLayout(view); err != nil {
+		return nil, newError(ClassMalformed, "tdx", err, "quote v5 signature data layout")
+	}
+	q, err := quoteToProto(view)
+	if err != nil {
+		return nil, newError(ClassMalformed, "tdx", err, "parse quote v5 signature data")
+	}
+	ev, err := newTDXEvidence(q, bytes.Clone(raw))
+	if err != nil {
+		return nil, err
+	}
+	ev.Version, ev.BodyType = tdxQuoteVersionV5, int(v5.bodyType)
+	ev.TeeTcbSvn2, ev.MrServiceTD = v5.svn2, v5.serviceTD
+	ev.signedLen = v5.signedLen
+	return ev, nil
 }
 
 // ParseTDXQuoteProto parses a protobuf-marshalled QuoteV4 as carried in

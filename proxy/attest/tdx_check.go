@@ -2,6 +2,7 @@ package attest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -18,6 +19,23 @@ const tdDebugBit = 0x01
 // Any other bit (debug, PKS, KL, PERFMON, ...) widens what the host or the
 // TD may do, so an unpinned reference must not silently accept it.
 const defaultTdAttributes = "0000001000000000"
+
+// xfamHostVaryingMask are the XFAM bits compared loosely: bit 11 (CET_U,
+// user-mode CET state) and bit 12 (CET_S, supervisor CET state). Hosts
+// enable CET state components for a TD depending on the host kernel and VMM
+// version, not on anything the TD's code controls; Contrast's reference
+// values leave them out for this reason. Every other bit (AVX-512, AMX, PKRU,
+// ...) must equal the reference.
+const xfamHostVaryingMask uint64 = 1<<11 | 1<<12
+
+// xfamMatches compares 8-byte little-endian XFAM values outside the mask.
+func xfamMatches(actual, ref []byte) bool {
+	if len(actual) != 8 || len(ref) != 8 {
+		return false
+	}
+	a, r := binary.LittleEndian.Uint64(actual), binary.LittleEndian.Uint64(ref)
+	return a&^xfamHostVaryingMask == r&^xfamHostVaryingMask
+}
 
 // tdAttributesRef is the TD_ATTRIBUTES value ref requires.
 func tdAttributesRef(ref TDXReference) string {
@@ -80,14 +98,17 @@ func checkTDXRef(ev *TDXEvidence, ref TDXReference, b Binding) error {
 	for i := range 4 {
 		pins = append(pins, pin{fmt.Sprintf("RTMR[%d]", i), ref.Rtmrs[i], rtmr(body.GetRtmrs(), i)})
 	}
-	pins = append(pins,
-		pin{"XFAM", ref.Xfam, body.GetXfam()},
-		pin{"TD_ATTRIBUTES", tdAttributesRef(ref), body.GetTdAttributes()},
-	)
+	pins = append(pins, pin{"TD_ATTRIBUTES", tdAttributesRef(ref), body.GetTdAttributes()})
 	for _, p := range pins {
 		if !bytes.Equal(mustHex(p.want), p.actual) {
 			return newError(ClassMeasurement, p.name, nil, "%s is %x, the reference value is %s", p.name, p.actual, strings.ToLower(p.want))
 		}
+	}
+	if !xfamMatches(body.GetXfam(), mustHex(ref.Xfam)) {
+		return newError(ClassMeasurement, "XFAM", nil, "XFAM is %x, the reference value is %s (only the CET_U/CET_S bits may differ)", body.GetXfam(), strings.ToLower(ref.Xfam))
+	}
+	if sd := ev.MrServiceTD; len(sd) > 0 && !bytes.Equal(sd, make([]byte, len(sd))) {
+		return newError(ClassMeasurement, "MR_SERVICETD", nil, "a service TD (MR_SERVICETD %x) is bound to this TD and may access it; not accepted", sd)
 	}
 	if b.PolicyHash != nil {
 		want := policyConfigID(b.PolicyHash)
@@ -157,7 +178,9 @@ func recordTDXExpected(res *Result, ev *TDXEvidence, ref TDXReference, b Binding
 	for i := range 4 {
 		pinHex("RTMR["+strconv.Itoa(i)+"]", ref.Rtmrs[i], rtmr(body.GetRtmrs(), i))
 	}
-	pinHex("XFAM", ref.Xfam, body.GetXfam())
+	if ref.Xfam != "" {
+		setExpected(res, "XFAM", strings.ToLower(ref.Xfam)+" (CET_U/CET_S ignored)", xfamMatches(body.GetXfam(), mustHex(ref.Xfam)))
+	}
 	pinHex("TD_ATTRIBUTES", tdAttributesRef(ref), body.GetTdAttributes())
 	recordPCKExpected(res, ev, ref)
 	if b.PolicyHash != nil {

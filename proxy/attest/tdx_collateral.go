@@ -3,17 +3,19 @@ package attest
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/google/go-tdx-guest/pcs"
-	"github.com/google/go-tdx-guest/verify"
 )
+
+// collateralClockSkew is how far in the future a fetch time or issue date
+// may lie before the collateral is refused: clocks differ a little, but
+// collateral "from the future" means a wrong clock or a crafted bundle.
+const collateralClockSkew = 5 * time.Minute
 
 // tdxCollateralTimeout bounds one collateral lookup. The library's getter
 // interface has no context, so without this a slow source could hold a
@@ -106,11 +108,14 @@ func verifyTDXCollateral(ctx context.Context, ev *TDXEvidence, chain []*x509.Cer
 	}
 	res.addCheck("collateral available", true, "")
 
-	col, err := decodeTDXCollateral(items)
+	// Signature before judgement: nothing below reads a field of an item
+	// that has not been verified to Intel's root.
+	col, err := verifyTDXCollateralSignatures(items, chain, roots, now)
 	if err != nil {
-		res.addCheck("collateral decoded", false, err.Error())
+		res.addCheck("collateral signed by Intel", false, err.Error())
 		return err
 	}
+	res.addCheck("collateral signed by Intel", true, "TCB info, QE identity and both CRLs verify to the Intel SGX Root CA")
 	recordTDXCollateral(res, items, col)
 	ev.TCBEvaluationDataNumber = col.tcbInfo.TcbInfo.TcbEvaluationDataNumber
 
@@ -126,57 +131,21 @@ func verifyTDXCollateral(ctx context.Context, ev *TDXEvidence, chain []*x509.Cer
 	}
 	res.addCheck("not revoked", true, "")
 
-	if err := checkTDXTCB(ev, col, res); err != nil {
+	if err := checkTDXTCB(ev, col, opts.TCBPolicy, res); err != nil {
 		res.addCheck("TCB status", false, err.Error())
 		return err
 	}
-	res.addCheck("TCB status", true, "UpToDate")
+	detail := res.TCBStatus
+	if res.TCBAcceptedBy != "" {
+		detail += "; " + res.TCBAcceptedBy
+	}
+	res.addCheck("TCB status", true, detail)
 
-	lib := &verify.Options{
-		GetCollateral:    true,
-		CheckRevocations: true,
-		Getter:           g,
-		Now:              now,
-		TrustedRoots:     roots,
-	}
-	if err := verify.TdxQuote(ev.Quote, lib); err != nil {
-		e := classifyLibraryCollateralErr(err)
-		res.addCheck("collateral verified", false, err.Error())
-		return e
-	}
-	res.addCheck("collateral verified", true, "TCB info, QE identity and CRL signatures; QE identity and TDX module match")
+	// go-tdx-guest v0.3.1's own collateral path (GetCollateral) is not used:
+	// it compares FMSPC as strings and so rejects Intel's genuine TCB infos,
+	// which spell it in upper case; it knows no v5 quotes; and it accepts
+	// nothing but UpToDate. Everything it checks is checked above.
 	return nil
-}
-
-// classifyLibraryCollateralErr maps what the library still rejects after our
-// own checks passed. Those are collateral that does not verify or does not
-// match the evidence (bad signature, wrong FMSPC, QE or TDX-module mismatch).
-func classifyLibraryCollateralErr(err error) error {
-	var crl verify.CRLUnavailableErr
-	if errors.As(err, &crl) {
-		return newError(ClassCollateral, "CRL", err, "a CRL could not be obtained or parsed")
-	}
-	return newError(ClassCollateral, "tdx", err, "Intel collateral does not verify or does not match the quote")
-}
-
-// decodeTDXCollateral parses the four items; undecodable collateral is
-// ClassCollateral.
-func decodeTDXCollateral(items []tdxItem) (*tdxCollateral, error) {
-	col := &tdxCollateral{}
-	if err := json.Unmarshal(items[0].item.Body, &col.tcbInfo); err != nil {
-		return nil, newError(ClassCollateral, items[0].name, err, "decode TCB info JSON")
-	}
-	if err := json.Unmarshal(items[1].item.Body, &col.qeIdentity); err != nil {
-		return nil, newError(ClassCollateral, items[1].name, err, "decode QE identity JSON")
-	}
-	var err error
-	if col.pckCRL, err = parseCRL(items[2].item.Body); err != nil {
-		return nil, newError(ClassCollateral, items[2].name, err, "parse CRL")
-	}
-	if col.rootCRL, err = parseCRL(items[3].item.Body); err != nil {
-		return nil, newError(ClassCollateral, items[3].name, err, "parse CRL")
-	}
-	return col, nil
 }
 
 // parseCRL accepts DER (what encoding=der asks for) and PEM, which some
@@ -212,10 +181,17 @@ func recordTDXCollateral(res *Result, items []tdxItem, col *tdxCollateral) {
 // it is recent, and verification fails closed.
 func checkTDXFreshness(items []tdxItem, col *tdxCollateral, now time.Time, maxAge time.Duration) error {
 	next := []time.Time{col.tcbInfo.TcbInfo.NextUpdate, col.qeIdentity.EnclaveIdentity.NextUpdate, col.pckCRL.NextUpdate, col.rootCRL.NextUpdate}
+	issued := []time.Time{col.tcbInfo.TcbInfo.IssueDate, col.qeIdentity.EnclaveIdentity.IssueDate, col.pckCRL.ThisUpdate, col.rootCRL.ThisUpdate}
 	for i, it := range items {
 		fetched := it.item.FetchedAt
 		if fetched.IsZero() {
 			return newError(ClassCollateralStale, it.name, nil, "%s has no fetch time; %s", it.name, RefreshHint)
+		}
+		if fetched.After(now.Add(collateralClockSkew)) {
+			return newError(ClassCollateral, it.name, nil, "%s claims to be fetched at %s, in the future; check this machine's clock or the bundle", it.name, fetched.UTC().Format(time.RFC3339))
+		}
+		if is := issued[i]; is.After(now.Add(collateralClockSkew)) {
+			return newError(ClassCollateral, it.name, nil, "%s is issued at %s, in the future; check this machine's clock", it.name, is.UTC().Format(time.RFC3339))
 		}
 		if now.Sub(fetched) > maxAge {
 			return newError(ClassCollateralStale, it.name, nil, "%s fetched %s, older than %s; %s", it.name, fetched.UTC().Format(time.DateOnly), maxAge, RefreshHint)

@@ -390,8 +390,8 @@ func TestTDXForgedCollateralSignature(t *testing.T) {
 	if err := VerifyTDX(context.Background(), f.ev, f.hw, &Result{}); !errors.Is(err, ErrCollateral) {
 		t.Fatalf("got %v, want ClassCollateral", err)
 	}
-	// Only the TCB info forged: our checks pass, the library's signature
-	// check must still reject it.
+	// Only the TCB info forged: its signature is checked before any of its
+	// fields is used.
 	mixed := map[string]attesttest.Response{}
 	for u, r := range own {
 		mixed[u] = r
@@ -403,8 +403,70 @@ func TestTDXForgedCollateralSignature(t *testing.T) {
 	if err := VerifyTDX(context.Background(), f.ev, f.hw, &res); !errors.Is(err, ErrCollateral) {
 		t.Fatalf("forged TCB info: got %v, want ClassCollateral", err)
 	}
-	if last := res.Checks[len(res.Checks)-1]; last.Name != "collateral verified" || last.OK {
-		t.Fatalf("forged TCB info caught by %+v, want the library check", last)
+	if last := res.Checks[len(res.Checks)-1]; last.Name != "collateral signed by Intel" || last.OK {
+		t.Fatalf("forged TCB info caught by %+v, want the signature check before use", last)
+	}
+}
+
+// A forged TCB info that declares the platform OutOfDate must fail as
+// collateral: its level must never become a tcb verdict or a TCB row.
+func TestTDXForgedTCBLevelIsCollateral(t *testing.T) {
+	other, err := attesttest.NewTDXAuthority(tdxNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := other.Collateral(attesttest.TDXCollateralOptions{TCBStatus: "OutOfDate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTDXFixture(t, nil, attesttest.TDXCollateralOptions{})
+	mixed := map[string]attesttest.Response{}
+	for u, r := range f.hw.Collateral.(*tdxMapSource).items {
+		mixed[u] = r
+	}
+	tcbURL := TDXCollateralURLs(f.ev)[0]
+	mixed[tcbURL] = forged[tcbURL]
+	f.hw.Collateral = &tdxMapSource{items: mixed, fetched: tdxNow}
+	var res Result
+	err = VerifyTDX(context.Background(), f.ev, f.hw, &res)
+	if ClassOf(err) != ClassCollateral {
+		t.Fatalf("forged OutOfDate level: got %v, want ClassCollateral", err)
+	}
+	if len(res.TCB) != 0 || res.TCBStatus != "" {
+		t.Fatalf("forged level reached the TCB table: %+v %q", res.TCB, res.TCBStatus)
+	}
+}
+
+func TestTDXStatusPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status string
+		policy TCBPolicy
+		want   Class
+		by     bool
+	}{
+		{"UpToDate default", "UpToDate", TCBPolicy{}, "", false},
+		{"SWHardeningNeeded refused by default", "SWHardeningNeeded", TCBPolicy{}, ClassTCB, false},
+		{"SWHardeningNeeded accepted", "SWHardeningNeeded", TCBPolicy{TDXAcceptStatuses: []string{"SWHardeningNeeded"}}, "", true},
+		{"ConfigurationNeeded not listed", "ConfigurationNeeded", TCBPolicy{TDXAcceptStatuses: []string{"SWHardeningNeeded"}}, ClassTCB, false},
+		{"OutOfDate refused by default", "OutOfDate", TCBPolicy{}, ClassTCB, false},
+		{"Revoked never", "Revoked", TCBPolicy{TDXAcceptStatuses: []string{"Revoked"}}, ClassTCB, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newTDXFixture(t, nil, attesttest.TDXCollateralOptions{TCBStatus: tc.status})
+			f.hw.TCBPolicy = tc.policy
+			var res Result
+			err := VerifyTDX(context.Background(), f.ev, f.hw, &res)
+			if ClassOf(err) != tc.want {
+				t.Fatalf("got %v, want class %q", err, tc.want)
+			}
+			if res.TCBStatus != tc.status {
+				t.Fatalf("TCBStatus %q, want %q", res.TCBStatus, tc.status)
+			}
+			if (res.TCBAcceptedBy != "") != tc.by {
+				t.Fatalf("TCBAcceptedBy %q", res.TCBAcceptedBy)
+			}
+		})
 	}
 }
 

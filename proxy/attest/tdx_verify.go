@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -37,14 +38,18 @@ func VerifyTDX(ctx context.Context, ev *TDXEvidence, opts HardwareOptions, res *
 	}
 	res.addCheck("PCK chain", true, "leads to "+chain[len(chain)-1].Subject.CommonName)
 
-	// Signature only: the library re-checks the chain, then the quote
-	// signature, the QE report signature and the attestation-key hash.
-	if err := verify.TdxQuote(ev.Quote, &verify.Options{TrustedRoots: roots, Now: now}); err != nil {
-		e := newError(ClassSignature, "quote", err, "quote, QE report or attestation key signature does not verify")
+	if err := verifyTDXSignature(ev, roots, now); err != nil {
 		res.addCheck("quote signature", false, err.Error())
-		return res.reject(e)
+		return res.reject(err)
 	}
-	res.addCheck("quote signature", true, "")
+	detail := fmt.Sprintf("quote v%d", ev.Version)
+	switch ev.BodyType {
+	case tdxBodyTypeTD10:
+		detail += ", TDX 1.0 body"
+	case tdxBodyTypeTD15:
+		detail += ", TDX 1.5 body"
+	}
+	res.addCheck("quote signature", true, detail)
 
 	if opts.SkipCollateral {
 		res.addCheck("collateral", true, "skipped by configuration: no TCB status or revocation check")
@@ -57,6 +62,33 @@ func VerifyTDX(ctx context.Context, ev *TDXEvidence, opts HardwareOptions, res *
 	}
 	if err := verifyTDXCollateral(ctx, ev, chain, roots, now, opts, res); err != nil {
 		return res.reject(err)
+	}
+	return nil
+}
+
+// verifyTDXSignature checks the quote, QE report and attestation-key
+// signatures. For v4 go-tdx-guest does it (re-checking the chain); when the
+// library objects although all three signatures verify, the objection is
+// about the certificates, so it is ClassChain. v5 quotes, which the library
+// cannot parse, are checked by verifyTDXQuoteSignatures alone.
+func verifyTDXSignature(ev *TDXEvidence, roots *x509.CertPool, now time.Time) error {
+	own := verifyTDXQuoteSignatures(ev)
+	if ev.Version == tdxQuoteVersionV5 {
+		if own != nil {
+			return newError(ClassSignature, "quote", own, "quote v5, QE report or attestation key signature does not verify")
+		}
+		return nil
+	}
+	if err := verify.TdxQuote(ev.Quote, &verify.Options{TrustedRoots: roots, Now: now}); err != nil {
+		if own == nil {
+			return newError(ClassChain, "PCK chain", err, "go-tdx-guest rejects the PCK certificates although the quote signatures verify")
+		}
+		return newError(ClassSignature, "quote", err, "quote, QE report or attestation key signature does not verify")
+	}
+	if own != nil {
+		// The library accepted what our own check refuses: never accept
+		// on a disagreement.
+		return newError(ClassSignature, "quote", own, "quote signatures")
 	}
 	return nil
 }
@@ -121,6 +153,12 @@ func setTDXMeasurements(res *Result, ev *TDXEvidence) {
 		Measurement{Name: "TEE_TCB_SVN", Actual: h(b.GetTeeTcbSvn())},
 		Measurement{Name: "REPORT_DATA", Actual: h(b.GetReportData())},
 	)
+	if ev.BodyType == tdxBodyTypeTD15 {
+		ms = append(ms,
+			Measurement{Name: "TEE_TCB_SVN2", Actual: h(ev.TeeTcbSvn2)},
+			Measurement{Name: "MR_SERVICETD", Actual: h(ev.MrServiceTD), Expected: h(make([]byte, 48)), Match: bytes.Equal(ev.MrServiceTD, make([]byte, 48))},
+		)
+	}
 	ms = append(ms, pckMeasurements(ev)...)
 	names := make(map[string]bool, len(ms))
 	for _, m := range ms {

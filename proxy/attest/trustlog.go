@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/appliance/statedir"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
 // TrustEntry is one accepted attestation in the trust log. Entries are
@@ -186,7 +186,7 @@ func (l *TrustLog) Append(res *Result) (*TrustEntry, error) {
 		Platform:       res.Platform,
 		ManifestSHA256: res.ManifestSHA256,
 		EvidenceSHA256: res.EvidenceSHA256,
-		TCBStatus:      tcbSummary(res.TCB),
+		TCBStatus:      trustTCBStatus(res),
 		Verdict:        res.Verdict,
 	}
 	if len(entries) > 0 {
@@ -212,6 +212,24 @@ func (l *TrustLog) Append(res *Result) (*TrustEntry, error) {
 
 // tcbSummary condenses per-component TCB statuses into one word for the
 // log: the worst status seen, or "unknown" when none was evaluated.
+// trustTCBStatus is what the log records about the TCB: the vendor's
+// overall status when there is one (else the component statuses), the
+// advisories it names, and the operator policy that accepted it, so an
+// audit sees every acceptance of a platform that was not UpToDate.
+func trustTCBStatus(res *Result) string {
+	s := tcbSummary(res.TCB)
+	if res.TCBStatus != "" {
+		s = res.TCBStatus
+	}
+	if len(res.TCBAdvisories) > 0 {
+		s += " [" + strings.Join(res.TCBAdvisories, " ") + "]"
+	}
+	if res.TCBAcceptedBy != "" {
+		s += "; " + res.TCBAcceptedBy
+	}
+	return s
+}
+
 func tcbSummary(tcb []TCBComponent) string {
 	if len(tcb) == 0 {
 		return "unknown"

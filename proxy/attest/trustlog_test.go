@@ -146,3 +146,15 @@ func TestCheckRollback(t *testing.T) {
 		})
 	}
 }
+
+// An acceptance by operator policy is in the hash-chained entry.
+func TestTrustLogRecordsPolicyAcceptance(t *testing.T) {
+	res := &Result{Platform: PlatformTDX, Verdict: VerdictAccepted, TCBStatus: TCBSWHardeningNeeded,
+		TCBAdvisories: []string{"INTEL-SA-00615"}, TCBAcceptedBy: "TDX TCB level: status SWHardeningNeeded accepted by operator policy"}
+	got := trustTCBStatus(res)
+	for _, want := range []string{"SWHardeningNeeded", "INTEL-SA-00615", "accepted by operator policy"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("trust log TCB status %q lacks %q", got, want)
+		}
+	}
+}

@@ -7,63 +7,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/attesttest"
+	"github.com/duo-confidential/duo-confidential/proxy/attest/verifiertest"
 )
 
 var testNow = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
-
-var backend = sync.OnceValues(func() (*attesttest.Backend, error) { return attesttest.NewBackend(testNow) })
-
-func mustBackend(t testing.TB) *attesttest.Backend {
-	t.Helper()
-	b, err := backend()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// mapSource serves collateral responses from memory, as a bundle would.
-type mapSource struct {
-	items   map[string]attesttest.Response
-	fetched time.Time
-}
-
-func (m mapSource) Collateral(_ context.Context, url string) (*attest.CollateralItem, error) {
-	r, ok := m.items[url]
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", url, attest.ErrCollateralNotFound)
-	}
-	return &attest.CollateralItem{URL: url, Header: r.Header.Clone(), Body: bytes.Clone(r.Body), FetchedAt: m.fetched, Source: "bundle"}, nil
-}
-
-func newVerifier(t testing.TB, b *attesttest.Backend, pinned []byte) *attest.Verifier {
-	t.Helper()
-	items, err := b.Collateral()
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots, err := attest.ParseTestRoots(b.RootsPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &attest.Verifier{
-		Manifest: attest.ManifestPolicy{Mode: attest.ModePinned, Pinned: pinned},
-		Hardware: attest.HardwareOptions{
-			Now:        testNow,
-			Collateral: mapSource{items: items, fetched: testNow.Add(-time.Hour)},
-			Roots:      roots,
-		},
-	}
-}
 
 func nonce(t testing.TB) []byte {
 	n := make([]byte, attest.NonceSize)
@@ -90,8 +44,8 @@ func parseDoc(t testing.TB) func([]byte, error) *attest.Doc {
 }
 
 func TestVerifyDocTDXAccepted(t *testing.T) {
-	b := mustBackend(t)
-	v := newVerifier(t, b, b.TDXManifest)
+	b := verifiertest.Backend(t, testNow)
+	v := verifiertest.New(t, b, b.TDXManifest, testNow)
 	v.TrustLog, _ = attest.OpenTrustLog(filepath.Join(t.TempDir(), "trust-log.jsonl"))
 	n := nonce(t)
 	doc := parseDoc(t)(b.TDXDoc(n, nil, nil))
@@ -121,7 +75,7 @@ func TestVerifyDocTDXAccepted(t *testing.T) {
 }
 
 func TestVerifyDocRejections(t *testing.T) {
-	b := mustBackend(t)
+	b := verifiertest.Backend(t, testNow)
 	otherManifest := bytes.Replace(b.TDXManifest, []byte(`"Xfam":"`), []byte(`"Xfam": "`), 1)
 	tests := []struct {
 		name   string
@@ -208,7 +162,7 @@ func TestVerifyDocRejections(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v := newVerifier(t, b, b.TDXManifest)
+			v := verifiertest.New(t, b, b.TDXManifest, testNow)
 			tl, err := attest.OpenTrustLog(filepath.Join(t.TempDir(), "trust-log.jsonl"))
 			if err != nil {
 				t.Fatal(err)
@@ -242,12 +196,12 @@ func TestVerifyDocRejections(t *testing.T) {
 }
 
 func TestVerifyDocRollbackNeedsApproval(t *testing.T) {
-	b := mustBackend(t)
+	b := verifiertest.Backend(t, testNow)
 	tl, err := attest.OpenTrustLog(filepath.Join(t.TempDir(), "trust-log.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := newVerifier(t, b, b.TDXManifest)
+	old := verifiertest.New(t, b, b.TDXManifest, testNow)
 	old.TrustLog = tl
 	verify := func(v *attest.Verifier) error {
 		n := nonce(t)
@@ -259,7 +213,7 @@ func TestVerifyDocRollbackNeedsApproval(t *testing.T) {
 	}
 	// A newer manifest with the same reference values (re-encoded) is accepted...
 	newer := bytes.Replace(b.TDXManifest, []byte(`"Xfam":"`), []byte(`"Xfam": "`), 1)
-	nv := newVerifier(t, b, newer)
+	nv := verifiertest.New(t, b, newer, testNow)
 	nv.TrustLog = tl
 	if err := verify(nv); err != nil {
 		t.Fatalf("newer manifest: %v", err)
@@ -280,8 +234,8 @@ func TestVerifyDocRollbackNeedsApproval(t *testing.T) {
 }
 
 func BenchmarkVerifyDocTDX(b *testing.B) {
-	be := mustBackend(b)
-	v := newVerifier(b, be, be.TDXManifest)
+	be := verifiertest.Backend(b, testNow)
+	v := verifiertest.New(b, be, be.TDXManifest, testNow)
 	n := nonce(b)
 	raw, err := be.TDXDoc(n, nil, nil)
 	if err != nil {
@@ -300,7 +254,7 @@ func BenchmarkVerifyDocTDX(b *testing.B) {
 }
 
 func TestVerifyDocSNP(t *testing.T) {
-	b := mustBackend(t)
+	b := verifiertest.Backend(t, testNow)
 	tests := []struct {
 		name   string
 		mutate func(*attesttest.SNPReportOptions)
@@ -317,7 +271,7 @@ func TestVerifyDocSNP(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v := newVerifier(t, b, b.SNPManifest)
+			v := verifiertest.New(t, b, b.SNPManifest, testNow)
 			if tc.setup != nil {
 				tc.setup(v)
 			}
@@ -341,8 +295,8 @@ func TestVerifyDocSNP(t *testing.T) {
 }
 
 func BenchmarkVerifyDocSNP(b *testing.B) {
-	be := mustBackend(b)
-	v := newVerifier(b, be, be.SNPManifest)
+	be := verifiertest.Backend(b, testNow)
+	v := verifiertest.New(b, be, be.SNPManifest, testNow)
 	n := nonce(b)
 	raw, err := be.SNPDoc(n, nil, nil)
 	if err != nil {
@@ -363,8 +317,8 @@ func BenchmarkVerifyDocSNP(b *testing.B) {
 // TestVerifyDocWrongCA swaps the mesh CA the coordinator reports: REPORT_DATA
 // no longer binds it, so the document is refused.
 func TestVerifyDocWrongCA(t *testing.T) {
-	b := mustBackend(t)
-	v := newVerifier(t, b, b.TDXManifest)
+	b := verifiertest.Backend(t, testNow)
+	v := verifiertest.New(t, b, b.TDXManifest, testNow)
 	n := nonce(t)
 	doc := parseDoc(t)(b.TDXDoc(n, nil, nil))
 	other, err := attesttest.NewCoordinator(testNow)

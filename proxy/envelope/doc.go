@@ -1,7 +1,7 @@
 // Package envelope encrypts and decrypts Privatemode field envelopes in JSON
 // bodies, SSE chunks and multipart forms.
 //
-// The wire format (spec privatemode-wire.md §4) encrypts every top-level value
+// The wire format (docs/reference/privatemode-wire.md §6) encrypts every top-level value
 // that is not on a per-route plain list into a JSON string
 // "ID:hex(nonce):hex(iv):hex(AES-256-GCM ct‖tag)" whose AAD is
 // nonce ‖ LE32(seq). Sequence numbers follow the sorted, gjson-escaped key

@@ -26,7 +26,7 @@ func (f Fields) hasBytes(name []byte) bool {
 	return ok
 }
 
-// Per-route plain lists from spec §2 / "Ten facts" #7. Anything else,
+// Per-route plain lists (docs/reference/privatemode-wire.md §1). Anything else,
 // including unknown and extension keys, is encrypted.
 var (
 	// ChatRequestPlain lists the plain keys of /v1/chat/completions and /v1/completions requests.

@@ -3,9 +3,11 @@ package envelope
 import (
 	"errors"
 	"testing"
+
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
-// The spec §4 example wire request: model/stream/max_tokens stay plain,
+// The example wire request of privatemode-wire.md §6: model/stream/max_tokens stay plain,
 // messages and temperature are encrypted, cache_salt is appended, and the
 // sorted order gives cache_salt=0, messages=1, temperature=2.
 func TestGoldenChatRequest(t *testing.T) {
@@ -26,7 +28,7 @@ func TestGoldenChatRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "chat_request.json", wire)
+	testutil.Golden(t, "testdata/golden/chat_request.json", wire)
 
 	for key, want := range map[string]string{"model": `"fake"`, "stream": `false`, "max_tokens": `5`} {
 		if got := string(rawField(t, wire, key)); got != want {

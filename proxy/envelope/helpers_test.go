@@ -3,15 +3,10 @@ package envelope
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files under testdata/golden")
-
-// countReader yields 0,1,2,… so the first nonce is the spec's 000102…0b.
+// countReader yields 0,1,2,… so the first nonce is the vectors' 000102…0b.
 type countReader struct{ n byte }
 
 func (r *countReader) Read(p []byte) (int, error) {
@@ -42,26 +37,6 @@ func newPair(t testing.TB) (*Session, *ServerSession) {
 		t.Fatal(err)
 	}
 	return c, NewServerSession(lookupFor(testSecret))
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs from golden:\n got %s\nwant %s", name, got, want)
-	}
 }
 
 // jsonEqual compares two JSON documents semantically.

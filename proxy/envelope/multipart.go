@@ -71,7 +71,7 @@ func newFormWriter(buf *bytes.Buffer, r io.Reader) (*multipart.Writer, error) {
 	return w, nil
 }
 
-// EncryptMultipart re-creates a multipart form per spec §4: plain values
+// EncryptMultipart re-creates a multipart form per privatemode-wire.md §6: plain values
 // stay as they are; non-plain values in ascending name order, then files in
 // ascending name order, are encrypted (seq continuing) and written as the
 // quoted envelope text; only the first value/file per name is kept and

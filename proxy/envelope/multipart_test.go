@@ -7,6 +7,8 @@ import (
 	"mime"
 	"mime/multipart"
 	"testing"
+
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 func buildForm(t *testing.T, build func(w *multipart.Writer)) ([]byte, string) {
@@ -64,7 +66,7 @@ func TestMultipartRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "transcription_form.txt", append([]byte(ct+"\n"), wire...))
+	testutil.Golden(t, "testdata/golden/transcription_form.txt", append([]byte(ct+"\n"), wire...))
 	parts := readParts(t, wire, ct)
 	names := []string{"language", "model", "prompt", "stream", "file"}
 	if len(parts) != len(names) {

@@ -121,7 +121,7 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// Shard-key block schedule (spec §2), in tokens of 4 characters.
+// Shard-key block schedule (privatemode-wire.md §2), in tokens of 4 characters.
 const (
 	shardBlock1      = 16
 	shardBoundary1   = 1024

@@ -248,7 +248,7 @@ func TestFixedSecret(t *testing.T) {
 	if text, _ := streamText(t, r); !strings.HasPrefix(text, "Sandbox reply to: fixed") {
 		t.Errorf("%q", text)
 	}
-	h.clk.add(24 * time.Hour) // the fixed secret never expires
+	h.clk.Advance(24 * time.Hour) // the fixed secret never expires
 	if r := h.do(pathChat, &fixed, chatBody("fixed", "")); r.status != 200 {
 		t.Errorf("%d", r.status)
 	}

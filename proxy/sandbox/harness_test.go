@@ -6,19 +6,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
-	"github.com/duo-confidential/duo-confidential/proxy/attest/attesttest"
+	"github.com/duo-confidential/duo-confidential/proxy/attest/verifiertest"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
 )
@@ -28,30 +25,23 @@ var testNow = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
 // salt is a valid cache_salt for test requests.
 const salt = "sandbox-test-cache-salt-0123456789abcdef"
 
-// clock is a settable test clock.
-type clock struct{ ns atomic.Int64 }
-
-func newClock() *clock               { c := &clock{}; c.ns.Store(testNow.UnixNano()); return c }
-func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
-
 // harness is a sandbox on a loopback port and a minimal client for it.
 type harness struct {
 	t    testing.TB
 	s    *Server
 	url  string
 	hc   *http.Client
-	clk  *clock
-	logs *lockedWriter
+	clk  *testutil.Clock
+	logs *testutil.LogBuffer
 }
 
 func start(t testing.TB, o Options) *harness {
 	t.Helper()
-	clk := newClock()
+	clk := testutil.NewClock(testNow)
 	if o.Now == nil {
-		o.Now = clk.now
+		o.Now = clk.Now
 	}
-	logs := &lockedWriter{w: &bytes.Buffer{}}
+	logs := &testutil.LogBuffer{}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	}
@@ -59,72 +49,17 @@ func start(t testing.TB, o Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
+	addr := testutil.ServeLoopback(t, s.Serve, s.Shutdown)
 	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64}
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return &harness{t: t, s: s, url: "http://" + ln.Addr().String(), hc: &http.Client{Transport: tr, Timeout: 20 * time.Second}, clk: clk, logs: logs}
-}
-
-// lockedWriter serialises log writes from server goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return fmt.Sprint(w.w)
+	t.Cleanup(tr.CloseIdleConnections)
+	return &harness{t: t, s: s, url: "http://" + addr, hc: &http.Client{Transport: tr, Timeout: 20 * time.Second}, clk: clk, logs: logs}
 }
 
 // verifier checks the sandbox's evidence against its test roots and
 // collateral, pinned to its manifest.
 func (h *harness) verifier() *attest.Verifier {
 	h.t.Helper()
-	b := h.s.Backend()
-	items, err := b.Collateral()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	roots, err := attest.ParseTestRoots(b.RootsPEM())
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return &attest.Verifier{
-		Manifest: attest.ManifestPolicy{Mode: attest.ModePinned, Pinned: h.s.Manifest()},
-		Hardware: attest.HardwareOptions{Now: testNow, Collateral: mapSource(items), Roots: roots},
-	}
-}
-
-type mapSource map[string]attesttest.Response
-
-func (m mapSource) Collateral(_ context.Context, url string) (*attest.CollateralItem, error) {
-	r, ok := m[url]
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", url, attest.ErrCollateralNotFound)
-	}
-	return &attest.CollateralItem{URL: url, Header: r.Header.Clone(), Body: bytes.Clone(r.Body), FetchedAt: testNow.Add(-time.Hour), Source: "bundle"}, nil
+	return verifiertest.New(h.t, h.s.Backend(), h.s.Manifest(), testNow)
 }
 
 func (h *harness) client() *secret.Client {

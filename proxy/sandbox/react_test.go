@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/duo-confidential/duo-confidential/gateway/modeloutput"
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
 )
 
@@ -59,16 +60,16 @@ func TestReActConvention(t *testing.T) {
 				t.Fatalf("%q finish %q prompt %d", r.text(), r.finish, r.promptTokens)
 			}
 			// The gateway's parser reads it as intended.
-			st, err := prompts.ParseReAct(r.text())
+			st, err := modeloutput.ParseReAct(r.text())
 			if err != nil {
 				t.Fatal(err)
 			}
 			switch s := st.(type) {
-			case prompts.Action:
+			case modeloutput.Action:
 				if !strings.Contains(tc.want, "Action: "+s.Tool+"\n") {
 					t.Errorf("parsed %+v", s)
 				}
-			case prompts.FinalAnswer:
+			case modeloutput.FinalAnswer:
 				if "Final Answer: "+s.Text != tc.want {
 					t.Errorf("parsed %+v", s)
 				}

@@ -418,7 +418,7 @@ func TestSecretExpires(t *testing.T) {
 	if r := h.do(pathChat, &sec, chatBody("hi", "")); r.status != 200 {
 		t.Fatalf("%d", r.status)
 	}
-	h.clk.add(DefaultSecretTTL)
+	h.clk.Advance(DefaultSecretTTL)
 	r := h.do(pathChat, &sec, chatBody("hi", ""))
 	if r.status != 500 || string(r.body) != `{"error":{"message":"no secret for ID \"`+sec.ID+`\"","type":"","code":500}}` {
 		t.Fatalf("%d %s", r.status, r.body)

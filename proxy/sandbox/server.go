@@ -48,8 +48,8 @@ type Options struct {
 	// TokensPerSecond paces streamed tokens; 0 means as fast as possible.
 	TokensPerSecond float64
 	// FixedSecret, if set, is accepted on inference routes without an
-	// exchange (interop and benchmark mode; the spec allows this only for
-	// a sandbox). Exchanged secrets keep working alongside it.
+	// exchange (interop and benchmark mode; only a sandbox may accept
+	// such a secret). Exchanged secrets keep working alongside it.
 	FixedSecret *envelope.Secret
 	// Plaintext makes the inference routes accept and return plaintext
 	// OpenAI JSON and SSE without envelopes: the benchmark baseline.

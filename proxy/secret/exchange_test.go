@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/proxy/attest/attesttest"
+	"github.com/duo-confidential/duo-confidential/proxy/attest/verifiertest"
 )
 
 func TestIDGolden(t *testing.T) {
@@ -50,7 +51,7 @@ func responderExchanger(t *testing.T, r *Responder, alter func([]byte, *Exchange
 }
 
 func TestExchangeRoundTrip(t *testing.T) {
-	b := mustBackend(t)
+	b := verifiertest.Backend(t, testNow)
 	r := newResponder(t, b)
 	var server Secret
 	got, err := Exchange(context.Background(), responderExchanger(t, r, nil, &server), b.Coordinator.MeshCACert, testNow)
@@ -77,7 +78,7 @@ func TestExchangeRoundTrip(t *testing.T) {
 }
 
 func TestExchangeVerifyFailures(t *testing.T) {
-	b := mustBackend(t)
+	b := verifiertest.Backend(t, testNow)
 	r := newResponder(t, b)
 	otherCA, err := attesttest.NewCoordinator(testNow)
 	if err != nil {
@@ -211,7 +212,7 @@ func TestSecretRedaction(t *testing.T) {
 }
 
 func BenchmarkExchange(b *testing.B) {
-	be := mustBackend(b)
+	be := verifiertest.Backend(b, testNow)
 	r := newResponder(b, be)
 	ex := exchangerFunc(func(_ context.Context, pub []byte) (*ExchangeResponse, error) {
 		resp, _, err := r.Respond(pub)

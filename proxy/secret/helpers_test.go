@@ -1,10 +1,8 @@
 package secret
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/attest/attesttest"
+	"github.com/duo-confidential/duo-confidential/proxy/attest/verifiertest"
 )
 
 var testNow = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
@@ -23,52 +21,6 @@ const (
 	testAPIKey  = "pm-test-key-DO-NOT-LEAK-0123456789"
 	testVersion = "v1.40.0"
 )
-
-var testBackend = sync.OnceValues(func() (*attesttest.Backend, error) { return attesttest.NewBackend(testNow) })
-
-func mustBackend(t testing.TB) *attesttest.Backend {
-	t.Helper()
-	b, err := testBackend()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// mapSource serves collateral from memory, as a bundle would (the pattern
-// of proxy/attest/verifier_test.go).
-type mapSource struct {
-	items   map[string]attesttest.Response
-	fetched time.Time
-}
-
-func (m mapSource) Collateral(_ context.Context, url string) (*attest.CollateralItem, error) {
-	r, ok := m.items[url]
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", url, attest.ErrCollateralNotFound)
-	}
-	return &attest.CollateralItem{URL: url, Header: r.Header.Clone(), Body: bytes.Clone(r.Body), FetchedAt: m.fetched, Source: "bundle"}, nil
-}
-
-func newVerifier(t testing.TB, b *attesttest.Backend) *attest.Verifier {
-	t.Helper()
-	items, err := b.Collateral()
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots, err := attest.ParseTestRoots(b.RootsPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &attest.Verifier{
-		Manifest: attest.ManifestPolicy{Mode: attest.ModePinned, Pinned: b.TDXManifest},
-		Hardware: attest.HardwareOptions{
-			Now:        testNow,
-			Collateral: mapSource{items: items, fetched: testNow.Add(-time.Hour)},
-			Roots:      roots,
-		},
-	}
-}
 
 func newResponder(t testing.TB, b *attesttest.Backend) *Responder {
 	t.Helper()
@@ -101,7 +53,7 @@ type fakeAPI struct {
 
 func newFakeAPI(t testing.TB) *fakeAPI {
 	t.Helper()
-	b := mustBackend(t)
+	b := verifiertest.Backend(t, testNow)
 	f := &fakeAPI{b: b, responder: newResponder(t, b), store: map[string][KeySize]byte{}}
 	f.responder.OnSecret = func(s Secret) {
 		f.mu.Lock()
@@ -162,24 +114,6 @@ func (f *fakeAPI) client(t testing.TB) *Client {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// fakeClock is the Manager's injected clock; tests move it explicitly.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 // exchangerFunc adapts a function to Exchanger.

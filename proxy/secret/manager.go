@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/backoff"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 )
 
@@ -64,26 +65,11 @@ type Options struct {
 	OnChange func(Status)
 }
 
-// Backoff is exponential backoff with jitter: the n-th consecutive failure
-// waits min(Initial·2ⁿ⁻¹, Max), minus up to Jitter of that at random so
-// many proxies do not retry in lockstep.
-type Backoff struct {
-	Initial time.Duration // default 1s
-	Max     time.Duration // default 1m
-	// Jitter is the random fraction in [0,1]; 0 means 0.5, negative none.
-	Jitter float64
-}
-
-// delay returns the wait after the n-th consecutive failure (n ≥ 1); rnd is
-// uniform in [0,1).
-func (b Backoff) delay(n int, rnd float64) time.Duration {
-	d := b.Initial
-	for i := 1; i < n && d < b.Max; i++ {
-		d *= 2
-	}
-	d = min(d, b.Max)
-	return d - time.Duration(float64(d)*b.Jitter*rnd)
-}
+// Backoff is the retry schedule after failures (see internal/backoff): the
+// n-th consecutive failure waits min(Initial·2ⁿ⁻¹, Max), less up to Jitter
+// of that at random so many proxies do not retry in lockstep. Zero fields
+// take the Default* values; a negative Jitter disables jitter.
+type Backoff = backoff.Policy
 
 // Status is a snapshot of the Manager for readiness probes and the UI. It
 // never contains key material.
@@ -168,24 +154,12 @@ func NewManager(o Options) (*Manager, error) {
 	def(&o.SecretLifetime, DefaultSecretLifetime)
 	def(&o.RotateBefore, DefaultRotateBefore)
 	def(&o.ReattestInterval, DefaultReattestInterval)
-	def(&o.Backoff.Initial, DefaultBackoffInitial)
-	def(&o.Backoff.Max, DefaultBackoffMax)
-	switch {
-	case o.Backoff.Jitter == 0:
-		o.Backoff.Jitter = DefaultBackoffJitter
-	case o.Backoff.Jitter < 0:
-		o.Backoff.Jitter = 0
-	case o.Backoff.Jitter > 1:
-		o.Backoff.Jitter = 1
-	}
+	o.Backoff = o.Backoff.WithDefaults(Backoff{Initial: DefaultBackoffInitial, Max: DefaultBackoffMax, Jitter: DefaultBackoffJitter})
 	if o.SecretLifetime > DefaultServerTTL {
 		return nil, fmt.Errorf("secret manager: secret lifetime %s exceeds the server's %s lease", o.SecretLifetime, DefaultServerTTL)
 	}
 	if o.RotateBefore >= o.SecretLifetime {
 		return nil, fmt.Errorf("secret manager: rotate-before %s must be shorter than the secret lifetime %s", o.RotateBefore, o.SecretLifetime)
-	}
-	if o.Backoff.Max < o.Backoff.Initial {
-		o.Backoff.Max = o.Backoff.Initial
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -458,7 +432,7 @@ func (m *Manager) failedLocked(ctx context.Context, err error) time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.st.failures++
-	d := m.o.Backoff.delay(m.st.failures, m.rand())
+	d := m.o.Backoff.Delay(m.st.failures, m.rand())
 	if se, ok := errors.AsType[*StatusError](err); ok && se.RetryAfter > d {
 		d = min(se.RetryAfter, m.o.Backoff.Max)
 	}

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
+	"github.com/duo-confidential/duo-confidential/proxy/attest/verifiertest"
 )
 
 const (
@@ -21,7 +23,7 @@ const (
 
 type harness struct {
 	api   *fakeAPI
-	clock *fakeClock
+	clock *testutil.Clock
 	m     *Manager
 }
 
@@ -29,11 +31,11 @@ func newHarness(t *testing.T, tweak func(*Options)) *harness {
 	t.Helper()
 	api := newFakeAPI(t)
 	c := api.client(t)
-	clock := &fakeClock{t: testNow}
+	clock := testutil.NewClock(testNow)
 	o := Options{
 		Attester:         c,
 		Exchanger:        c,
-		Verifier:         newVerifier(t, api.b),
+		Verifier:         verifiertest.New(t, api.b, api.b.TDXManifest, testNow),
 		SecretLifetime:   testLifetime,
 		RotateBefore:     testRotate,
 		ReattestInterval: testReattest,
@@ -221,10 +223,10 @@ func TestManagerExchangeFailureBacksOff(t *testing.T) {
 
 func TestBackoffJitter(t *testing.T) {
 	b := Backoff{Initial: time.Second, Max: time.Minute, Jitter: 0.5}
-	if d := b.delay(1, 0.999); d < 500*time.Millisecond || d > time.Second {
+	if d := b.Delay(1, 0.999); d < 500*time.Millisecond || d > time.Second {
 		t.Errorf("jittered %s", d)
 	}
-	if d := b.delay(100, 0); d != time.Minute {
+	if d := b.Delay(100, 0); d != time.Minute {
 		t.Errorf("capped %s", d)
 	}
 }
@@ -358,7 +360,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 func TestNewManagerValidates(t *testing.T) {
 	api := newFakeAPI(t)
 	c := api.client(t)
-	v := newVerifier(t, api.b)
+	v := verifiertest.New(t, api.b, api.b.TDXManifest, testNow)
 	for _, o := range []Options{
 		{Exchanger: c, Verifier: v},
 		{Attester: c, Exchanger: c, Verifier: v, SecretLifetime: 2 * time.Hour},
@@ -396,7 +398,7 @@ func TestManagerTrustChangeForcesExchange(t *testing.T) {
 func BenchmarkCurrent(b *testing.B) {
 	api := newFakeAPI(b)
 	c := api.client(b)
-	m, err := NewManager(Options{Attester: c, Exchanger: c, Verifier: newVerifier(b, api.b), Now: func() time.Time { return testNow }})
+	m, err := NewManager(Options{Attester: c, Exchanger: c, Verifier: verifiertest.New(b, api.b, api.b.TDXManifest, testNow), Now: func() time.Time { return testNow }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -428,7 +430,7 @@ func BenchmarkExchangeLoopback(b *testing.B) {
 func BenchmarkAttestAndExchange(b *testing.B) {
 	api := newFakeAPI(b)
 	c := api.client(b)
-	v := newVerifier(b, api.b)
+	v := verifiertest.New(b, api.b, api.b.TDXManifest, testNow)
 	for b.Loop() {
 		m, err := NewManager(Options{Attester: c, Exchanger: c, Verifier: v, Now: func() time.Time { return testNow }})
 		if err != nil {

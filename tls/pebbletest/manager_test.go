@@ -15,7 +15,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/duo-confidential/duo-confidential/internal/logbuf"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 	"github.com/duo-confidential/duo-confidential/tls/pebbletest"
 )
@@ -170,9 +170,9 @@ func TestACMEHTTP01(t *testing.T) {
 
 // startManager builds and starts a Manager for the test's lifetime; the
 // buffer collects its logs.
-func startManager(t *testing.T, o apptls.Options) (*apptls.Manager, *logbuf.Buffer) {
+func startManager(t *testing.T, o apptls.Options) (*apptls.Manager, *testutil.LogBuffer) {
 	t.Helper()
-	logs := &logbuf.Buffer{}
+	logs := &testutil.LogBuffer{}
 	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if o.StateDir == "" {
 		o.StateDir = t.TempDir()

@@ -117,11 +117,11 @@ func (b *Backend) SNPDoc(nonce []byte, manifests [][]byte, mutate func(*SNPRepor
 	if mutate != nil {
 		mutate(&o)
 	}
-	att, err := b.SNP.Attestation(o, true)
+	att, err := b.SNP.Attestation(o)
 	if err != nil {
 		return nil, fmt.Errorf("sign SNP report: %w", err)
 	}
-	return b.Coordinator.Doc(EvidenceSNP, att, manifests, true)
+	return b.Coordinator.Doc(EvidenceSNP, att, manifests)
 }
 
 // tdxReference renders quote options as a Contrast TDX reference entry.
@@ -160,7 +160,7 @@ func (b *Backend) TDXDoc(nonce []byte, manifests [][]byte, mutate func(*TDXQuote
 	if err != nil {
 		return nil, fmt.Errorf("sign TDX quote: %w", err)
 	}
-	return b.Coordinator.Doc(EvidenceTDX, q, manifests, true)
+	return b.Coordinator.Doc(EvidenceTDX, q, manifests)
 }
 
 // Collateral returns every collateral response the backend's evidence

@@ -123,10 +123,10 @@ const (
 	EvidenceSNP = "snp"
 )
 
-// Doc assembles an attestation document in the wire JSON form. evidence is
-// the protobuf-marshalled QuoteV4 or sevsnp.Attestation; typed false omits
-// attestation_type, as older coordinators do.
-func (c *Coordinator) Doc(kind string, evidence []byte, manifests [][]byte, typed bool) ([]byte, error) {
+// Doc assembles an attestation document in the wire JSON form, with the
+// attestation_type of kind. evidence is the protobuf-marshalled QuoteV4 or
+// sevsnp.Attestation.
+func (c *Coordinator) Doc(kind string, evidence []byte, manifests [][]byte) ([]byte, error) {
 	d := map[string]any{
 		"version":             "v1.20.0-sandbox",
 		"raw_attestation_doc": evidence,
@@ -135,15 +135,13 @@ func (c *Coordinator) Doc(kind string, evidence []byte, manifests [][]byte, type
 		"root_ca":             c.RootCAPEM,
 		"mesh_ca":             c.MeshCAPEM,
 	}
-	if typed {
-		switch kind {
-		case EvidenceTDX:
-			d["attestation_type"] = []int{1, 3, 9901, 2, 2}
-		case EvidenceSNP:
-			d["attestation_type"] = []int{1, 3, 9901, 2, 1}
-		default:
-			return nil, fmt.Errorf("unknown evidence kind %q", kind)
-		}
+	switch kind {
+	case EvidenceTDX:
+		d["attestation_type"] = []int{1, 3, 9901, 2, 2}
+	case EvidenceSNP:
+		d["attestation_type"] = []int{1, 3, 9901, 2, 1}
+	default:
+		return nil, fmt.Errorf("unknown evidence kind %q", kind)
 	}
 	b, err := json.Marshal(d)
 	if err != nil {

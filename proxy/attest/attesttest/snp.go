@@ -43,7 +43,7 @@ var snpProductInfo = map[string]struct {
 }{
 	"Milan": {0x19, 0x01, 1, "Milan-B1"},
 	"Genoa": {0x19, 0x11, 1, "Genoa-B1"},
-	"Turin": {0x1A, 0x02, 0, "Turin-B0"},
+	"Turin": {0x1A, 0x02, 0, "Turin"}, // Turin VCEKs name the product line alone
 }
 
 // SNPAuthority is a throwaway AMD key hierarchy for one product line and one
@@ -91,6 +91,12 @@ func NewSNPAuthority(product string, now time.Time) (*SNPAuthority, error) {
 		return nil, fmt.Errorf("chip ID: %w", err)
 	}
 	a.tcb = SNPTCB(4, 0, 22, 213)
+	if product == "Turin" {
+		// Turin VCEKs are indexed by the first 8 bytes of CHIP_ID; the
+		// rest of the report's CHIP_ID is zero.
+		clear(a.chipID[8:])
+		a.tcb = SNPTurinTCB(1, 4, 0, 22, 213)
+	}
 	crl := kds.CrlLinkByRole(product, "ARK")
 	arkTmpl := &x509.Certificate{
 		SerialNumber:          snpSerial(),
@@ -129,6 +135,23 @@ func NewSNPAuthority(product string, now time.Time) (*SNPAuthority, error) {
 // SNPTCB composes a TCB_VERSION from bootloader, TEE, SNP and microcode SPLs.
 func SNPTCB(bl, tee, snp, ucode uint8) uint64 {
 	return uint64(ucode)<<56 | uint64(snp)<<48 | uint64(tee)<<8 | uint64(bl)
+}
+
+// SNPTurinTCB composes a Turin TCB_VERSION: FMC, bootloader, TEE and SNP
+// SPLs in bytes 0-3, microcode in byte 7.
+func SNPTurinTCB(fmc, bl, tee, snp, ucode uint8) uint64 {
+	return uint64(ucode)<<56 | uint64(snp)<<24 | uint64(tee)<<16 | uint64(bl)<<8 | uint64(fmc)
+}
+
+// SNPVCEKURL is the AMD KDS URL of a VCEK, spelled independently of the
+// verifier's so tests cross-check it: Turin indexes by the first 8 bytes
+// of CHIP_ID and adds fmcSPL.
+func SNPVCEKURL(product string, chipID []byte, tcb uint64) string {
+	if product != "Turin" {
+		return kds.VCEKCertURL(product, chipID, kds.TCBVersion(tcb))
+	}
+	return fmt.Sprintf("https://kdsintf.amd.com/vcek/v1/Turin/%x?fmcSPL=%d&blSPL=%d&teeSPL=%d&snpSPL=%d&ucodeSPL=%d",
+		chipID[:8], byte(tcb), byte(tcb>>8), byte(tcb>>16), byte(tcb>>24), byte(tcb>>56))
 }
 
 func snpSerial() *big.Int {
@@ -186,6 +209,9 @@ func (a *SNPAuthority) VCEKFor(tcb uint64) (*x509.Certificate, error) {
 		return c, nil
 	}
 	exts, err := snpVCEKExtensions(a.info.name, a.chipID[:], tcb)
+	if a.product == "Turin" {
+		exts, err = snpTurinVCEKExtensions(a.chipID[:8], tcb)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -207,19 +233,25 @@ func (a *SNPAuthority) VCEKFor(tcb uint64) (*x509.Certificate, error) {
 	return c, nil
 }
 
+// extensionAppender returns a function that DER-encodes v and appends it to
+// *exts as extension id.
+func extensionAppender(exts *[]pkix.Extension) func(id asn1.ObjectIdentifier, v any, params string) error {
+	return func(id asn1.ObjectIdentifier, v any, params string) error {
+		b, err := asn1.MarshalWithParams(v, params)
+		if err != nil {
+			return fmt.Errorf("encode extension %v: %w", id, err)
+		}
+		*exts = append(*exts, pkix.Extension{Id: id, Value: b})
+		return nil
+	}
+}
+
 // snpVCEKExtensions encodes the AMD KDS extensions: struct version, product
 // name (IA5String), the eight SPL integers and the hwid (OCTET STRING).
 func snpVCEKExtensions(productName string, hwid []byte, tcb uint64) ([]pkix.Extension, error) {
 	parts := kds.DecomposeTCBVersion(kds.TCBVersion(tcb))
 	var exts []pkix.Extension
-	add := func(id asn1.ObjectIdentifier, v any, params string) error {
-		b, err := asn1.MarshalWithParams(v, params)
-		if err != nil {
-			return fmt.Errorf("encode extension %v: %w", id, err)
-		}
-		exts = append(exts, pkix.Extension{Id: id, Value: b})
-		return nil
-	}
+	add := extensionAppender(&exts)
 	ints := []struct {
 		id asn1.ObjectIdentifier
 		v  uint8
@@ -240,6 +272,38 @@ func snpVCEKExtensions(productName string, hwid []byte, tcb uint64) ([]pkix.Exte
 	if err := add(kds.OidHwid, hwid, ""); err != nil {
 		return nil, err
 	}
+	return exts, nil
+}
+
+// OidFmcSpl is the Turin VCEK extension for the FMC SPL, which
+// go-sev-guest v0.15.0 does not know.
+var OidFmcSpl = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 9}
+
+// snpTurinVCEKExtensions encodes the KDS extensions the way AMD KDS does for
+// Turin (as in genuine Turin VCEKs): struct version, productName "Turin",
+// fmcSPL, bl/tee/snp SPLs, spl5-7 (no spl4), ucode SPL and an 8-byte hwID
+// as a bare value.
+func snpTurinVCEKExtensions(hwid []byte, tcb uint64) ([]pkix.Extension, error) {
+	var exts []pkix.Extension
+	add := extensionAppender(&exts)
+	if err := add(kds.OidStructVersion, 1, ""); err != nil {
+		return nil, err
+	}
+	if err := add(kds.OidProductName1, "Turin", "ia5"); err != nil {
+		return nil, err
+	}
+	for _, e := range []struct {
+		id asn1.ObjectIdentifier
+		v  byte
+	}{
+		{OidFmcSpl, byte(tcb)}, {kds.OidBlSpl, byte(tcb >> 8)}, {kds.OidTeeSpl, byte(tcb >> 16)}, {kds.OidSnpSpl, byte(tcb >> 24)},
+		{kds.OidSpl5, 0}, {kds.OidSpl6, 0}, {kds.OidSpl7, 0}, {kds.OidUcodeSpl, byte(tcb >> 56)},
+	} {
+		if err := add(e.id, int(e.v), ""); err != nil {
+			return nil, err
+		}
+	}
+	exts = append(exts, pkix.Extension{Id: kds.OidHwid, Value: append([]byte(nil), hwid...)})
 	return exts, nil
 }
 
@@ -327,9 +391,19 @@ func (a *SNPAuthority) Report(o SNPReportOptions) ([]byte, *x509.Certificate, er
 }
 
 // Attestation returns a protobuf-marshalled sevsnp.Attestation as Contrast
-// puts it in raw_attestation_doc: report, VCEK, ASK, ARK and, if withCRL, a
-// CRL (valid from the authority's creation time) in the extras.
-func (a *SNPAuthority) Attestation(o SNPReportOptions, withCRL bool) ([]byte, error) {
+// puts it in raw_attestation_doc: report, VCEK, ASK, ARK and a CRL (valid
+// from the authority's creation time) in the extras.
+func (a *SNPAuthority) Attestation(o SNPReportOptions) ([]byte, error) {
+	return a.attestation(o, true)
+}
+
+// AttestationWithoutCRL is Attestation with no CRL in the extras, as a
+// chain whose CRL must come from collateral.
+func (a *SNPAuthority) AttestationWithoutCRL(o SNPReportOptions) ([]byte, error) {
+	return a.attestation(o, false)
+}
+
+func (a *SNPAuthority) attestation(o SNPReportOptions, withCRL bool) ([]byte, error) {
 	raw, vcek, err := a.Report(o)
 	if err != nil {
 		return nil, err
@@ -392,7 +466,7 @@ func (a *SNPAuthority) Collateral(now time.Time) map[string]Response {
 	der := http.Header{"Content-Type": {"application/pkix-cert"}}
 	a.mu.Lock()
 	for tcb, c := range a.vceks {
-		out[kds.VCEKCertURL(a.product, a.chipID[:], kds.TCBVersion(tcb))] = Response{Header: der.Clone(), Body: c.Raw}
+		out[SNPVCEKURL(a.product, a.chipID[:], tcb)] = Response{Header: der.Clone(), Body: c.Raw}
 	}
 	a.mu.Unlock()
 	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.ask.Raw}),

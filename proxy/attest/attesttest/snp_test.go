@@ -5,6 +5,8 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,7 +33,14 @@ func snpVerify(a *SNPAuthority, att *spb.Attestation, roots *x509.Certificate) e
 	if _, err := vcek.Verify(x509.VerifyOptions{Roots: rp, Intermediates: ip, CurrentTime: snpTestNow}); err != nil {
 		return err
 	}
-	if _, err := kds.VcekCertificateExtensions(vcek); err != nil {
+	_, err = kds.VcekCertificateExtensions(vcek)
+	if a.Product() == "Turin" {
+		// go-sev-guest v0.15.0 cannot read Turin VCEKs (fmcSPL); this is
+		// the refusal genuine Turin VCEKs get, reproduced.
+		if err == nil || !strings.Contains(err.Error(), "not an AMD KDS OID 1.3.6.1.4.1.3704.1.3.9") && !strings.Contains(err.Error(), "not an AMD KDS OID: 1.3.6.1.4.1.3704.1.3.9") {
+			return fmt.Errorf("Turin VCEK: library said %v, want its fmcSPL refusal", err)
+		}
+	} else if err != nil {
 		return err
 	}
 	raw, err := abi.ReportToAbiBytes(att.Report)
@@ -58,7 +67,7 @@ func TestSNPAuthorityVerifiesWithLibrary(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := a.Attestation(SNPReportOptions{ReportData: [64]byte{1}}, true)
+			b, err := a.Attestation(SNPReportOptions{ReportData: [64]byte{1}})
 			if err != nil {
 				t.Fatal(err)
 			}

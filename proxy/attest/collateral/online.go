@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/backoff"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 )
 
@@ -177,7 +178,7 @@ func (o *Online) Collateral(ctx context.Context, url string) (*attest.Collateral
 		if retryAfter < 0 || attempt >= o.retries {
 			return nil, fetchError(url, err)
 		}
-		wait := backoff(attempt)
+		wait := retrySchedule.Delay(attempt+1, 0)
 		if retryAfter > 0 {
 			wait = min(retryAfter, o.maxRetryAfter)
 		}
@@ -187,6 +188,10 @@ func (o *Online) Collateral(ctx context.Context, url string) (*attest.Collateral
 		}
 	}
 }
+
+// retrySchedule spaces retries of one fetch: 1s, 2s, 4s, … capped at 30s,
+// without jitter (a Retry-After from the server takes precedence).
+var retrySchedule = backoff.Policy{Initial: time.Second, Max: 30 * time.Second}
 
 func fetchError(url string, err error) error {
 	return &attest.Error{Class: attest.ClassCollateral, Msg: "fetch " + url, Err: err}
@@ -250,12 +255,6 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
-}
-
-// backoff is 1s, 2s, 4s, … capped at 30s.
-func backoff(attempt int) time.Duration {
-	d := time.Second << min(attempt, 5)
-	return min(d, 30*time.Second)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

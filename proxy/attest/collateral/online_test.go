@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 )
 
@@ -34,10 +35,10 @@ type vendorServer struct {
 
 func newVendorServer(t *testing.T, h func(vs *vendorServer, w http.ResponseWriter, r *http.Request)) *vendorServer {
 	t.Helper()
-	ca := newTestCA(t)
-	der, key := ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), IntelPCSHost, IntelCertsHost, AMDKDSHost)
+	ca := testutil.NewCA(t, "collateral test CA", 24*time.Hour)
+	der, key := ca.Leaf(t, []string{IntelPCSHost, IntelCertsHost, AMDKDSHost}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	vs := &vendorServer{caFile: filepath.Join(t.TempDir(), "ca.pem")}
-	if err := os.WriteFile(vs.caFile, ca.pem(), 0o644); err != nil {
+	if err := os.WriteFile(vs.caFile, ca.PEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	vs.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

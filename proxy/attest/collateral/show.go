@@ -140,8 +140,12 @@ func nameURL(raw string) (Kind, string) {
 			if len(chip) > 16 {
 				chip = chip[:16] + "…"
 			}
-			return KindAMDVCEK, fmt.Sprintf("AMD VCEK (%s, chip %s, TCB bl=%s tee=%s snp=%s ucode=%s)",
-				product, chip, q.Get("blSPL"), q.Get("teeSPL"), q.Get("snpSPL"), q.Get("ucodeSPL"))
+			fmc := ""
+			if q.Has("fmcSPL") { // Turin
+				fmc = "fmc=" + q.Get("fmcSPL") + " "
+			}
+			return KindAMDVCEK, fmt.Sprintf("AMD VCEK (%s, chip %s, TCB %sbl=%s tee=%s snp=%s ucode=%s)",
+				product, chip, fmc, q.Get("blSPL"), q.Get("teeSPL"), q.Get("snpSPL"), q.Get("ucodeSPL"))
 		}
 	}
 	return KindUnknown, raw

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 )
 
@@ -24,6 +25,7 @@ func TestNameURL(t *testing.T) {
 		{pckCRLURL, KindPCKCRL, "PCK CRL (platform)"},
 		{IntelRootCACRLURL, KindIntelRootCRL, "Intel root CA CRL"},
 		{vcekURL, KindAMDVCEK, "AMD VCEK (Milan, chip 0123456789abcdef…, TCB bl=3 tee=0 snp=8 ucode=115)"},
+		{"https://kdsintf.amd.com/vcek/v1/Turin/1e550a8ee5cf9f4d?fmcSPL=0&blSPL=0&teeSPL=0&snpSPL=0&ucodeSPL=9", KindAMDVCEK, "AMD VCEK (Turin, chip 1e550a8ee5cf9f4d, TCB fmc=0 bl=0 tee=0 snp=0 ucode=9)"},
 		{chainURL, KindAMDCertChain, "AMD cert chain (Milan)"},
 		{amdCRLURL, KindAMDCRL, "AMD CRL (Milan)"},
 		{"https://kdsintf.amd.com/vlek/v1/Genoa/crl", KindAMDCRL, "AMD VLEK CRL (Genoa)"},
@@ -39,18 +41,18 @@ func TestNameURL(t *testing.T) {
 func TestInspectAndCheck(t *testing.T) {
 	now := time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)
 	day := 24 * time.Hour
-	ca := newTestCA(t)
-	vcek, _ := ca.leaf(t, now.Add(-365*day), now.Add(365*day))
-	expiredCert, _ := ca.leaf(t, now.Add(-365*day), now.Add(-day))
-	chainPEM := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: vcek}), ca.pem()...)
+	ca := testutil.NewCA(t, "collateral test CA", 24*time.Hour)
+	vcek, _ := ca.Leaf(t, nil, now.Add(-365*day), now.Add(365*day))
+	expiredCert, _ := ca.Leaf(t, nil, now.Add(-365*day), now.Add(-day))
+	chainPEM := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: vcek}), ca.PEM...)
 
 	b := New()
 	for _, it := range []*attest.CollateralItem{
 		item(tcbURL, tcbInfoJSON(now.Add(-day), now.Add(29*day)), now.Add(-day)),                                            // fresh
 		item(qeURL, qeIdentityJSON(now.Add(-10*day), now.Add(-time.Hour)), now.Add(-10*day)),                                // past nextUpdate
-		item(pckCRLURL, ca.crl(t, now.Add(-40*day), now.Add(20*day)), now.Add(-40*day)),                                     // too old
-		item(amdCRLURL, ca.crl(t, now.Add(-3*day), now.Add(-2*day)), now.Add(-3*day)),                                       // CRL expired
-		item(IntelRootCACRLURL, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: ca.crl(t, now, now.Add(day))}), now), // PEM CRL, fresh
+		item(pckCRLURL, ca.CRL(t, now.Add(-40*day), now.Add(20*day)), now.Add(-40*day)),                                     // too old
+		item(amdCRLURL, ca.CRL(t, now.Add(-3*day), now.Add(-2*day)), now.Add(-3*day)),                                       // CRL expired
+		item(IntelRootCACRLURL, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: ca.CRL(t, now, now.Add(day))}), now), // PEM CRL, fresh
 		item(vcekURL, vcek, now.Add(-2*day)),                                                                                // DER certificate, fresh
 		item(chainURL, chainPEM, now),                                                                                       // PEM chain, fresh
 		item("https://kdsintf.amd.com/vcek/v1/Genoa/cert_chain", expiredCert, now),                                          // certificate past NotAfter
@@ -74,8 +76,8 @@ func TestInspectAndCheck(t *testing.T) {
 		if i.URL == tcbURL && (!i.NextUpdate.Equal(now.Add(29*day)) || !i.IssueDate.Equal(now.Add(-day)) || i.Age != day) {
 			t.Errorf("TCB info dates: %+v", i)
 		}
-		if i.URL == chainURL && !i.NextUpdate.Equal(ca.cert.NotAfter) {
-			t.Errorf("chain validity ends %v, want the earliest NotAfter %v", i.NextUpdate, ca.cert.NotAfter)
+		if i.URL == chainURL && !i.NextUpdate.Equal(ca.Cert.NotAfter) {
+			t.Errorf("chain validity ends %v, want the earliest NotAfter %v", i.NextUpdate, ca.Cert.NotAfter)
 		}
 	}
 

@@ -9,10 +9,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math/big"
-	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 	"github.com/google/go-sev-guest/abi"
 )
 
@@ -57,7 +57,7 @@ type snpIDKeyGolden struct {
 }
 
 // TestKeyDigestGolden pins the derivation for one measurement and
-// policy. Regenerate with SNP_UPDATE_GOLDEN=1 only after checking the new
+// policy. Regenerate with -update only after checking the new
 // value against a real Contrast guest.
 func TestKeyDigestGolden(t *testing.T) {
 	path := filepath.Join("testdata", "golden.json")
@@ -72,24 +72,9 @@ func TestKeyDigestGolden(t *testing.T) {
 	}
 	block := snpIDBlock(m, pol)
 	got := snpIDKeyGolden{hex.EncodeToString(m[:]), abi.SnpPolicyToBytes(pol), hex.EncodeToString(block[:]), hex.EncodeToString(d[:])}
-	if os.Getenv("SNP_UPDATE_GOLDEN") == "1" {
-		b, _ := json.MarshalIndent(got, "", "  ")
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
+	b, err := json.MarshalIndent(got, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want snpIDKeyGolden
-	if err := json.Unmarshal(b, &want); err != nil {
-		t.Fatal(err)
-	}
-	if got != want {
-		t.Fatalf("got %+v\nwant %+v", got, want)
-	}
+	testutil.Golden(t, path, append(b, '\n'))
 }

@@ -1,8 +1,0 @@
-//go:build !unix
-
-package main
-
-import "io/fs"
-
-// fileOwner is unknown on this platform: ownership is not checked.
-func fileOwner(fs.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
