@@ -11,8 +11,8 @@ import (
 	"strings"
 )
 
-// Environment variables the release key may come from (KeySource.Env reads
-// them when no file is named).
+// Environment variables the release key and its passphrase may come from
+// (LoadKey reads them when KeySource names no file).
 const (
 	EnvKey        = "DUO_RELEASE_KEY"            // the OpenPGP secret key, armored
 	EnvPassphrase = "DUO_RELEASE_KEY_PASSPHRASE" // its passphrase, if it has one
@@ -22,7 +22,7 @@ const (
 // never part of the repository: a file on the release machine (an offline
 // medium) or an environment variable set by the release job.
 type KeySource struct {
-	File           string // armored or binary OpenPGP secret key; wins over Env
+	File           string // armored or binary OpenPGP secret key; wins over EnvKey
 	PassphraseFile string // file holding the passphrase; else EnvPassphrase
 }
 
