@@ -97,6 +97,16 @@ func (a *Appliance) adminSources() ui.Sources {
 		s.GitLabKeys = func() *jwks.Status { return a.GitLabKeys() }
 		s.Keys = func() *keys.Store { return a.Keys() }
 		s.TestConnection = a.front.gw.TestConnection
+		s.GitLabConnect = func(ctx context.Context, req ui.ConnectRequest) (string, bool, error) {
+			return a.ConnectGitLab(ctx, req.Token, ConnectOptions{Apply: req.Apply, KeepToken: req.KeepToken})
+		}
+	}
+	if a.gitlab != nil {
+		s.GitLabWatch, s.GitLabDrift = true, a.GitLabDrift
+	}
+	if a.agent != nil {
+		s.AgentPlatformReady = a.AgentPlatformReady
+		s.AgentPlatformSessions = a.agent.ActiveSessions
 	}
 	return s
 }
@@ -124,6 +134,9 @@ func (a *Appliance) adminSetup() ui.Setup {
 	scheme := "http://"
 	if su.HTTPS {
 		scheme = "https://"
+	}
+	if a.agent != nil {
+		su.AgentPlatformListen, su.AgentContextWindow = cfg.AgentPlatform.Listen, cfg.AgentPlatform.ContextWindow
 	}
 	if p := a.admin.gatewayAddr.Load(); p != nil {
 		su.GatewayListen = *p

@@ -9,7 +9,10 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
 
 	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/internal/bearer"
@@ -59,9 +62,17 @@ type Appliance struct {
 	secrets proxy.Secrets
 	proxy   *proxy.Server
 	front   *front // nil when gateway.gitlab_url is not set
-	certs   *apptls.Manager
-	serving chan struct{} // closed once every listener serves
-	admin   *adminPart
+	// agent is the Agent Platform service, nil when not configured;
+	// agentServing says RunListeners gave it a listener.
+	agent        *agentplatform.Service
+	agentServing atomic.Bool
+	certs        *apptls.Manager
+	serving      chan struct{} // closed once every listener serves
+	admin        *adminPart
+	gitlab       *gitlabWatch // nil unless gitlab_admin.watch
+	// trustLog is the verifier's trust log (nil with a fixed secret); GitLab
+	// drift events go into the same chain through the same instance.
+	trustLog *attest.TrustLog
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -179,9 +190,15 @@ func New(o Options) (*Appliance, error) {
 		if a.front, err = a.newFront(internal, po.Notice); err != nil {
 			return nil, err
 		}
+		if cfg.AgentPlatformEnabled() {
+			if a.agent, err = a.newAgentPlatform(); err != nil {
+				return nil, err
+			}
+		}
 	} else {
 		log.Info("gateway off: set gateway.gitlab_url to serve GitLab Duo")
 	}
+	a.gitlab = newGitLabWatch(cfg, o.GitLabClient, log, a.recordGitLab)
 	if err := a.buildAdmin(); err != nil {
 		return nil, err
 	}
@@ -196,6 +213,7 @@ func (a *Appliance) verifier() (*attest.Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.trustLog = tl
 	v := &attest.Verifier{TrustLog: tl}
 	v.Hardware.MaxCollateralAge = cfg.Attestation.Collateral.MaxAge
 	if v.Hardware.TCBPolicy, err = cfg.TCBPolicy(); err != nil {
@@ -251,6 +269,10 @@ func (a *Appliance) Status() *secret.Status {
 type Listeners struct {
 	Proxy   net.Listener
 	Gateway net.Listener
+	// AgentPlatform serves the gRPC Agent Platform (agent_platform.listen)
+	// when it is configured; nil serves none. The service does its own TLS
+	// (ALPN h2), so this listener is passed in plain.
+	AgentPlatform net.Listener
 	// Admin serves the admin UI, /api/status and /metrics (admin.listen);
 	// nil serves none.
 	Admin net.Listener
@@ -289,8 +311,14 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	if a.front != nil {
 		a.runFront(mctx, ls.Gateway, errc)
 	}
+	if a.agent != nil && ls.AgentPlatform != nil {
+		a.runAgentPlatform(ls.AgentPlatform, errc)
+	} else if a.agent != nil {
+		a.log.Info("agent platform configured but given no listener: not served")
+	}
 	a.serveAdmin(ls, errc)
 	close(a.serving)
+	a.gitlab.run(mctx) // after serving: GitLab's checks call back into the gateway
 	select {
 	case err := <-errc:
 		return err
@@ -300,6 +328,9 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	errs := []error{a.shutdownAdmin(dctx)}
+	// Agent sessions call the model through the gateway's client and the
+	// proxy: end them first.
+	a.shutdownAgentPlatform(dctx)
 	if a.front != nil {
 		if err := a.front.gw.Shutdown(dctx); err != nil {
 			errs = append(errs, fmt.Errorf("drain gateway: %w", err))

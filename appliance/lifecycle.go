@@ -9,7 +9,8 @@ func (a *Appliance) Serving() <-chan struct{} { return a.serving }
 
 // Readiness reports whether the whole appliance can serve Duo now: the
 // backend attested with a secret, the gateway (when configured) with
-// GitLab's keys and its models, and every certificate in place; if not,
+// GitLab's keys and its models (which the Agent Platform shares), and
+// every certificate in place; if not,
 // every reason, joined with "; ".
 func (a *Appliance) Readiness() (bool, string) {
 	var why []string

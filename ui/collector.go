@@ -3,6 +3,7 @@ package ui
 import (
 	"strings"
 
+	"github.com/duo-confidential/duo-confidential/gateway/gitlabconnect"
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,9 @@ var metricHelp = []struct {
 	{"duo_tls_certificate_expiry_seconds", "Seconds until each certificate expires, by its first name.", []string{"name", "issuer"}},
 	{"duo_tls_certificate_renewal_failing", "1 when the last attempt to obtain, renew or reload the certificate failed (it keeps serving until it expires).", []string{"name"}},
 	{"duo_tls_plaintext", "1 when the listeners serve plain HTTP (tls.source: off).", nil},
+	{"duo_gitlab_features", "GitLab Duo features by state as the drift watch last saw them: self_hosted (on this appliance's models), vendored, unassigned, other_model, disabled, hidden, not_served.", []string{"state"}},
+	{"duo_gitlab_drift_problems", "Problems the GitLab drift watch found in its last poll (features off this appliance, changed URLs, cloud probes).", nil},
+	{"duo_gitlab_watch_ok", "1 when the drift watch read GitLab and nothing drifted.", nil},
 }
 
 func newStateCollector(status func() *Status) *stateCollector {
@@ -151,6 +155,15 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		g("duo_tls_certificate_renewal_failing", b2f(cert.LastError != ""), name)
 	}
 	g("duo_tls_plaintext", b2f(st.TLS.Plaintext))
+	if d := st.GitLab; d != nil {
+		g("duo_gitlab_watch_ok", b2f(d.OK))
+		if d.Polled && d.Err == "" {
+			for _, state := range gitlabconnect.States {
+				g("duo_gitlab_features", float64(d.Counts[state]), state)
+			}
+			g("duo_gitlab_drift_problems", float64(len(d.Problems)))
+		}
+	}
 }
 
 func b2f(b bool) float64 {

@@ -60,6 +60,10 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path string) {
 		s.handleRotate(ctx, sess)
 		return
 	}
+	if page == "gitlab/connect" {
+		s.handleConnect(ctx, sess)
+		return
+	}
 	if !ctx.IsGet() && !ctx.IsHead() {
 		ctx.Error("Method Not Allowed", fasthttp.StatusMethodNotAllowed)
 		return
@@ -277,6 +281,7 @@ type view struct {
 	Status                       *Status
 	Now                          time.Time
 	Setup                        *setupView
+	Connect                      *connectView
 }
 
 // redirect answers 303 with a relative Location (fasthttp's Redirect

@@ -51,6 +51,7 @@ type fixtureOptions struct {
 	networks   []netip.Prefix
 	metricsOff bool // MetricsAuthNone
 	noPassword bool
+	sources    func(*Sources) // changes the fake sources before New
 }
 
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
@@ -74,8 +75,12 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	if fo.metricsOff {
 		auth = MetricsAuthNone
 	}
+	src := fixtureSources(store)
+	if fo.sources != nil {
+		fo.sources(&src)
+	}
 	o := Options{
-		Sources: fixtureSources(store), Registry: f.reg, PasswordFile: pw,
+		Sources: src, Registry: f.reg, PasswordFile: pw,
 		TokenSHA256: []string{digest(testToken)}, AllowedNetworks: fo.networks, MetricsAuth: auth,
 		Now: f.clock.Now,
 	}
@@ -131,7 +136,8 @@ func fixtureSources(store *keys.Store) Sources {
 			return Setup{GatewayEnabled: true, GitLabURL: "https://gitlab.example.com", ServiceName: "gitlab-ai-gateway",
 				GatewayListen: "0.0.0.0:5052", ProxyListen: "127.0.0.1:8080", ProxyTokens: false,
 				Models:      SetupModels{Default: "chat-large", CodeCompletions: "code-small", CodeGenerations: "code-small", DuoChat: "chat-large"},
-				ChatTimeout: time.Minute, CheckTimeout: 2500 * time.Millisecond}
+				ChatTimeout: time.Minute, CheckTimeout: 2500 * time.Millisecond,
+				AgentPlatformListen: "0.0.0.0:50052", AgentContextWindow: 32768, HTTPS: true}
 		},
 		TestConnection: func(context.Context) (string, time.Duration, error) {
 			return "chat-large", 0, errors.New("test fixture: no model")

@@ -33,6 +33,13 @@ type setupView struct {
 	GitLabTimeout string
 	CheckTimeout  string
 	Allowed       []string
+	// AgentURL is the Duo Agent Platform service URL (HOST:PORT, no
+	// scheme), "" when the Agent Platform is not served.
+	AgentURL     string
+	AgentWarning string
+	AgentModel   string
+	AgentWindow  int
+	AgentSecure  bool
 }
 
 // setupModel is one "Add self-hosted model" entry.
@@ -78,6 +85,14 @@ func (s *Server) setupView(ctx *fasthttp.RequestCtx) *setupView {
 	}
 	if isLoopbackHost(pxHost) {
 		v.ProxyWarning = "proxy.listen is a loopback address, so GitLab's gitlab:duo:verify_self_hosted_setup task cannot probe <endpoint>/v1/models from Rails (the gateway itself does not need it). To pass that check, listen on a reachable address; that requires proxy.inbound_token_sha256."
+	}
+	if su.AgentPlatformListen != "" {
+		agHost, agPort := splitListen(su.AgentPlatformListen, host)
+		v.AgentURL = net.JoinHostPort(agHost, agPort)
+		v.AgentModel, v.AgentWindow, v.AgentSecure = su.Models.DuoChat, su.AgentContextWindow, su.HTTPS
+		if isLoopbackHost(agHost) {
+			v.AgentWarning = "agent_platform.listen is a loopback address: GitLab's Rails and Workhorse cannot reach it. Set it to an address GitLab reaches (e.g. 0.0.0.0:50052)."
+		}
 	}
 	m := su.Models
 	v.Features = []setupFeature{

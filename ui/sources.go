@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/gateway/gitlabconnect"
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
 	"github.com/duo-confidential/duo-confidential/jwks"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
@@ -26,6 +27,11 @@ type Sources struct {
 	Trust func() *secret.Status
 	// GatewayReady reports whether the gateway can serve Duo and why not.
 	GatewayReady func() (bool, string)
+	// AgentPlatformReady reports whether the Agent Platform can run
+	// sessions and why not; nil when it is not configured.
+	AgentPlatformReady func() (bool, string)
+	// AgentPlatformSessions is the number of running sessions.
+	AgentPlatformSessions func() int
 	// GitLabKeys is the state of GitLab's key set; nil without gateway.
 	GitLabKeys func() *jwks.Status
 	// Keys is the gateway's self-signed key store; nil without gateway.
@@ -40,6 +46,25 @@ type Sources struct {
 	// TestConnection runs GitLab's Test connection check in-process: the
 	// model called, how long it took, and the failure.
 	TestConnection func(ctx context.Context) (model string, took time.Duration, err error)
+	// GitLabDrift is the GitLab drift watch's latest report; nil (or a nil
+	// func) when gitlab_admin.watch is off or it has not polled yet.
+	GitLabDrift func() *gitlabconnect.Report
+	// GitLabConnect runs `gitlab connect` with an admin's token and
+	// returns its report as text; nil without a gateway.
+	GitLabConnect func(ctx context.Context, req ConnectRequest) (text string, ok bool, err error)
+	// GitLabWatch reports whether gitlab_admin.watch is on.
+	GitLabWatch bool
+}
+
+// ConnectRequest is one Connect from the GitLab page.
+type ConnectRequest struct {
+	// Token is a GitLab administrator's personal access token (scope api).
+	// It is never logged or shown.
+	Token string
+	// Apply makes the changes (and verifies); otherwise only the plan.
+	Apply bool
+	// KeepToken keeps the token (0600, state directory) for the drift watch.
+	KeepToken bool
 }
 
 // TLSState is the TLS section of the status document, filled by the
@@ -101,6 +126,11 @@ type Setup struct {
 	CompletionFormat string
 	ChatTimeout      time.Duration
 	CheckTimeout     time.Duration
+	// AgentPlatformListen is the Agent Platform's HOST:PORT, "" when it is
+	// not served.
+	AgentPlatformListen string
+	// AgentContextWindow is agent_platform.context_window.
+	AgentContextWindow int
 }
 
 // SetupModels are the model ids serving each group of Duo features, with

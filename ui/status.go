@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/keys"
@@ -21,8 +22,13 @@ type Status struct {
 	Attestation *TrustState `json:"attestation"`
 	TrustLog    TrustLog    `json:"trust_log"`
 	Gateway     Gateway     `json:"gateway"`
-	TLS         TLSState    `json:"tls"`
-	Traffic     Traffic     `json:"traffic"`
+	// AgentPlatform is nil when the Agent Platform is not configured.
+	AgentPlatform *AgentPlatform `json:"agent_platform,omitempty"`
+	TLS           TLSState       `json:"tls"`
+	Traffic       Traffic        `json:"traffic"`
+	// GitLab is the drift watch's view of GitLab's Duo configuration; nil
+	// when gitlab_admin.watch is off.
+	GitLab *GitLabDrift `json:"gitlab,omitempty"`
 }
 
 // Component is one part's readiness, for the overview.
@@ -67,6 +73,13 @@ type TrustLog struct {
 // maxLogEntries bounds the trust log entries in the status document.
 const maxLogEntries = 50
 
+// AgentPlatform is the Agent Platform service's state.
+type AgentPlatform struct {
+	Ready    bool   `json:"ready"`
+	Reason   string `json:"reason,omitempty"`
+	Sessions int    `json:"sessions"`
+}
+
 // Gateway is the GitLab-facing half's state.
 type Gateway struct {
 	Enabled    bool           `json:"enabled"`
@@ -94,6 +107,14 @@ func buildStatus(src Sources, now time.Time, traffic *Traffic) *Status {
 	}
 	st.TrustLog = trustLog(src)
 	st.Gateway = gatewayState(src)
+	if src.AgentPlatformReady != nil {
+		ap := &AgentPlatform{}
+		ap.Ready, ap.Reason = src.AgentPlatformReady()
+		if src.AgentPlatformSessions != nil {
+			ap.Sessions = src.AgentPlatformSessions()
+		}
+		st.AgentPlatform = ap
+	}
 	st.TLS = TLSState{Reason: "TLS status is not available", Plaintext: true, Certificates: []CertState{}}
 	if src.TLS != nil {
 		st.TLS = src.TLS()
@@ -104,12 +125,17 @@ func buildStatus(src Sources, now time.Time, traffic *Traffic) *Status {
 	if traffic != nil {
 		st.Traffic = *traffic
 	}
+	st.GitLab = gitlabDrift(src)
 	st.Components = components(st, proxyReady, proxyWhy, now)
+	if c, ok := gitlabComponent(st.GitLab, now); ok {
+		st.Components = append(st.Components, c)
+	}
 	st.Ready = true
 	for _, c := range st.Components {
 		// TLS health is reported, not required: plaintext on loopback is a
 		// valid setup. Without a gateway there is nothing to wait for.
-		if !c.Ready && c.Name != "tls" && (c.Name != "models" || st.Gateway.Enabled) {
+		// GitLab drift is a warning: the appliance itself can serve.
+		if !c.Ready && c.Name != "tls" && c.Name != "gitlab" && (c.Name != "models" || st.Gateway.Enabled) {
 			st.Ready = false
 		}
 	}
@@ -233,6 +259,13 @@ func components(st *Status, proxyReady bool, proxyWhy string, now time.Time) []C
 		out = append(out, keys, models)
 	} else {
 		out = append(out, Component{Name: "models", Title: "Gateway and models", Detail: "the gateway is not configured: set gateway.gitlab_url"})
+	}
+	if ap := st.AgentPlatform; ap != nil {
+		c := Component{Name: "agent_platform", Title: "Agent Platform", Ready: ap.Ready, Detail: ap.Reason}
+		if ap.Ready {
+			c.Detail = fmt.Sprintf("serving Agentic Chat; %s running", plural(uint64(ap.Sessions), " session"))
+		}
+		out = append(out, c)
 	}
 	tls := Component{Name: "tls", Title: "TLS", Ready: st.TLS.Ready, Detail: st.TLS.Reason}
 	if st.TLS.Ready && tls.Detail == "" {

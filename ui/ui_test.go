@@ -13,10 +13,11 @@ import (
 var pageWants = map[string][]string{
 	"/admin/":            {"<h1>Overview</h1>", "Attestation", "tdx evidence accepted 10m ago", "2 keys loaded", "v1.2.3-test"},
 	"/admin/attestation": {"MRTD", "UpToDate", "SWHardeningNeeded", "INTEL-SA-00615", "accepted by operator policy", "TDX TCB info", "hash chain verified", "stale", strings.Repeat("a", 64)},
-	"/admin/gitlab":      {"Local AI Gateway URL", "custom_openai/code-small", "custom_openai/chat-large", "Indirect connections", "model_configuration%2Fcheck", "test fixture: no model"},
-	"/admin/keys":        {"Rotate signing key", "signing", "2048 bits", "oauth/discovery/keys"},
-	"/admin/tls":         {"duo.example.com, 10.0.0.5", "duo-confidential internal CA", "soon"},
-	"/admin/traffic":     {"GitLab AI gateway", "Attesting proxy", "No requests yet."},
+	"/admin/gitlab": {"Local AI Gateway URL", "custom_openai/code-small", "custom_openai/chat-large", "Indirect connections", "model_configuration%2Fcheck", "test fixture: no model",
+		"Local Duo Agent Platform service URL", "DUO_AGENT_PLATFORM_SERVICE_SECURE=true", "Workhorse trusts only the system roots", "update-ca-certificates", "Agentic Chat"},
+	"/admin/keys":    {"Rotate signing key", "signing", "2048 bits", "oauth/discovery/keys"},
+	"/admin/tls":     {"duo.example.com, 10.0.0.5", "duo-confidential internal CA", "soon"},
+	"/admin/traffic": {"GitLab AI gateway", "Attesting proxy", "No requests yet."},
 }
 
 func TestEveryPageNeedsLogin(t *testing.T) {
@@ -243,5 +244,35 @@ func TestPasswordFile(t *testing.T) {
 		if ok, err := checkPassword(p, []byte(tc.pw)); ok != tc.want || err != nil {
 			t.Errorf("checkPassword(%q) = %v, %v", tc.pw, ok, err)
 		}
+	}
+}
+
+// TestAgentPlatformComponent: a configured Agent Platform is one overview
+// line with its sessions, and its reason when it cannot serve.
+func TestAgentPlatformComponent(t *testing.T) {
+	for _, c := range []struct {
+		ready  bool
+		reason string
+		want   string
+	}{
+		{true, "", "serving Agentic Chat; 3 sessions running"},
+		{false, "waiting for GitLab keys", "waiting for GitLab keys"},
+	} {
+		st := buildStatus(Sources{
+			AgentPlatformReady:    func() (bool, string) { return c.ready, c.reason },
+			AgentPlatformSessions: func() int { return 3 },
+		}, time.Now(), nil)
+		var got *Component
+		for i := range st.Components {
+			if st.Components[i].Name == "agent_platform" {
+				got = &st.Components[i]
+			}
+		}
+		if got == nil || got.Ready != c.ready || got.Detail != c.want || st.AgentPlatform.Sessions != 3 {
+			t.Fatalf("component %+v, status %+v", got, st.AgentPlatform)
+		}
+	}
+	if st := buildStatus(Sources{}, time.Now(), nil); st.AgentPlatform != nil {
+		t.Fatal("an unconfigured Agent Platform shows up")
 	}
 }

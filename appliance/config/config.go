@@ -79,8 +79,11 @@ type Config struct {
 	Attestation AttestationConfig `yaml:"attestation"`
 	Proxy       ProxyConfig       `yaml:"proxy"`
 	Gateway     GatewayConfig     `yaml:"gateway"`
-	TLS         TLSConfig         `yaml:"tls"`
-	Admin       AdminConfig       `yaml:"admin"`
+	// AgentPlatform is the gRPC Agent Platform service (agent_platform).
+	AgentPlatform AgentPlatformConfig `yaml:"agent_platform"`
+	TLS           TLSConfig           `yaml:"tls"`
+	Admin         AdminConfig         `yaml:"admin"`
+	GitLabAdmin   GitLabAdminConfig   `yaml:"gitlab_admin"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
 	// value came from ("config.yaml:12" or "env DUO_CONFIDENTIAL_..."), so
@@ -313,6 +316,12 @@ func baseDefaults() *Config {
 				Check:       DefaultGatewayCheck,
 			},
 		},
+		AgentPlatform: AgentPlatformConfig{
+			Listen:        DefaultAgentPlatformListen,
+			ContextWindow: DefaultAgentPlatformContextWindow,
+			MaxSessions:   DefaultAgentPlatformMaxSessions,
+			IdleTimeout:   DefaultAgentPlatformIdleTimeout,
+		},
 		TLS: TLSConfig{
 			Source:  DefaultTLSSource,
 			ACME:    ACMEConfig{Directory: DefaultACMEDirectory, RenewalInfo: true},
@@ -323,6 +332,10 @@ func baseDefaults() *Config {
 			Listen:         DefaultAdminListen,
 			MetricsAuth:    DefaultAdminMetricsAuth,
 			SessionTimeout: DefaultAdminSessionTimeout,
+		},
+		GitLabAdmin: GitLabAdminConfig{
+			ModelFamily:  DefaultGitLabAdminModelFamily,
+			PollInterval: DefaultGitLabAdminPollInterval,
 		},
 	}
 }

@@ -69,8 +69,10 @@ func (c *Config) Validate() error {
 	v.collateral()
 	v.proxy()
 	v.gateway()
+	v.agentPlatform()
 	v.tls()
 	v.admin()
+	v.gitlabAdmin()
 	return errors.Join(v.errs...)
 }
 

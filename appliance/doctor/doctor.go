@@ -97,6 +97,8 @@ func (e *env) checks() []doctorCheck {
 		{name: "gateway-host", needs: []string{"tls-gateway"}, online: true, run: e.checkGatewayHost},
 		{name: "gateway-healthz", needs: []string{"tls-gateway"}, online: true, run: e.checkGatewayHealthz},
 		{name: "gateway-ready", needs: []string{"tls-gateway"}, online: true, run: e.checkGatewayReady},
+		{name: "agent-tls", needs: cfg, online: true, applies: e.agentOn, run: e.checkAgentSystemRoots},
+		{name: "agent-listtools", needs: cfg, online: true, applies: e.agentOn, timeout: 30 * time.Second, run: e.checkAgentListTools},
 		{name: "gitlab-probes", needs: cfg, applies: e.gatewayOn(statusSkip), run: e.checkGitLabProbes},
 	}
 }

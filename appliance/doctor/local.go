@@ -296,7 +296,11 @@ func (e *env) checkTrustLog(context.Context) checkResult {
 	if len(entries) == 0 {
 		return pass("%s: no entries yet (nothing attested on this machine so far)", tl.Path())
 	}
-	last := entries[len(entries)-1]
+	att := attest.Attestations(entries)
+	if len(att) == 0 {
+		return pass("%s: %d %s (events only), hash chain intact; nothing attested on this machine so far", tl.Path(), len(entries), wording.Plural(len(entries), "entry", "entries"))
+	}
+	last := att[len(att)-1]
 	return pass("%s: %d %s, hash chain intact; last %s %s at %s, manifest %s…", tl.Path(), len(entries), wording.Plural(len(entries), "entry", "entries"),
 		last.Verdict, last.Platform, last.Time.UTC().Format(time.RFC3339), short12(last.ManifestSHA256))
 }

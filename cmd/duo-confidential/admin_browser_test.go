@@ -56,6 +56,7 @@ func artifactsDir(t *testing.T) string {
 // demoProc is `duo-confidential demo` running, with what it printed.
 type demoProc struct {
 	admin, proxy, gateway, headers, password string
+	out                                      string       // what it printed
 	client                                   *http.Client // trusts the demo's local CA
 	spki                                     string       // base64 SHA-256 of the admin leaf's public key
 }
@@ -81,7 +82,7 @@ func startDemo(t *testing.T) *demoProc {
 		}
 		return m[1]
 	}
-	d := &demoProc{admin: find(reAdmin), password: find(rePassword), proxy: find(reProxy), gateway: find(reGateway), headers: find(reHeaders)}
+	d := &demoProc{admin: find(reAdmin), password: find(rePassword), proxy: find(reProxy), gateway: find(reGateway), headers: find(reHeaders), out: out}
 	d.client = localCAClient(t, filepath.Dir(filepath.Dir(find(reCA))))
 	// Chromium gets no trust store of ours: it is told to accept exactly
 	// the admin listener's certificate, which Go verified against the CA.
@@ -310,6 +311,8 @@ func TestAdminUIInBrowser(t *testing.T) {
 	}
 	shot(t, ctx, dir, "traffic-live")
 	lowContrast(t, ctx, "traffic (live)")
+
+	t.Run("GitLab connect and drift", func(t *testing.T) { adminGitLabConnect(t, ctx, d, d.out, dir) })
 
 	// Signing out ends the session.
 	if err := chromedp.Do(ctx,

@@ -31,6 +31,8 @@ type DemoCmd struct {
 	Check    bool   `help:"Send a chat request through the proxy and the printed gateway requests, print the answers and exit (a smoke test)."`
 	// AdminListen is empty by default: 127.0.0.1:5053, or a free port with --check.
 	AdminListen string `name:"admin-listen" help:"Address of the demo admin UI (default 127.0.0.1:5053; a free port with --check)."`
+	// AgentListen is empty by default: 127.0.0.1:50052, or a free port with --check.
+	AgentListen string `name:"agent-platform-listen" help:"Address of the demo Agent Platform (gRPC; default 127.0.0.1:50052; a free port with --check)."`
 }
 
 const demoBanner = `================================================================
@@ -80,7 +82,11 @@ func (c *DemoCmd) Run(g *Globals) error {
 	if err != nil {
 		return fmt.Errorf("demo GitLab listener: %w", err)
 	}
-	gitlab, err := gitlabtest.Serve(iss, iln)
+	api, err := newDemoAPI()
+	if err != nil {
+		return err
+	}
+	gitlab, err := gitlabtest.ServeWithAPI(iss, api, iln)
 	if err != nil {
 		return err
 	}
@@ -98,11 +104,12 @@ func (c *DemoCmd) Run(g *Globals) error {
 		return err
 	}
 	defer aln.Close()
-	a, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: version, Sandbox: trust,
-		APIKey: sandboxAPIKey, GitLabClient: gitlab.Client})
+	agln, err := c.demoAgentListener()
 	if err != nil {
 		return err
 	}
+	defer agln.Close()
+	cfg.AgentPlatform.Listen = agln.Addr().String()
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (choose another address with --listen)", c.Listen, err)
@@ -112,11 +119,29 @@ func (c *DemoCmd) Run(g *Globals) error {
 		ln.Close()
 		return fmt.Errorf("listen on %s: %w (choose another address with --gateway-listen)", c.Gateway, err)
 	}
+	connect, err := setupDemoGitLab(cfg, gln.Addr(), ln.Addr())
+	if err != nil {
+		return err
+	}
+	a, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: version, Sandbox: trust,
+		APIKey: sandboxAPIKey, GitLabClient: gitlab.Client})
+	if err != nil {
+		ln.Close()
+		gln.Close()
+		return err
+	}
+	client, curl, err := demoClient(a)
+	if err != nil {
+		return err
+	}
+	if err := connect.serveAdminAPI(cfg, iss, gitlab, client); err != nil {
+		return err
+	}
 	ctx, stop := context.WithCancel(g.Context())
 	defer stop()
 	done := make(chan error, 1)
 	go func() {
-		done <- a.RunListeners(ctx, appliance.Listeners{Proxy: ln, Gateway: gln, Admin: aln}, 5*time.Second)
+		done <- a.RunListeners(ctx, appliance.Listeners{Proxy: ln, Gateway: gln, AgentPlatform: agln, Admin: aln}, 5*time.Second)
 	}()
 	if err := waitReady(ctx, a.GatewayReady, 30*time.Second); err != nil {
 		return err
@@ -126,11 +151,15 @@ func (c *DemoCmd) Run(g *Globals) error {
 		return err
 	}
 	go refreshDemoHeaders(ctx, state, iss)
-	gwBase, base, adminBase := a.URL(gln), a.URL(ln), a.URL(aln)
-	client, curl, err := demoClient(a)
+	agentMD, err := demoAgentMetadata(iss, api.Token)
 	if err != nil {
 		return err
 	}
+	agentHeaders, gitlabCA, err := writeDemoAgentFiles(state, agentMD, gitlab.CertPEM)
+	if err != nil {
+		return err
+	}
+	gwBase, base, adminBase := a.URL(gln), a.URL(ln), a.URL(aln)
 	fmt.Fprint(out, demoBanner)
 	if st := a.Status(); st != nil && st.Attestation != nil {
 		fmt.Fprintf(out, "\nThe proxy attested the sandbox backend (%s) before accepting requests:\n\n", c.Platform)
@@ -144,6 +173,12 @@ func (c *DemoCmd) Run(g *Globals) error {
 			fmt.Fprintf(out, "\nA chat request went through the proxy, encrypted to the sandbox:\n%s\n", reply)
 			if err = checkDemoGateway(out, client, gwBase, rails); err == nil {
 				err = checkDemoAdmin(out, client, adminBase, adminPassword)
+			}
+			if err == nil {
+				err = checkDemoAgent(ctx, out, a, agln.Addr().String(), agentMD, api)
+			}
+			if err == nil {
+				err = connect.check(ctx, out, cfg, gitlab.Client)
 			}
 		} else {
 			err = fmt.Errorf("demo request through the proxy: %w", err)
@@ -175,6 +210,8 @@ The proxy listens on %[1]s (OpenAI-compatible). Try, in another terminal:
 `, base, sandbox.ModelChat, sandbox.ModelCode, sandbox.ModelEmbed, a.CACertificateFile(), curl)
 	printDemoGateway(out, gwBase, headers, curl)
 	printDemoAdmin(out, adminBase, adminPassword)
+	printDemoAgent(out, a, agln.Addr().String(), agentHeaders, gitlab.URL, gitlabCA)
+	connect.print(out)
 	fmt.Fprint(out, "\nEverything above is a sandbox: NOT CONFIDENTIAL. Press Ctrl-C to stop.\n")
 	return <-done
 }

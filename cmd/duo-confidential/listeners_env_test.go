@@ -118,6 +118,20 @@ func (e *listenersEnv) url(addr string) string {
 // configuration, and waits until the proxy and the gateway are ready.
 func startListenersEnv(t *testing.T, extra string, wrap func(http.Handler) http.Handler) *listenersEnv {
 	t.Helper()
+	e := launchListenersEnv(t, extra, wrap)
+	e.waitOK(e.url(e.gwAddr)+"/monitoring/ready", nil)
+	return e
+}
+
+// startListenersEnvNoWait is startListenersEnv for a GitLab that may be
+// down: it waits for the proxy only.
+func startListenersEnvNoWait(t *testing.T, wrap func(http.Handler) http.Handler) *listenersEnv {
+	t.Helper()
+	return launchListenersEnv(t, "", wrap)
+}
+
+func launchListenersEnv(t *testing.T, extra string, wrap func(http.Handler) http.Handler) *listenersEnv {
+	t.Helper()
 	dir := startSandboxProc(t)
 	e := &listenersEnv{t: t, backend: interpose(t, dir)}
 	var err error
@@ -169,7 +183,6 @@ admin:
 	e.roots = x509.NewCertPool()
 	e.roots.AppendCertsFromPEM(pemCA)
 	e.waitOK(e.url(e.proxyAddr)+"/readyz", nil)
-	e.waitOK(e.url(e.gwAddr)+"/monitoring/ready", nil)
 	return e
 }
 

@@ -54,6 +54,8 @@ type CLI struct {
 	Keys                KeysCmd   `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
 	TLS                 TLSCmd    `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
 	Admin               AdminCmd  `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
+	Agent               AgentCmd  `cmd:"" help:"Agent Platform client: play Workhorse for an Agentic Chat message."`
+	GitLab              GitLabCmd `cmd:"" name:"gitlab" help:"Connect GitLab Duo Self-Hosted to this appliance through GitLab's admin API, and verify it."`
 	Doctor              DoctorCmd `cmd:"" help:"Check the installation: configuration, state, TLS, GitLab, attestation and the running appliance (PASS/WARN/FAIL/SKIP with fixes)."`
 }
 

@@ -81,6 +81,12 @@ func (c *ServeCmd) Run(g *Globals) error {
 			return fmt.Errorf("listen on %s (gateway.listen): %w", cfg.Gateway.Listen, err)
 		}
 	}
+	if cfg.AgentPlatformEnabled() {
+		if ls.AgentPlatform, err = net.Listen("tcp", cfg.AgentPlatform.Listen); err != nil {
+			closeListeners(ls)
+			return fmt.Errorf("listen on %s (agent_platform.listen): %w", cfg.AgentPlatform.Listen, err)
+		}
+	}
 	stopReload := reloadOnHangup(g.Context(), a, g.Logger())
 	defer stopReload()
 	stopSystemd, systemdDone := make(chan struct{}), make(chan struct{})
@@ -211,7 +217,7 @@ func listenAdmin(cfg *config.Config) (net.Listener, error) {
 
 // closeListeners closes the listeners opened so far.
 func closeListeners(ls appliance.Listeners) {
-	for _, ln := range []net.Listener{ls.Proxy, ls.Gateway, ls.Admin} {
+	for _, ln := range []net.Listener{ls.Proxy, ls.Gateway, ls.AgentPlatform, ls.Admin} {
 		if ln != nil {
 			ln.Close()
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,6 +48,10 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 	}
 	// Parallel appliances must not all claim the admin UI's default port.
 	p.cmd.Env = append(p.cmd.Env, config.EnvPrefix+"ADMIN_LISTEN=127.0.0.1:0")
+	// ... nor the Agent Platform's (unless the test chose an address).
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, config.EnvPrefix+"AGENT_PLATFORM_LISTEN=") }) {
+		p.cmd.Env = append(p.cmd.Env, config.EnvPrefix+"AGENT_PLATFORM_LISTEN=127.0.0.1:0")
+	}
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -34,6 +35,10 @@ type Signer struct {
 	Audience string // aud; empty means Issuer (GitLab: iss = aud = service name)
 	TTL      time.Duration
 	Now      func() time.Time
+	// Scopes are the unit primitives a minted token may carry (the
+	// caller's scopes ∩ these); nil means UserAccessTokenScopes. The Agent
+	// Platform's GenerateToken passes its own primitives.
+	Scopes []string
 }
 
 // UserAccessToken mints the token of POST /v1/code/user_access_token for the
@@ -59,14 +64,18 @@ func (s *Signer) UserAccessToken(c *Claims, extra map[string]any) (token string,
 	if c.SelfIssued || (s.Issuer != "" && c.Issuer == s.Issuer) {
 		return deny("caller token was issued by this gateway")
 	}
+	allowed := s.Scopes
+	if allowed == nil {
+		allowed = UserAccessTokenScopes
+	}
 	var scopes []string
-	for _, sc := range UserAccessTokenScopes {
+	for _, sc := range allowed {
 		if c.HasScope(sc) {
 			scopes = append(scopes, sc)
 		}
 	}
 	if len(scopes) == 0 {
-		return deny("caller has neither complete_code nor ai_gateway_model_provider_proxy")
+		return deny("caller has none of the scopes " + strings.Join(allowed, ", "))
 	}
 	if c.GlobalUserID == "" {
 		return deny("no global user id")

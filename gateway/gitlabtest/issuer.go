@@ -150,6 +150,7 @@ type Issuer struct {
 	keys   []signingKey // newest first; keys[0] signs
 	jwks   []byte
 	down   bool
+	admin  *Admin // the admin API stand-in, if any (SetAdmin)
 }
 
 // New returns a demo issuer with one signing key. Unless Options.URL is
@@ -460,6 +461,10 @@ func (i *Issuer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case prefix + JWKSPath:
 		isJWKS = true
 	default:
+		if h := i.adminRoute(prefix, r.URL.Path); h != nil {
+			h.ServeHTTP(w, r)
+			return
+		}
 		http.NotFound(w, r)
 		return
 	}

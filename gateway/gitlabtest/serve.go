@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -36,6 +37,26 @@ type Server struct {
 // Serve serves iss on ln over TLS with a fresh self-signed certificate for
 // ln's address, and sets iss's URL to it.
 func Serve(iss *Issuer, ln net.Listener) (*Server, error) {
+	return serveTLS(iss, iss.Handler(), ln)
+}
+
+// ServeWithAPI is Serve plus the demo REST/GraphQL API under /api/, so the
+// Agent Platform's executor-tunnelled calls reach the same demo GitLab.
+func ServeWithAPI(iss *Issuer, api *API, ln net.Listener) (*Server, error) {
+	// The demo API (the user's token, as the executor sends it) and the
+	// admin API stand-in (an admin's token, `gitlab connect`) share
+	// /api/graphql and /api/v4/user, as on a real GitLab: the token decides.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") && r.Header.Get("Authorization") == "Bearer "+api.Token {
+			api.ServeHTTP(w, r)
+			return
+		}
+		iss.Handler().ServeHTTP(w, r)
+	})
+	return serveTLS(iss, h, ln)
+}
+
+func serveTLS(iss *Issuer, h http.Handler, ln net.Listener) (*Server, error) {
 	host, _, err := net.SplitHostPort(ln.Addr().String())
 	if err != nil {
 		return nil, fmt.Errorf("demo issuer address: %w", err)
@@ -56,7 +77,7 @@ func Serve(iss *Issuer, ln net.Listener) (*Server, error) {
 			Proxy:           nil, // loopback: never through an HTTPS_PROXY
 		}},
 		srv: &http.Server{
-			Handler:           iss.Handler(),
+			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
 			TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 			ErrorLog:          nil,

@@ -197,6 +197,10 @@ func (c *Client) Chat(ctx context.Context, r ChatRequest) (Result, error) {
 	if len(out.Choices) > 0 {
 		res.Text = out.Choices[0].Message.Content
 		res.FinishReason = out.Choices[0].FinishReason
+		res.ToolCalls = out.Choices[0].Message.ToolCalls
+		if len(res.ToolCalls) > MaxToolCalls {
+			return Result{}, &Error{Status: http.StatusBadGateway, Type: errTypeUpstream, Message: "the model made more than " + strconv.Itoa(MaxToolCalls) + " tool calls"}
+		}
 	}
 	return res, nil
 }
@@ -244,21 +248,42 @@ func (c *Client) CompleteStream(ctx context.Context, r CompletionRequest, onDelt
 
 // Models returns the ids /v1/models lists, in its order.
 func (c *Client) Models(ctx context.Context) ([]string, error) {
+	infos, err := c.ModelInfos(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(infos))
+	for _, m := range infos {
+		ids = append(ids, m.ID)
+	}
+	return ids, nil
+}
+
+// ModelInfo is one entry of /v1/models: its id and, where the backend
+// says (Privatemode does), its tasks ("generate", "tool_calling", …).
+type ModelInfo struct {
+	ID    string
+	Tasks []string
+}
+
+// ModelInfos returns the entries /v1/models lists, in its order.
+func (c *Client) ModelInfos(ctx context.Context) ([]ModelInfo, error) {
 	var out struct {
 		Data []struct {
-			ID string `json:"id"`
+			ID    string   `json:"id"`
+			Tasks []string `json:"tasks"`
 		} `json:"data"`
 	}
 	if err := c.unary(ctx, c.request(ctx, http.MethodGet, c.modelsURL, c.hdrGet, nil), &out); err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(out.Data))
+	infos := make([]ModelInfo, 0, len(out.Data))
 	for _, d := range out.Data {
 		if d.ID != "" {
-			ids = append(ids, d.ID)
+			infos = append(infos, ModelInfo{ID: d.ID, Tasks: d.Tasks})
 		}
 	}
-	return ids, nil
+	return infos, nil
 }
 
 // request builds a request without http.NewRequest's URL parse and header
@@ -300,7 +325,8 @@ type unaryResponse struct {
 	Model   string `json:"model"`
 	Choices []struct {
 		Message struct {
-			Content string `json:"content"`
+			Content   string     `json:"content"`
+			ToolCalls []ToolCall `json:"tool_calls"`
 		} `json:"message"`
 		Text         string `json:"text"`
 		FinishReason string `json:"finish_reason"`
@@ -561,7 +587,8 @@ type chunk struct {
 type chunkChoice struct {
 	Index int `json:"index"`
 	Delta struct {
-		Content string `json:"content"`
+		Content   string          `json:"content"`
+		ToolCalls []toolCallDelta `json:"tool_calls"`
 	} `json:"delta"`
 	Text         string `json:"text"`
 	FinishReason string `json:"finish_reason"`
@@ -605,7 +632,52 @@ func applyChunk(data []byte, legacy bool, ch *chunk, res *Result) (string, error
 		if legacy {
 			return cc.Text, nil
 		}
+		if err := applyToolCalls(cc.Delta.ToolCalls, res); err != nil {
+			return "", err
+		}
 		return cc.Delta.Content, nil
 	}
 	return "", nil
+}
+
+// toolCallDelta is one streamed piece of a tool call: the first piece of an
+// index carries id and name, later ones append to the arguments.
+type toolCallDelta struct {
+	Index    int    `json:"index"`
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+// maxToolArgumentBytes bounds the JSON arguments of one tool call.
+const maxToolArgumentBytes = 1 << 20
+
+// applyToolCalls folds tool-call deltas into res.ToolCalls by index.
+func applyToolCalls(deltas []toolCallDelta, res *Result) error {
+	for _, d := range deltas {
+		if d.Index < 0 || d.Index >= MaxToolCalls {
+			return &Error{Status: http.StatusBadGateway, Type: errTypeUpstream, Message: "the model stream sent a tool call index out of range"}
+		}
+		for len(res.ToolCalls) <= d.Index {
+			res.ToolCalls = append(res.ToolCalls, ToolCall{Type: "function"})
+		}
+		tc := &res.ToolCalls[d.Index]
+		if d.ID != "" {
+			tc.ID = d.ID
+		}
+		if d.Type != "" {
+			tc.Type = d.Type
+		}
+		if tc.Function.Name == "" {
+			tc.Function.Name = d.Function.Name
+		}
+		if len(tc.Function.Arguments)+len(d.Function.Arguments) > maxToolArgumentBytes {
+			return &Error{Status: http.StatusBadGateway, Type: errTypeUpstream, Message: "the model's tool call arguments exceed " + strconv.Itoa(maxToolArgumentBytes) + " bytes"}
+		}
+		tc.Function.Arguments += d.Function.Arguments
+	}
+	return nil
 }

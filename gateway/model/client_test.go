@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -145,7 +146,7 @@ func TestUnary(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res != tc.want {
+			if !reflect.DeepEqual(res, tc.want) {
 				t.Errorf("result %+v, want %+v", res, tc.want)
 			}
 			if got.Method != http.MethodPost || got.Path != tc.path {
@@ -490,7 +491,7 @@ func TestStreams(t *testing.T) {
 					t.Fatalf("error %#v, want %+v", err, *tc.wantErr)
 				}
 			}
-			if res != tc.want {
+			if !reflect.DeepEqual(res, tc.want) {
 				t.Errorf("result %+v, want %+v", res, tc.want)
 			}
 			if strings.Join(deltas, "|") != strings.Join(tc.wantDeltas, "|") {

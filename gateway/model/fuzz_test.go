@@ -2,6 +2,7 @@ package model
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 )
 
@@ -17,6 +18,8 @@ func FuzzStreamChunk(f *testing.F) {
 		`{"error":{"message":"broke off","type":"upstream_error","param":null,"code":null}}`,
 		`{"error":{"code":502}}`, `{"error":"x"}`, `{"choices":null}`, `{"choices":[null]}`,
 		`[DONE]`, `null`, `[]`, `{`, ``, `{"choices":[{"index":-1,"delta":{"content":1}}]}`,
+		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_issue","arguments":"{\"issue_iid\":"}}]}}]}`,
+		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":31,"function":{"arguments":"1}"}},{"index":32}]}}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -46,7 +49,7 @@ func FuzzStreamChunk(f *testing.F) {
 			if err != nil {
 				t.Fatalf("fresh chunk failed where the reused one did not: %v", err)
 			}
-			if delta != wantDelta || res != want {
+			if delta != wantDelta || !reflect.DeepEqual(res, want) {
 				t.Fatalf("reused chunk gave %q %+v, fresh %q %+v", delta, res, wantDelta, want)
 			}
 		}

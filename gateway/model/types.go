@@ -12,11 +12,43 @@ import (
 	"time"
 )
 
-// Message is one OpenAI chat message.
+// Message is one OpenAI chat message. An assistant message may carry
+// ToolCalls; a "tool" message answers one by ToolCallID.
 type Message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role       string     `json:"role"`
+	Content    string     `json:"content"`
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
 }
+
+// Tool is a function the model may call (OpenAI "tools" entry).
+type Tool struct {
+	Type     string       `json:"type"` // "function"
+	Function ToolFunction `json:"function"`
+}
+
+// ToolFunction describes a callable function; Parameters is a JSON Schema.
+type ToolFunction struct {
+	Name        string         `json:"name"`
+	Description string         `json:"description,omitempty"`
+	Parameters  map[string]any `json:"parameters,omitempty"`
+}
+
+// ToolCall is one call the model made; Arguments is a JSON text.
+type ToolCall struct {
+	ID       string           `json:"id"`
+	Type     string           `json:"type"`
+	Function ToolCallFunction `json:"function"`
+}
+
+// ToolCallFunction names the function and its JSON arguments.
+type ToolCallFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+// MaxToolCalls bounds the tool calls one answer may make.
+const MaxToolCalls = 32
 
 // ChatRequest is an OpenAI /v1/chat/completions request. Stream is set by
 // the client's streaming methods.
@@ -26,6 +58,10 @@ type ChatRequest struct {
 	MaxTokens   int       `json:"max_tokens,omitempty"`
 	Temperature *float64  `json:"temperature,omitempty"`
 	Stop        []string  `json:"stop,omitempty"`
+	// Tools offered to the model; ToolChoice is "auto", "required",
+	// "none" or a named function (nil: the backend's default).
+	Tools      []Tool `json:"tools,omitempty"`
+	ToolChoice any    `json:"tool_choice,omitempty"`
 }
 
 // CompletionRequest is a legacy /v1/completions request, used for
@@ -54,6 +90,9 @@ type Result struct {
 	Text         string
 	FinishReason string
 	Usage        Usage
+	// ToolCalls are the calls of a chat answer, assembled from stream
+	// deltas, in index order.
+	ToolCalls []ToolCall
 }
 
 // Error is a failure reported by the proxy or the model behind it, with the

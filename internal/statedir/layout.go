@@ -22,4 +22,10 @@ const (
 	LocalCAKeyFile = "ca.key"
 	// LocalCACertFile is the local CA's root certificate inside LocalCADir.
 	LocalCACertFile = "ca.crt"
+	// GitLabConnectFile is what `gitlab connect` remembers: GitLab's ids of
+	// the appliance's model records and the features it assigned.
+	GitLabConnectFile = "gitlab-connect.json"
+	// GitLabAdminTokenFile is the GitLab admin token kept for the drift
+	// watch when gitlab_admin.token_file is unset (only if the admin opts in).
+	GitLabAdminTokenFile = "gitlab-admin-token"
 )

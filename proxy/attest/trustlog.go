@@ -16,9 +16,11 @@ import (
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
 )
 
-// TrustEntry is one accepted attestation in the trust log. Entries are
-// chained: Hash covers every field and the previous entry's Hash, so
-// removing, reordering or editing an entry breaks the chain.
+// TrustEntry is one accepted attestation in the trust log, or (Event set)
+// one event that changes what the appliance can be trusted with, such as
+// GitLab sending a Duo feature elsewhere. Entries are chained: Hash covers
+// every field and the previous entry's Hash, so removing, reordering or
+// editing an entry breaks the chain.
 type TrustEntry struct {
 	Seq            int       `json:"seq"`
 	Time           time.Time `json:"time"`
@@ -27,14 +29,28 @@ type TrustEntry struct {
 	EvidenceSHA256 string    `json:"evidence_sha256"`
 	TCBStatus      string    `json:"tcb_status"`
 	Verdict        Verdict   `json:"verdict"`
-	Prev           string    `json:"prev"`
-	Hash           string    `json:"hash"`
+	// Event names an event entry (e.g. "gitlab-drift"); empty for an
+	// attestation. Detail says what happened.
+	Event  string `json:"event,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	Prev   string `json:"prev"`
+	Hash   string `json:"hash"`
 }
+
+// maxEventDetail bounds an event entry's detail.
+const maxEventDetail = 2048
 
 // digest is SHA-256 over a fixed, unambiguous rendering of the entry
 // (length-prefixed fields), independent of JSON encoder details.
+// Attestation entries keep the original rendering, so existing logs verify.
 func (e *TrustEntry) digest() string {
 	h := sha256.New()
+	if e.Event != "" {
+		for _, f := range []string{"duo-confidential-trust-log/2", strconv.Itoa(e.Seq), e.Time.UTC().Format(time.RFC3339Nano), e.Event, e.Detail, e.Prev} {
+			fmt.Fprintf(h, "%d:%s;", len(f), f)
+		}
+		return hex.EncodeToString(h.Sum(nil))
+	}
 	for _, f := range []string{
 		"duo-confidential-trust-log/1",
 		strconv.Itoa(e.Seq),
@@ -143,6 +159,7 @@ func (l *TrustLog) CheckRollback(manifestSHA256 string, approved []string) error
 }
 
 func checkRollback(entries []TrustEntry, manifestSHA256 string, approved []string) error {
+	entries = Attestations(entries)
 	if len(entries) == 0 || entries[len(entries)-1].ManifestSHA256 == manifestSHA256 {
 		return nil
 	}
@@ -174,8 +191,8 @@ func (l *TrustLog) Append(res *Result) (*TrustEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := len(entries); n > 0 {
-		last := entries[n-1]
+	if att := Attestations(entries); len(att) > 0 {
+		last := att[len(att)-1]
 		if last.ManifestSHA256 == res.ManifestSHA256 && last.EvidenceSHA256 == res.EvidenceSHA256 {
 			return &last, nil
 		}
@@ -189,6 +206,49 @@ func (l *TrustLog) Append(res *Result) (*TrustEntry, error) {
 		TCBStatus:      trustTCBStatus(res),
 		Verdict:        res.Verdict,
 	}
+	return l.write(entries, e)
+}
+
+// AppendEvent adds an event entry (detail cut to 2 KiB). The same event
+// with the same detail as the latest entry of that event is recorded once,
+// so a condition that lasts does not grow the log at every check.
+func (l *TrustLog) AppendEvent(event, detail string, at time.Time) (*TrustEntry, error) {
+	if event == "" {
+		return nil, newError(ClassTrustLog, "append", nil, "an event entry needs a name")
+	}
+	if len(detail) > maxEventDetail {
+		detail = detail[:maxEventDetail]
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	entries, err := l.read()
+	if err != nil {
+		return nil, err
+	}
+	for i := len(entries) - 1; i >= 0; i-- {
+		if entries[i].Event == event {
+			if entries[i].Detail == detail {
+				return &entries[i], nil
+			}
+			break
+		}
+	}
+	return l.write(entries, TrustEntry{Seq: len(entries) + 1, Time: at.UTC(), Event: event, Detail: detail})
+}
+
+// Attestations returns the attestation entries of a log, without events.
+func Attestations(entries []TrustEntry) []TrustEntry {
+	out := make([]TrustEntry, 0, len(entries))
+	for _, e := range entries {
+		if e.Event == "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// write links e to entries and rewrites the log with it appended.
+func (l *TrustLog) write(entries []TrustEntry, e TrustEntry) (*TrustEntry, error) {
 	if len(entries) > 0 {
 		e.Prev = entries[len(entries)-1].Hash
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -25,8 +27,13 @@ var filler = strings.Fields("this sandbox reply is generated locally and determi
 // message is a chat or Anthropic message; content is a string or an array
 // of parts.
 type message struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
+	Role      string          `json:"role"`
+	Content   json.RawMessage `json:"content"`
+	ToolCalls []struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	} `json:"tool_calls"`
 }
 
 // part is a content part of either API.
@@ -212,6 +219,10 @@ func chatReply(g *genRequest) *reply {
 	if r := reactReply(g); r != nil {
 		return r
 	}
+	if r := toolResultsReply(g); r != nil && len(g.Tools) > 0 {
+		r.promptTokens = prompt
+		return r
+	}
 	lead := append([]string{"Sandbox", "reply", "to:"}, strings.Fields(head(last, 40))...)
 	r := compose(lead, last, g.limit())
 	r.promptTokens = prompt
@@ -279,38 +290,129 @@ func pickTool(g *genRequest, last string) *toolCall {
 	} else if string(g.ToolChoice) == `"required"` {
 		chosen = &g.Tools[0]
 	}
+	fill := fillAll
 	if chosen == nil {
-		lower := strings.ToLower(last)
-		for i := range g.Tools {
-			if n := g.Tools[i].name(); n != "" && strings.Contains(lower, "call "+strings.ToLower(n)) {
-				chosen = &g.Tools[i]
-				break
-			}
-		}
+		// A named tool in a loop gets only its required arguments, so
+		// optional ones (a project id) keep their defaults.
+		chosen, fill = nextNamedTool(g, last), fillRequired
 	}
 	if chosen == nil {
 		return nil
 	}
 	name := chosen.name()
 	h := sha256.Sum256([]byte(name + "\x00" + last))
-	return &toolCall{ID: "call_sandbox_" + hex.EncodeToString(h[:6]), Name: name, Args: toolArgs(chosen.schema(), last)}
+	return &toolCall{ID: "call_sandbox_" + hex.EncodeToString(h[:6]), Name: name, Args: toolArgs(chosen.schema(), last, fill)}
 }
+
+// nextNamedTool drives a tool loop deterministically: the last user
+// message names tools as "call <name>"; each turn calls the first named
+// tool (in the order the message names them) not yet called since that
+// message, and nil once all have been.
+func nextNamedTool(g *genRequest, last string) *tool {
+	lower := strings.ToLower(last)
+	called := map[string]bool{}
+	for i := len(g.Messages) - 1; i >= 0 && g.Messages[i].Role != "user"; i-- {
+		for _, c := range g.Messages[i].ToolCalls {
+			called[c.Function.Name] = true
+		}
+	}
+	var chosen *tool
+	at := len(lower) + 1
+	for i := range g.Tools {
+		n := g.Tools[i].name()
+		if n == "" || called[n] {
+			continue
+		}
+		// The earliest whole-name mention wins ("call create_work_item_note"
+		// does not name create_work_item).
+		if j := mention(lower, "call "+strings.ToLower(n)); j >= 0 && j < at {
+			chosen, at = &g.Tools[i], j
+		}
+	}
+	return chosen
+}
+
+// mention is the index of the first occurrence of phrase in s that ends
+// at a word boundary, or -1.
+func mention(s, phrase string) int {
+	for off := 0; ; {
+		j := strings.Index(s[off:], phrase)
+		if j < 0 {
+			return -1
+		}
+		end := off + j + len(phrase)
+		if end == len(s) || !isNameByte(s[end]) {
+			return off + j
+		}
+		off = end
+	}
+}
+
+func isNameByte(c byte) bool {
+	return c == '_' || c == '-' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+}
+
+// toolResultsReply answers after tool results: the model "uses" the last
+// result (its first words), so a tool loop ends deterministically.
+func toolResultsReply(g *genRequest) *reply {
+	for i := len(g.Messages) - 1; i >= 0 && g.Messages[i].Role != "user"; i-- {
+		if g.Messages[i].Role == "tool" {
+			words := strings.Fields(contentText(g.Messages[i].Content))
+			lead := append([]string{"Sandbox", "answer", "from", "the", "tool", "results:"}, words[:min(len(words), 8)]...)
+			return &reply{words: lead, finish: "stop"}
+		}
+	}
+	return nil
+}
+
+// firstNumber is the first whole number in s (e.g. the 1 of "issue #1").
+func firstNumber(s string) (int, bool) {
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		digit := i < len(s) && s[i] >= '0' && s[i] <= '9'
+		if digit && start < 0 {
+			start = i
+		}
+		if !digit && start >= 0 {
+			if n, err := strconv.Atoi(s[start:i]); err == nil && i-start < 9 {
+				return n, true
+			}
+			start = -1
+		}
+	}
+	return 0, false
+}
+
+// argFill says which schema properties toolArgs fills.
+type argFill int
+
+const (
+	fillAll      argFill = iota // every property
+	fillRequired                // only the required ones, when listed
+)
 
 // toolArgs fills the schema's properties with deterministic values: strings
 // get a snippet of the user's message, numbers 42, booleans true.
-func toolArgs(schema json.RawMessage, last string) string {
+func toolArgs(schema json.RawMessage, last string, fill argFill) string {
 	var s struct {
 		Properties map[string]struct {
 			Type any `json:"type"`
 		} `json:"properties"`
+		Required []string `json:"required"`
 	}
 	_ = json.Unmarshal(schema, &s)
 	args := map[string]any{}
 	for name, p := range s.Properties {
+		if fill == fillRequired && len(s.Required) > 0 && !slices.Contains(s.Required, name) {
+			continue
+		}
 		t, _ := p.Type.(string)
 		switch t {
 		case "number", "integer":
 			args[name] = 42
+			if n, ok := firstNumber(last); ok {
+				args[name] = n
+			}
 		case "boolean":
 			args[name] = true
 		case "array":

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
+
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/workhorse"
+	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
+	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// TestAgentPlatformEndToEnd runs the real binary with the Agent Platform
+// on, plays GitLab's admin health check (ListTools), GenerateToken, the
+// negative auth cases, and one Agentic Chat session through the attested
+// proxy to the sandbox, then checks that the goal, tool results and
+// history never reached the backend unencrypted nor any log.
+func TestAgentPlatformEndToEnd(t *testing.T) {
+	// startProc gives the Agent Platform a free port; the log names it.
+	e := startListenersEnv(t, "", nil)
+	var agentAddr string
+	e.serve.waitUntil(t, "the Agent Platform's listening line", func() bool {
+		_, rest, ok := strings.Cut(e.serve.stderr.String(), `msg="agent platform listening" addr=`)
+		if ok {
+			agentAddr, _, _ = strings.Cut(rest, " ")
+		}
+		return ok
+	})
+	conn, err := grpc.NewClient(agentAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: e.roots, ServerName: "localhost"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := contract.NewDuoWorkflowClient(conn)
+
+	md := func(scopes ...string) metadata.MD {
+		opts := gitlabtest.TokenOptions{Audiences: []string{agentplatform.ServiceName}, Scopes: scopes}
+		tok, err := e.gitlab.Token(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := metadata.MD{}
+		for k, v := range e.gitlab.Headers(tok, opts) {
+			m.Set(strings.ToLower(k), v...)
+		}
+		m.Set(agentplatform.HeaderModelMetadata, `{"provider":"openai","name":"general","api_key":"placeholder","identifier":"custom_openai/`+sandbox.ModelChat+`"}`)
+		return m
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	call := func(m metadata.MD) context.Context { return metadata.NewOutgoingContext(ctx, m) }
+
+	// GitLab's health probe, as Rails runs it.
+	e.serve.waitUntil(t, "the Agent Platform to answer ListTools", func() bool {
+		_, err := agentplatform.Probe(ctx, agentAddr, &tls.Config{RootCAs: e.roots, ServerName: "localhost"}, md("duo_agent_platform"))
+		return err == nil
+	})
+	tools, err := client.ListTools(call(md("duo_agent_platform")), &contract.ListToolsRequest{})
+	if err != nil || len(tools.Tools) < 20 {
+		t.Fatalf("ListTools: %d tools, %v", len(tools.GetTools()), err)
+	}
+	tok, err := client.GenerateToken(call(md("duo_agent_platform", "duo_chat")), &contract.GenerateTokenRequest{})
+	if err != nil || tok.Token == "" || tok.ExpiresAt <= time.Now().Unix() {
+		t.Fatalf("GenerateToken: %v %v", tok, err)
+	}
+	// Negative auth: no token, a token for the AI gateway's audience, a DWS
+	// token minting another.
+	noAuth := md("duo_agent_platform")
+	noAuth.Delete("authorization")
+	aigw, _ := e.gitlab.Token(gitlabtest.TokenOptions{})
+	wrongAud := md("duo_agent_platform")
+	wrongAud.Set("authorization", "Bearer "+aigw)
+	dws := md()
+	dws.Set("authorization", "Bearer "+tok.Token)
+	for _, c := range []struct {
+		name string
+		md   metadata.MD
+		code codes.Code
+		msg  string
+	}{
+		{"no token", noAuth, codes.Unauthenticated, "No authorization header presented"},
+		{"AI gateway audience", wrongAud, codes.Unauthenticated, "Forbidden by auth provider"},
+	} {
+		_, err := client.ListTools(call(c.md), &contract.ListToolsRequest{})
+		if st := status.Convert(err); st.Code() != c.code || st.Message() != c.msg {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	if _, err := client.GenerateToken(call(dws), &contract.GenerateTokenRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("DWS token minting: %v", err)
+	}
+
+	// A model the backend lists without tool_calling is refused.
+	codeMD := md("duo_chat")
+	codeMD.Set(agentplatform.HeaderModelMetadata, `{"provider":"openai","name":"general","identifier":"custom_openai/`+sandbox.ModelCode+`"}`)
+	if st, err := client.ExecuteWorkflow(call(codeMD)); err == nil {
+		_ = st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_StartRequest{StartRequest: &contract.StartWorkflowRequest{WorkflowID: "9", WorkflowDefinition: "chat", Goal: "x"}}})
+		_, err = st.Recv()
+		if s := status.Convert(err); s.Code() != codes.FailedPrecondition || !strings.Contains(s.Message(), "cannot call tools") {
+			t.Errorf("code model for chat: %v", err)
+		}
+	}
+
+	// One Agentic Chat session with a secret goal; the demo GitLab's issue
+	// text is the tool result that must stay secret too.
+	// Letters only: the sandbox takes the message's first number as the
+	// issue number.
+	canary := "CANARY-" + strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return 'X'
+		}
+		return r
+	}, rand.Text())
+	api := gitlabtest.NewAPI("oauth-" + rand.Text())
+	chatMD := md("duo_chat")
+	chatMD.Set("x-gitlab-oauth-token", api.Token)
+	var out strings.Builder
+	st, err := workhorse.RunChat(ctx, client, workhorse.Session{Metadata: chatMD, GitLab: api, OAuthToken: api.Token},
+		"3", canary+" call get_issue for issue 1 then call create_work_item_note", false, &out)
+	if err != nil || st != "INPUT_REQUIRED" {
+		t.Fatalf("chat: %s %v\n%s", st, err, out.String())
+	}
+	for _, want := range []string{"[tool] get_issue issue_iid=1 → success", "[approval needed] create_work_item_note", "[tool] create_work_item_note", "Duo: Sandbox answer from the tool results"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("chat output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if n := len(api.Notes("issues/1")); n != 2 {
+		t.Fatalf("approved note not written: %d notes", n)
+	}
+	if e.backend.posts() < 3 {
+		t.Fatalf("the backend saw %d inference requests", e.backend.posts())
+	}
+	wire := string(e.backend.Bytes())
+	logs := e.serve.stderr.String() + e.serve.stdout.String()
+	for _, secret := range []string{canary, "Cart total ignores quantity", "sums prices only"} {
+		if strings.Contains(wire, secret) {
+			t.Errorf("%q reached the backend unencrypted", secret)
+		}
+		if strings.Contains(logs, secret) {
+			t.Errorf("%q is in the appliance's log", secret)
+		}
+	}
+	// The CLI plays Workhorse the same way, from a headers file.
+	var hb strings.Builder
+	for k, v := range chatMD {
+		fmt.Fprintf(&hb, "%s: %s\n", k, v[0])
+	}
+	gl := httptest.NewServer(api)
+	defer gl.Close()
+	r := runBin(t, nil, "agent", "chat", "--addr", agentAddr, "--ca", filepath.Join(e.state, statedir.LocalCADir, statedir.LocalCACertFile),
+		"--headers", writeTemp(t, "agent-headers.txt", hb.String()), "--gitlab", gl.URL, "--workflow-id", "4", "--reject",
+		"call create_work_item_note on issue 1")
+	if r.code != 0 || !strings.Contains(r.stdout, "[approval needed] create_work_item_note") || !strings.Contains(r.stdout, "rejecting") || !strings.Contains(r.stdout, "[INPUT_REQUIRED]") {
+		t.Fatalf("agent chat CLI: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if n := len(api.Notes("issues/1")); n != 2 {
+		t.Fatalf("a rejected note was written: %d notes", n)
+	}
+	if !strings.Contains(logs, "agent platform listening") {
+		t.Errorf("no listening log line:\n%s", logs)
+	}
+}
+
+// TestAgentPlatformGitLabDownAtStart: with GitLab's keys unreachable the
+// binary starts anyway and the Agent Platform answers UNAVAILABLE (which
+// Workhorse retries); once GitLab is back, the same call succeeds.
+func TestAgentPlatformGitLabDownAtStart(t *testing.T) {
+	var up atomic.Bool
+	e := startListenersEnvNoWait(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !up.Load() {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	var agentAddr string
+	e.serve.waitUntil(t, "the Agent Platform's listening line", func() bool {
+		_, rest, ok := strings.Cut(e.serve.stderr.String(), `msg="agent platform listening" addr=`)
+		if ok {
+			agentAddr, _, _ = strings.Cut(rest, " ")
+		}
+		return ok
+	})
+	opts := gitlabtest.TokenOptions{Audiences: []string{agentplatform.ServiceName}, Scopes: []string{"duo_agent_platform"}}
+	tok, _ := e.gitlab.Token(opts)
+	md := metadata.MD{}
+	for k, v := range e.gitlab.Headers(tok, opts) {
+		md.Set(strings.ToLower(k), v...)
+	}
+	tc := &tls.Config{RootCAs: e.roots, ServerName: "localhost"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := agentplatform.Probe(ctx, agentAddr, tc, md)
+	if status.Code(errors.Unwrap(err)) != codes.Unavailable || !strings.Contains(err.Error(), "Waiting for GitLab keys") {
+		t.Fatalf("while GitLab is down: %v", err)
+	}
+	up.Store(true)
+	e.serve.waitUntil(t, "ListTools to succeed once GitLab is up", func() bool {
+		_, err := agentplatform.Probe(ctx, agentAddr, tc, md)
+		return err == nil
+	})
+}
+
+// TestAgentPlatformDrainOnSIGTERM: a session waiting on its client when
+// the service is told to stop gets a STOPPED checkpoint and UNAVAILABLE
+// (Workhorse retries), and the process exits cleanly.
+func TestAgentPlatformDrainOnSIGTERM(t *testing.T) {
+	e := startListenersEnv(t, "", nil)
+	var agentAddr string
+	e.serve.waitUntil(t, "the Agent Platform's listening line", func() bool {
+		_, rest, ok := strings.Cut(e.serve.stderr.String(), `msg="agent platform listening" addr=`)
+		if ok {
+			agentAddr, _, _ = strings.Cut(rest, " ")
+		}
+		return ok
+	})
+	conn, err := grpc.NewClient(agentAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: e.roots, ServerName: "localhost"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	opts := gitlabtest.TokenOptions{Audiences: []string{agentplatform.ServiceName}, Scopes: []string{"duo_chat"}}
+	tok, _ := e.gitlab.Token(opts)
+	md := metadata.MD{}
+	for k, v := range e.gitlab.Headers(tok, opts) {
+		md.Set(strings.ToLower(k), v...)
+	}
+	md.Set(agentplatform.HeaderModelMetadata, `{"provider":"openai","name":"general","identifier":"custom_openai/`+sandbox.ModelChat+`"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := contract.NewDuoWorkflowClient(conn).ExecuteWorkflow(metadata.NewOutgoingContext(ctx, md))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_StartRequest{StartRequest: &contract.StartWorkflowRequest{WorkflowID: "1", WorkflowDefinition: "chat", Goal: "hi"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The first action (the workflow fetch) is never answered.
+	if a, err := st.Recv(); err != nil || a.GetRunHTTPRequest() == nil {
+		t.Fatalf("first action %v %v", a, err)
+	}
+	if err := e.serve.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var last *contract.NewCheckpoint
+	for {
+		a, err := st.Recv()
+		if err != nil {
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("end of the session: %v", err)
+			}
+			break
+		}
+		if cp := a.GetNewCheckpoint(); cp != nil {
+			last = cp
+		}
+	}
+	if last == nil || last.Status != "STOPPED" {
+		t.Fatalf("last checkpoint %v", last)
+	}
+	if code := e.serve.wait(t); code != 0 {
+		t.Fatalf("serve exited %d\n%s", code, e.serve.stderr.String())
+	}
+}

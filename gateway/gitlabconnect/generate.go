@@ -1,0 +1,3 @@
+package gitlabconnect
+
+//go:generate go tool genqlient genqlient.yaml
