@@ -1,6 +1,8 @@
 package build_test
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -28,5 +30,35 @@ func TestReadmeInstallIsTheTestedOne(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(blocks[0][1]), "\n")
 	if last := lines[len(lines)-1]; last != "sudo apt install duo-confidential" {
 		t.Errorf("README's first install command is %q, want sudo apt install duo-confidential", last)
+	}
+}
+
+// Every block docs/operations.md marks for CI is run by a test here (named
+// in a test file), so a marked block cannot silently go untested.
+func TestEveryMarkedDocBlockIsRun(t *testing.T) {
+	doc := repoFile(t, "docs/operations.md")
+	names := regexp.MustCompile(`<!-- ci: ([a-z-]+) -->`).FindAllStringSubmatch(doc, -1)
+	if len(names) == 0 {
+		t.Fatal("docs/operations.md marks no blocks")
+	}
+	tests, err := filepath.Glob("repo_*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src strings.Builder
+	for _, f := range tests {
+		if f == "repo_docs_test.go" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.Write(b)
+	}
+	for _, m := range names {
+		if !strings.Contains(src.String(), `"`+m[1]+`"`) {
+			t.Errorf("docs block %q is marked for CI but no test runs it", m[1])
+		}
 	}
 }
