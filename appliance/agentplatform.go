@@ -15,6 +15,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/chat"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/foundationalflows"
 )
 
 // newAgentPlatform builds the Agent Platform service on the gateway's
@@ -39,6 +40,16 @@ func (a *Appliance) newAgentPlatform() (*agentplatform.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	flows, err := foundationalflows.New(foundationalflows.Options{Model: f.model, Logger: log, ModelCalls: func(u model.Usage, err error) {
+		metrics.ModelCall(u.PromptTokens, u.CompletionTokens, err != nil)
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("agent platform flows: %w", err)
+	}
+	byDef := map[string]flow.Flow{"chat": agent}
+	for name, fl := range flows.ByDefinition {
+		byDef[name] = fl
+	}
 	served := slices.Clone(f.models)
 	for _, m := range cfg.Gateway.AllowedModels {
 		if !slices.Contains(served, m) {
@@ -52,7 +63,8 @@ func (a *Appliance) newAgentPlatform() (*agentplatform.Service, error) {
 	return agentplatform.New(agentplatform.Options{
 		Validator:   v,
 		Signer:      agentplatform.TokenSigner(signer),
-		Flows:       map[string]flow.Flow{"chat": agent},
+		Flows:       byDef,
+		InlineFlow:  flows.Inline,
 		Models:      agentplatform.RequireToolCalling(agentplatform.ServedModels(served, windows), (&modelTasks{client: f.model}).tasks),
 		TLS:         a.agentPlatformTLS(),
 		MaxSessions: cfg.AgentPlatform.MaxSessions,

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -48,8 +49,14 @@ func GitLabTarget(cfg *config.Config) (gitlabconnect.Target, error) {
 	// GitLab's Agent Platform URL is host:port without a scheme; when the
 	// appliance serves the Agent Platform, point GitLab at it (an empty
 	// address would tell connect to turn GitLab's Agent Platform off).
+	// GitLab reaches it on the host it reaches the gateway on.
 	if t.AgentPlatformAddr == "" && cfg.AgentPlatformEnabled() {
 		t.AgentPlatformAddr = publicAddr(cfg, cfg.AgentPlatform.Listen)
+		if u, err := url.Parse(t.GatewayURL); err == nil && u.Hostname() != "" {
+			if _, port, err := net.SplitHostPort(cfg.AgentPlatform.Listen); err == nil {
+				t.AgentPlatformAddr = net.JoinHostPort(u.Hostname(), port)
+			}
+		}
 	}
 	endpoint := cfg.GitLabAdmin.ModelEndpoint
 	if endpoint == "" {

@@ -27,8 +27,14 @@ func TestGitLabTarget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tg.GatewayURL != "https://duo.example.com:5052" || tg.AgentPlatformAddr != "" || tg.TimeoutSeconds != 70 {
+	// The Agent Platform is served by default: GitLab is pointed at it.
+	if tg.GatewayURL != "https://duo.example.com:5052" || tg.AgentPlatformAddr != "duo.example.com:50052" || tg.TimeoutSeconds != 70 {
 		t.Errorf("target %+v", tg)
+	}
+	off := gitlabConfig(t)
+	off.AgentPlatform.Listen = ""
+	if tg, err := GitLabTarget(off); err != nil || tg.AgentPlatformAddr != "" {
+		t.Errorf("Agent Platform off: target %+v, %v", tg, err)
 	}
 	if len(tg.Models) != 2 || tg.Models[0].Name != "duo-confidential-big" || tg.Models[1].Identifier != "custom_openai/small" ||
 		tg.Models[0].Endpoint != "https://duo.example.com:8080/v1" || tg.Models[0].Family != "GENERAL" {

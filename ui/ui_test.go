@@ -14,7 +14,7 @@ var pageWants = map[string][]string{
 	"/admin/":            {"<h1>Overview</h1>", "Attestation", "tdx evidence accepted 10m ago", "2 keys loaded", "v1.2.3-test"},
 	"/admin/attestation": {"MRTD", "UpToDate", "SWHardeningNeeded", "INTEL-SA-00615", "accepted by operator policy", "TDX TCB info", "hash chain verified", "stale", strings.Repeat("a", 64)},
 	"/admin/gitlab": {"Local AI Gateway URL", "custom_openai/code-small", "custom_openai/chat-large", "Indirect connections", "model_configuration%2Fcheck", "test fixture: no model",
-		"Local Duo Agent Platform service URL", "DUO_AGENT_PLATFORM_SERVICE_SECURE=true", "Workhorse trusts only the system roots", "update-ca-certificates", "Agentic Chat"},
+		"Local Duo Agent Platform service URL", "DUO_AGENT_PLATFORM_SERVICE_SECURE=true", "Workhorse trusts only the system roots", "update-ca-certificates", "Agentic Chat", "gitlab--duo", "code_review/v1"},
 	"/admin/keys":    {"Rotate signing key", "signing", "2048 bits", "oauth/discovery/keys"},
 	"/admin/tls":     {"duo.example.com, 10.0.0.5", "duo-confidential internal CA", "soon"},
 	"/admin/traffic": {"GitLab AI gateway", "Attesting proxy", "No requests yet."},

@@ -163,7 +163,7 @@ func adminGitLabConnect(t *testing.T, ctx context.Context, d *demoProc, demoOut,
 	}
 	// The drift is in the trust log too, hash-chained with the attestations.
 	text = waitPageText(t, ctx, d.admin+"/admin/attestation", "drift: 2 problems: General Chat (DUO_CHAT) is on a GitLab-managed model", 10*time.Second)
-	if !strings.Contains(text, "hash chain verified") || !strings.Contains(text, "connected: 16 features on this appliance's models") {
+	if !strings.Contains(text, "hash chain verified") || !strings.Contains(text, "connected: 18 features on this appliance's models") {
 		t.Errorf("trust log:\n%s", text)
 	}
 	lowContrast(t, ctx, "attestation (GitLab events)")

@@ -72,7 +72,7 @@ var (
 
 func startDemo(t *testing.T) *demoProc {
 	t.Helper()
-	p := startProc(t, nil, "demo", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	p := startProc(t, nil, "demo", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--agent-platform-listen", "127.0.0.1:0")
 	p.waitUntil(t, "the demo to print its admin URL", func() bool { return strings.Contains(p.stdout.String(), "Press Ctrl-C") })
 	out := p.stdout.String()
 	find := func(re *regexp.Regexp) string {

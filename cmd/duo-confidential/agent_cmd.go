@@ -27,6 +27,7 @@ import (
 // AgentCmd groups the Agent Platform client commands.
 type AgentCmd struct {
 	Chat AgentChatCmd `cmd:"" help:"Play Workhorse for one Agentic Chat message: run the session, execute its GitLab API calls, approve (or reject) tool calls, print the streamed answer."`
+	Flow AgentFlowCmd `cmd:"" help:"Play Workhorse for one flow session (code_review/v1, developer/v1, fix_pipeline/v1, convert_to_gl_ci/v1): run it, execute its GitLab API calls, print its progress and, for a code review, the merge request's notes."`
 }
 
 // AgentChatCmd runs one Agentic Chat exchange against an Agent Platform.

@@ -194,7 +194,7 @@ func TestAttestVerifyRealTDXQuote(t *testing.T) {
 func TestDemo(t *testing.T) {
 	for _, platform := range []string{"tdx", "sev-snp"} {
 		t.Run(platform, func(t *testing.T) {
-			r := runBin(t, nil, "demo", "--check", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--platform", platform)
+			r := runBin(t, nil, "demo", "--check", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--agent-platform-listen", "127.0.0.1:0", "--platform", platform)
 			r.want(t, 0, []string{"NOT CONFIDENTIAL", "ACCEPTED", "recorded in trust log", "Sandbox reply to: Hello from the duo-confidential demo"},
 				[]string{"NOT CONFIDENTIAL"})
 			if n := countSubstr(r.stdout, "ACCEPTED"); n != 1 {

@@ -211,6 +211,7 @@ The proxy listens on %[1]s (OpenAI-compatible). Try, in another terminal:
 	printDemoGateway(out, gwBase, headers, curl)
 	printDemoAdmin(out, adminBase, adminPassword)
 	printDemoAgent(out, a, agln.Addr().String(), agentHeaders, gitlab.URL, gitlabCA)
+	printDemoFlow(out, a, agln.Addr().String(), agentHeaders, gitlab.URL, gitlabCA)
 	connect.print(out)
 	fmt.Fprint(out, "\nEverything above is a sandbox: NOT CONFIDENTIAL. Press Ctrl-C to stop.\n")
 	return <-done

@@ -79,15 +79,15 @@ func TestGitLabConnectPlanApplyVerifyNoOp(t *testing.T) {
 	tok := tokenFile(t, testAdminToken, 0o600)
 
 	r := runBin(t, nil, "--config", cfg, "gitlab", "connect", "--plan", "--token-file", tok)
-	r.want(t, 0, []string{"Plan: 2 settings to set, 2 model records to create, 0 to update, 16 features to assign", "+ create-model           duo-confidential-chat-model",
-		"CODE_COMPLETIONS (Code Completion): unassigned → self_hosted: duo-confidential-code-model", "Turn off the Duo Agent Platform", "--apply"}, nil)
+	r.want(t, 0, []string{"Plan: 3 settings to set, 2 model records to create, 0 to update, 16 features to assign, 2 Agent Platform features to assign.", "duoAgentPlatformServiceUrl: (none) → duo.example.com:50052", "+ create-model           duo-confidential-chat-model",
+		"CODE_COMPLETIONS (Code Completion): unassigned → self_hosted: duo-confidential-code-model", "Complete the Agent Platform onboarding", "--apply"}, nil)
 	noToken(t, r)
 	if admin.Mutations() != 0 {
 		t.Fatalf("--plan made %d mutations", admin.Mutations())
 	}
 
 	r = runBin(t, nil, "--config", cfg, "gitlab", "connect", "--apply", "--watch", "--token-file", tok)
-	r.want(t, 0, []string{"Applied: 20 done, 0 failed, 0 not attempted.", "ok   connection check duo-confidential-chat-model", "ok   cloudConnectorStatus", "gitlab_admin.watch: true"}, nil)
+	r.want(t, 0, []string{"Applied: 23 done, 0 failed, 0 not attempted.", "ok   connection check duo-confidential-chat-model", "ok   cloudConnectorStatus", "gitlab_admin.watch: true"}, nil)
 	noToken(t, r)
 	kept := filepath.Join(state, "gitlab-admin-token")
 	if fi, err := os.Stat(kept); err != nil || fi.Mode().Perm() != 0o600 {
@@ -100,7 +100,7 @@ func TestGitLabConnectPlanApplyVerifyNoOp(t *testing.T) {
 	r = runBin(t, nil, "--config", cfg, "gitlab", "connect", "--token-file", kept)
 	r.want(t, 0, []string{"No changes"}, nil)
 	r = runBin(t, nil, "--config", cfg, "gitlab", "verify", "--token-file", kept)
-	r.want(t, 0, []string{"ok   features: 16 on this appliance's models, 0 disabled, 0 hidden, 2 not served here"}, nil)
+	r.want(t, 0, []string{"ok   features: 18 on this appliance's models, 0 disabled, 0 hidden, 0 not served here"}, nil)
 
 	admin.SetFeature("DUO_CHAT", "vendored", 0)
 	r = runBin(t, nil, "--config", cfg, "gitlab", "verify", "--token-file", kept)
@@ -126,7 +126,7 @@ func TestGitLabConnectDownMidApplyThenRerun(t *testing.T) {
 	tok := tokenFile(t, testAdminToken, 0o600)
 	admin.FailAfterMutations(3)
 	r := runBin(t, nil, "--config", cfg, "gitlab", "connect", "--apply", "--token-file", tok)
-	r.want(t, 1, []string{"Applied: 4 done, 15 failed, 1 not attempted.", "not attempted", "Stopped: GitLab did not answer", "run the same command again"}, nil)
+	r.want(t, 1, []string{"Applied: 5 done, 15 failed, 3 not attempted.", "not attempted", "Stopped: GitLab did not answer", "run the same command again"}, nil)
 	admin.SetDown(false)
 	r = runBin(t, nil, "--config", cfg, "gitlab", "connect", "--apply", "--token-file", tok)
 	r.want(t, 0, []string{"0 failed, 0 not attempted"}, nil)

@@ -58,6 +58,9 @@ type Options struct {
 	Signer TokenSigner
 	// Flows by workflow definition (e.g. "chat").
 	Flows map[string]flow.Flow
+	// InlineFlow runs a startRequest that carries an inline flowConfig
+	// (custom flows); nil refuses them.
+	InlineFlow flow.Flow
 	// Models resolves the model metadata header; required for
 	// ExecuteWorkflow.
 	Models ModelResolver

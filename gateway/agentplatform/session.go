@@ -106,6 +106,13 @@ func (s *Service) execute(stream contract.DuoWorkflow_ExecuteWorkflowServer, sta
 		return status.Error(codes.PermissionDenied, msgUnauthorizedExec+def)
 	}
 	f, ok := s.o.Flows[def]
+	if start.GetFlowConfig() != nil {
+		// An inline flowConfig wins over the definition, as in GitLab's registry.
+		f, ok = s.o.InlineFlow, s.o.InlineFlow != nil
+		if !ok {
+			return status.Error(codes.InvalidArgument, "Inline flowConfig is not supported by this Agent Platform service")
+		}
+	}
 	if !ok {
 		return status.Errorf(codes.InvalidArgument, "Unsupported workflow definition %q: this Agent Platform service runs %s", def, strings.Join(s.flowNames(), ", "))
 	}

@@ -87,4 +87,3 @@ func (a *Admin) serveGraphQL(w http.ResponseWriter, r *http.Request, u adminUser
 	resp := schema.Exec(ctx, req.Query, req.OperationName, req.Variables)
 	writeJSON(w, http.StatusOK, resp)
 }
-

@@ -29,6 +29,9 @@ type API struct {
 	workflows map[string]*Workflow
 	notes     map[string][]map[string]any // "issues/1" → notes
 	requests  []string                    // "METHOD path" seen, for tests
+	// reviews and createdMRs are what the flows posted (flows_api.go).
+	reviews    []ReviewPost
+	createdMRs []map[string]any
 }
 
 // Workflow is a Duo workflow record of the demo API.
@@ -131,6 +134,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.workflowRoute(w, r.Method, m[1], m[2] != "", body)
 	case reProject.MatchString(path):
 		a.projectRoute(w, r, reProject.FindStringSubmatch(path)[2], body)
+	case a.flowsRoute(w, r, path, body):
 	default:
 		writeJSON(w, 404, map[string]any{"message": "404 Not Found"})
 	}
@@ -318,6 +322,7 @@ func (a *API) projectRoute(w http.ResponseWriter, r *http.Request, sub string, b
 			}
 		}
 		writeJSON(w, 200, hits)
+	case a.flowsProjectRoute(w, r, sub, body):
 	default:
 		writeJSON(w, 404, map[string]any{"message": "404 Not Found"})
 	}

@@ -47,11 +47,12 @@ func ServeWithAPI(iss *Issuer, api *API, ln net.Listener) (*Server, error) {
 	// admin API stand-in (an admin's token, `gitlab connect`) share
 	// /api/graphql and /api/v4/user, as on a real GitLab: the token decides.
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") && r.Header.Get("Authorization") == "Bearer "+api.Token {
-			api.ServeHTTP(w, r)
+		if !strings.HasPrefix(r.URL.Path, "/api/") ||
+			(r.Header.Get("Authorization") != "Bearer "+api.Token && iss.adminRoute("", r.URL.Path) != nil) {
+			iss.Handler().ServeHTTP(w, r)
 			return
 		}
-		iss.Handler().ServeHTTP(w, r)
+		api.ServeHTTP(w, r)
 	})
 	return serveTLS(iss, h, ln)
 }
