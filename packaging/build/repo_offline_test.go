@@ -60,13 +60,22 @@ func TestOfflineBundle(t *testing.T) {
 	})
 	t.Run("dnf", func(t *testing.T) {
 		root := dnfRoot(t)
-		copyInto(t, newer, filepath.Join(root, "root", bundleName))
+		copyInto(t, old, filepath.Join(root, "root", bundleName))
 		mustDoc(t, root, "offline-unpack", "")
 		mustDoc(t, root, "offline-dnf", "")
-		if v := rpmVersion(root); v != "1.2.3-1" {
-			t.Fatalf("installed %q, want 1.2.3-1", v)
+		if v := rpmVersion(root); v != "1.2.2-1" {
+			t.Fatalf("installed %q, want 1.2.2-1", v)
 		}
-		checkFreshInstall(t, root, "1.2.3")
+		checkFreshInstall(t, root, "1.2.2")
+		customise(t, root)
+		copyInto(t, newer, filepath.Join(root, "root", bundleName))
+		mustDoc(t, root, "offline-replace", "")
+		mustDoc(t, root, "offline-unpack", "")
+		mustDoc(t, root, "dnf-upgrade", "")
+		if v := rpmVersion(root); v != "1.2.3-1" {
+			t.Fatalf("after upgrade %q, want 1.2.3-1", v)
+		}
+		checkCustomised(t, root, "/etc/duo-confidential/config.yaml")
 	})
 	t.Run("a changed file fails the check", func(t *testing.T) {
 		root := clientRoot(t)
