@@ -73,6 +73,7 @@ func (a *Appliance) buildAdmin() error {
 func (a *Appliance) adminSources() ui.Sources {
 	s := ui.Sources{
 		Version: a.o.Version,
+		Replica: a.o.Replica,
 		Ready:   a.Ready,
 		Trust:   a.Status,
 		TLS:     a.tlsState,
@@ -91,6 +92,9 @@ func (a *Appliance) adminSources() ui.Sources {
 			entries, err := tl.Entries()
 			return path, entries, err
 		}
+	}
+	if a.receipts != nil {
+		s.Receipts = (&receiptsView{a: a}).state
 	}
 	if a.front != nil {
 		s.GatewayReady = a.GatewayReady

@@ -20,6 +20,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/proxy"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
+	"github.com/duo-confidential/duo-confidential/proxy/receipts"
 	"github.com/duo-confidential/duo-confidential/proxy/secret"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
@@ -52,6 +53,18 @@ type Options struct {
 	// Env replaces the process environment for key variables
 	// (AIGW_SELF_SIGNED_JWT__*); nil means os.Environ (tests set it).
 	Env []string
+	// ShutdownDelay is how long, once shutdown begins, the appliance
+	// reports not ready while still accepting and serving everything, so
+	// a load balancer's health checks take it out of rotation before its
+	// listeners close. 0: close at once (Kubernetes does the same wait
+	// with a preStop hook before it sends SIGTERM).
+	ShutdownDelay time.Duration
+	// Replica names this appliance among replicas in /api/status and
+	// metrics; empty means the host name (in Kubernetes, the pod name).
+	Replica string
+	// ReceiptFiles opens receipt files; nil uses the file system. Tests
+	// inject write failures (a full disk) here.
+	ReceiptFiles func(path string) (receipts.File, error)
 }
 
 // Appliance wires the parts: trust (attestation and secret), the proxy.
@@ -73,6 +86,11 @@ type Appliance struct {
 	// trustLog is the verifier's trust log (nil with a fixed secret); GitLab
 	// drift events go into the same chain through the same instance.
 	trustLog *attest.TrustLog
+	// draining is set when shutdown begins: from then on every readiness
+	// answer is "shutting down" while requests are still served.
+	draining atomic.Bool
+	// receipts is the per-request receipt log; nil when receipts.record is off.
+	receipts *receipts.Log
 }
 
 // New builds the appliance from configuration; it does no network I/O.
@@ -84,6 +102,9 @@ func New(o Options) (*Appliance, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Replica == "" {
+		o.Replica, _ = os.Hostname()
 	}
 	a := &Appliance{o: o, log: log, serving: make(chan struct{})}
 	// Fail at start, naming the directory, rather than at the first
@@ -138,12 +159,16 @@ func New(o Options) (*Appliance, error) {
 			Verifier:         verifier,
 			ReattestInterval: cfg.Attestation.ReattestInterval,
 			Logger:           log.With("part", "trust"),
+			OnChange:         a.trustChanged,
 		})
 		if err != nil {
 			return nil, err
 		}
 		a.manager = m
 		a.secrets = managerSecrets{m}
+	}
+	if err := a.openReceipts(); err != nil {
+		return nil, err
 	}
 	internal, digests, err := internalToken(cfg.Proxy.InboundTokenSHA256)
 	if err != nil {
@@ -160,6 +185,7 @@ func New(o Options) (*Appliance, error) {
 		Secrets:               a.secrets,
 		Tokens:                tokens,
 		MaxRequestBody:        cfg.Proxy.MaxRequestBytes,
+		MaxInFlight:           cfg.Proxy.MaxInFlight,
 		ReadTimeout:           cfg.Proxy.ReadTimeout,
 		UpstreamTimeout:       cfg.Proxy.UpstreamTimeout,
 		StreamIdleTimeout:     cfg.Proxy.StreamIdleTimeout,
@@ -169,6 +195,9 @@ func New(o Options) (*Appliance, error) {
 		PlatformHeaders:       cfg.Proxy.PlatformHeaders,
 		Ready:                 a.Ready,
 		Metrics:               a.admin.in.Proxy(),
+	}
+	if a.receipts != nil {
+		po.Receipts = receiptSink{a.receipts}
 	}
 	if sb != nil {
 		po.Notice = "SANDBOX MODE: local sandbox backend with test-signed evidence, NOT CONFIDENTIAL"
@@ -239,6 +268,12 @@ func (a *Appliance) Proxy() *proxy.Server { return a.proxy }
 
 // Ready reports whether requests can be served now, and if not, why.
 func (a *Appliance) Ready() (bool, string) {
+	if a.draining.Load() {
+		return false, "shutting down"
+	}
+	if ok, why := a.receiptsReady(); !ok {
+		return false, why
+	}
 	if a.manager == nil {
 		return true, "sandbox with a fixed secret (NOT CONFIDENTIAL)"
 	}
@@ -324,6 +359,13 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 		return err
 	case <-ctx.Done():
 	}
+	// Readiness fails first; the listeners keep serving for the delay, so
+	// health checks see the replica leave before it stops accepting.
+	a.draining.Store(true)
+	if d := a.o.ShutdownDelay; d > 0 {
+		a.log.Info("shutting down: reporting not ready, still serving", "delay", d.String())
+		time.Sleep(d)
+	}
 	a.log.Info("shutting down: draining in-flight requests", "timeout", drain.String())
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
@@ -342,6 +384,10 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	if a.front != nil {
 		a.front.model.Close()
 	}
+	// Every request has ended: write the last receipts and a signed checkpoint.
+	if err := a.closeReceipts(); err != nil {
+		errs = append(errs, err)
+	}
 	// The secret stays usable while streams drain; stop the manager last.
 	stopManager()
 	return errors.Join(errs...)
@@ -351,6 +397,9 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 type fixedSecrets struct{ s envelope.Secret }
 
 func (f fixedSecrets) Current() (envelope.Secret, error) { return f.s, nil }
+
+// Trusted: the fixed secret is the only one.
+func (f fixedSecrets) Trusted(id string) bool { return id == f.s.ID }
 func (f fixedSecrets) Invalidate(context.Context, string) (envelope.Secret, error) {
 	return f.s, errors.New("the fixed sandbox secret cannot be renewed")
 }
@@ -362,6 +411,9 @@ func (s managerSecrets) Current() (envelope.Secret, error) {
 	sec, err := s.m.Current()
 	return envelope.Secret{ID: sec.ID, Key: sec.Key}, err
 }
+
+// Trusted asks the trust manager whether a stream's secret is still trusted.
+func (s managerSecrets) Trusted(id string) bool { return s.m.Trusted(id) }
 
 func (s managerSecrets) Invalidate(ctx context.Context, id string) (envelope.Secret, error) {
 	sec, err := s.m.Invalidate(ctx, id)

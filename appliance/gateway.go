@@ -114,6 +114,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 			Chat: g.Timeouts.Chat, Prompts: g.Timeouts.Prompts, Check: g.Timeouts.Check,
 		},
 		MaxRequestBody: g.MaxRequestBytes,
+		MaxInFlight:    g.MaxInFlight,
 		ReadTimeout:    cfg.Proxy.ReadTimeout,
 		Logger:         log,
 		Metrics:        a.admin.in.Gateway(),
@@ -234,7 +235,7 @@ func (f *front) checkOnce(ctx context.Context) *modelCheck {
 		}
 	}
 	if len(missing) > 0 {
-		return &modelCheck{reason: fmt.Sprintf("configured model %s not served by the backend (it serves: %s); fix gateway.models / gateway.allowed_models",
+		return &modelCheck{reason: fmt.Sprintf("configured model %s not served by the backend (it serves %s); fix gateway.models / gateway.allowed_models",
 			strings.Join(missing, ", "), strings.Join(served, ", "))}
 	}
 	return &modelCheck{ok: true}
@@ -256,6 +257,7 @@ func (a *Appliance) runFront(ctx context.Context, ln net.Listener, errc chan<- e
 		}
 	}()
 	go f.checkModels(ctx, a.Ready, a.log.With("part", "gateway"))
+	go a.watchGatewayKeys(ctx, gatewayKeyPoll)
 	go func() {
 		if err := f.gw.Serve(ln); err != nil {
 			errc <- fmt.Errorf("gateway: %w", err)

@@ -21,6 +21,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/appliance"
 	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/internal/testutil"
+	"github.com/duo-confidential/duo-confidential/proxy/receipts"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 	apptls "github.com/duo-confidential/duo-confidential/tls"
 )
@@ -40,6 +41,10 @@ type envOptions struct {
 	DeferSandbox bool
 	// NoWait returns before the appliance is ready.
 	NoWait bool
+	// Receipts sets receipts.on_failure ("": the default) and how receipt
+	// files are opened (nil: the file system).
+	ReceiptsOnFailure string
+	ReceiptFiles      func(path string) (receipts.File, error)
 }
 
 // env is a sandbox backend and an appliance in sandbox mode in front of it,
@@ -54,6 +59,8 @@ type env struct {
 	http   *http.Client
 
 	sbOnce sync.Once
+	// stop cancels Run and waits for it (once); the test's cleanup calls it too.
+	stop func() error
 }
 
 // startEnv starts a sandbox and an appliance trusting it, and waits until
@@ -102,7 +109,11 @@ func startEnv(t *testing.T, o envOptions) *env {
 		cfg.Proxy.UpstreamTimeout = o.UpstreamTimeout
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	app, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: "test", Sandbox: trust, APIKey: "sandbox-api-key"})
+	if o.ReceiptsOnFailure != "" {
+		cfg.Receipts.OnFailure = o.ReceiptsOnFailure
+	}
+	app, err := appliance.New(appliance.Options{Config: cfg, Logger: log, Version: "test", Sandbox: trust, APIKey: "sandbox-api-key",
+		ReceiptFiles: o.ReceiptFiles})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,16 +127,23 @@ func startEnv(t *testing.T, o envOptions) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, ln, 5*time.Second) }()
-	t.Cleanup(func() {
-		e.http.CloseIdleConnections()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("appliance Run: %v", err)
+	var stopOnce sync.Once
+	var stopErr error
+	e.stop = func() error {
+		stopOnce.Do(func() {
+			e.http.CloseIdleConnections()
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(waitLimit):
+				stopErr = errors.New("appliance did not stop")
 			}
-		case <-time.After(waitLimit):
-			t.Error("appliance did not stop")
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := e.stop(); err != nil {
+			t.Errorf("appliance Run: %v", err)
 		}
 	})
 	if !o.NoWait && !o.DeferSandbox {

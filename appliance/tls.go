@@ -87,11 +87,15 @@ func (a *Appliance) CACertificateFile() string {
 
 // Reload applies what can change without a restart: operator certificate
 // files are re-read (a bad new pair keeps the old one serving and returns
-// the error), managed certificates are checked for renewal. It is what
-// SIGHUP does.
+// the error), managed certificates are checked for renewal, and the
+// operator's gateway key files are re-read (also every gatewayKeyPoll). It
+// is what SIGHUP does.
 func (a *Appliance) Reload(ctx context.Context) error {
 	if err := a.certs.Reload(ctx); err != nil {
 		return fmt.Errorf("reload tls: %w", err)
+	}
+	if err := a.reloadGatewayKeys(); err != nil {
+		return fmt.Errorf("reload gateway keys: %w", err)
 	}
 	return nil
 }

@@ -29,6 +29,15 @@ type fakeModel struct {
 	// Reply returns the text (streamed as Deltas, if set) or an error.
 	Reply  func(req any) (string, error)
 	Deltas func(req any) []string
+	// Hold, if set, runs first in every call with the call's context.
+	Hold func(ctx context.Context) error
+}
+
+func (f *fakeModel) hold(ctx context.Context) error {
+	if f.Hold == nil {
+		return nil
+	}
+	return f.Hold(ctx)
 }
 
 func (f *fakeModel) reply(req any) (model.Result, error) {
@@ -61,28 +70,40 @@ func (f *fakeModel) stream(req any, onDelta func(string) error) (model.Result, e
 	return res, nil
 }
 
-func (f *fakeModel) Chat(_ context.Context, r model.ChatRequest) (model.Result, error) {
+func (f *fakeModel) Chat(ctx context.Context, r model.ChatRequest) (model.Result, error) {
+	if err := f.hold(ctx); err != nil {
+		return model.Result{}, err
+	}
 	f.mu.Lock()
 	f.chats = append(f.chats, r)
 	f.mu.Unlock()
 	return f.reply(r)
 }
 
-func (f *fakeModel) ChatStream(_ context.Context, r model.ChatRequest, onDelta func(string) error) (model.Result, error) {
+func (f *fakeModel) ChatStream(ctx context.Context, r model.ChatRequest, onDelta func(string) error) (model.Result, error) {
+	if err := f.hold(ctx); err != nil {
+		return model.Result{}, err
+	}
 	f.mu.Lock()
 	f.chats = append(f.chats, r)
 	f.mu.Unlock()
 	return f.stream(r, onDelta)
 }
 
-func (f *fakeModel) Complete(_ context.Context, r model.CompletionRequest) (model.Result, error) {
+func (f *fakeModel) Complete(ctx context.Context, r model.CompletionRequest) (model.Result, error) {
+	if err := f.hold(ctx); err != nil {
+		return model.Result{}, err
+	}
 	f.mu.Lock()
 	f.comps = append(f.comps, r)
 	f.mu.Unlock()
 	return f.reply(r)
 }
 
-func (f *fakeModel) CompleteStream(_ context.Context, r model.CompletionRequest, onDelta func(string) error) (model.Result, error) {
+func (f *fakeModel) CompleteStream(ctx context.Context, r model.CompletionRequest, onDelta func(string) error) (model.Result, error) {
+	if err := f.hold(ctx); err != nil {
+		return model.Result{}, err
+	}
 	f.mu.Lock()
 	f.comps = append(f.comps, r)
 	f.mu.Unlock()
@@ -249,3 +270,6 @@ func lines(b []byte) []string {
 	}
 	return out
 }
+
+// addr is the gateway's host:port.
+func (h *harness) addr() string { return strings.TrimPrefix(h.url, "http://") }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"github.com/duo-confidential/duo-confidential/internal/probe"
 	"github.com/valyala/fasthttp"
 )
 
@@ -30,7 +31,9 @@ func (s *Server) handleReady(c *call) error {
 	if !ok {
 		c.ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 	}
-	return c.writeJSON(readyBody{Ready: ok, Reason: reason, Notice: s.o.Notice})
+	// Anyone who reaches the listener reads this: what is missing, not
+	// the error details behind it.
+	return c.writeJSON(readyBody{Ready: ok, Reason: probe.PublicReason(reason), Notice: s.o.Notice})
 }
 
 // handleJWKS publishes the public keys of the gateway's own tokens, so other

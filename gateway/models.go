@@ -7,7 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/prompts"
 	"github.com/valyala/fasthttp"
@@ -41,7 +41,7 @@ type Models struct {
 	CompletionFormat prompts.FIMFormat
 	Logger           *slog.Logger
 
-	warned sync.Map // endpoint host or identifier → struct{}: log once
+	warned warnOnce // endpoint hosts and identifiers already logged
 }
 
 // For returns the configured model of f.
@@ -83,8 +83,9 @@ func (m *Models) All() []string {
 // substitution.
 func (m *Models) Pick(f prompts.Feature, md ModelMetadata) (string, error) {
 	if md.Endpoint != "" {
-		m.once("endpoint:"+endpointHost(md.Endpoint), "GitLab named a model endpoint; it is ignored: every model call goes through the attesting proxy",
-			"feature", string(f), "endpoint_host", endpointHost(md.Endpoint))
+		host := clip(endpointHost(md.Endpoint))
+		m.once("endpoint:"+host, "GitLab named a model endpoint; it is ignored: every model call goes through the attesting proxy",
+			"feature", string(f), "endpoint_host", host)
 	}
 	id := normalizeIdentifier(md.Identifier)
 	if id != "" && len(m.Allowed) > 0 {
@@ -92,9 +93,10 @@ func (m *Models) Pick(f prompts.Feature, md ModelMetadata) (string, error) {
 			return id, nil
 		}
 		return "", errorf(fasthttp.StatusUnprocessableEntity,
-			fmt.Sprintf("model %q is not allowed by the appliance; allowed: %s", id, strings.Join(m.Allowed, ", ")), nil)
+			fmt.Sprintf("model %q is not allowed by the appliance; allowed: %s", clip(id), strings.Join(m.Allowed, ", ")), nil)
 	}
 	if id != "" {
+		id = clip(id)
 		m.once("identifier:"+id, "GitLab named a model identifier; the appliance's configured model is used (set gateway.allowed_models to honour identifiers)",
 			"feature", string(f), "identifier", id, "model", m.For(f))
 	}
@@ -106,8 +108,14 @@ func (m *Models) Pick(f prompts.Feature, md ModelMetadata) (string, error) {
 }
 
 func (m *Models) once(key, msg string, args ...any) {
-	if _, loaded := m.warned.LoadOrStore(key, struct{}{}); !loaded && m.Logger != nil {
+	if m.Logger == nil {
+		return
+	}
+	switch first, summary := m.warned.check(key, time.Now()); {
+	case first:
 		m.Logger.Warn(msg, args...)
+	case summary > 0:
+		m.Logger.Warn("GitLab keeps naming new model identifiers or endpoints; not logging each", "not_logged", summary)
 	}
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -63,5 +64,40 @@ func TestForeignEndpointLoggedOnce(t *testing.T) {
 	}
 	if all := (&Models{Default: "b", ByFeature: map[prompts.Feature]string{prompts.DuoChat: "", prompts.CodeCompletions: "a"}, Allowed: []string{"c"}}).All(); strings.Join(all, ",") != "a,b,c" {
 		t.Errorf("All() = %v", all)
+	}
+}
+
+// TestManyIdentifiersStayBounded: any Duo user can send a new model
+// identifier or endpoint host with every request; what the gateway
+// remembers and logs about them stays bounded and clipped.
+func TestManyIdentifiersStayBounded(t *testing.T) {
+	var logs bytes.Buffer
+	m := Models{Default: "big", Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	long := strings.Repeat("x", 4096)
+	const n = 5000
+	for i := range n {
+		md := ModelMetadata{Identifier: fmt.Sprintf("openai/id-%d-%s\nlevel=ERROR forged", i, long)}
+		if i%2 == 0 {
+			md = ModelMetadata{Endpoint: fmt.Sprintf("https://h%d-%s.example/v1", i, long[:200])}
+		}
+		if _, err := m.Pick(prompts.CodeCompletions, md); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(m.warned.seen); got > maxWarnKeys {
+		t.Fatalf("%d values remembered, want at most %d", got, maxWarnKeys)
+	}
+	out := logs.String()
+	if lines := strings.Count(out, "\n"); lines > maxWarnKeys+5 {
+		t.Fatalf("%d log lines for %d requests", lines, n)
+	}
+	if len(out) > (maxWarnKeys+5)*600 {
+		t.Fatalf("%d bytes of log: values are not clipped", len(out))
+	}
+	if strings.Contains(out, "\nlevel=ERROR forged") {
+		t.Fatal("a client value forged a log line")
+	}
+	if !strings.Contains(out, "not_logged=") {
+		t.Fatalf("no summary of the values not logged:\n%.2000s", out)
 	}
 }

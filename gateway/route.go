@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
+	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"github.com/duo-confidential/duo-confidential/internal/fastserve"
+	"github.com/duo-confidential/duo-confidential/internal/jsonlimit"
 	"github.com/valyala/fasthttp"
 )
 
@@ -135,6 +138,30 @@ type call struct {
 	suffix string
 	// streamed: the answer is a stream, observed when it ends.
 	streamed bool
+	// client is done when GitLab closes this request's connection;
+	// started on first use, stopped when the answer is complete.
+	client     context.Context
+	stopClient func()
+}
+
+// clientContext returns a context cancelled when GitLab goes away (an IDE
+// cancels completions constantly), so model calls stop with it.
+func (c *call) clientContext() context.Context {
+	if c.client == nil {
+		c.client, c.stopClient = fastserve.WatchClient(c.ctx, context.Background())
+	}
+	return c.client
+}
+
+// takeClientStop hands the end of the client watch to a stream writer,
+// which runs after the handler has returned.
+func (c *call) takeClientStop() func() {
+	stop := c.stopClient
+	c.stopClient = nil
+	if stop == nil {
+		return func() {}
+	}
+	return stop
 }
 
 // header returns a request header as a string ("" when absent).
@@ -158,6 +185,13 @@ func (c *call) decode(v any) error {
 	body := bytes.TrimSpace(c.ctx.PostBody())
 	if len(body) == 0 {
 		body = []byte("{}")
+	}
+	if err := jsonlimit.Check(body, jsonlimit.Default); err != nil {
+		status := fasthttp.StatusRequestEntityTooLarge
+		if le, ok := err.(*jsonlimit.Error); ok && le.TooDeep() {
+			status = fasthttp.StatusUnprocessableEntity
+		}
+		return errorf(status, detailValidation+": "+err.Error(), err)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return errorf(fasthttp.StatusUnprocessableEntity, validationDetail(err), err)
@@ -214,35 +248,48 @@ func invalid(format string, args ...any) *Error {
 	return errorf(fasthttp.StatusUnprocessableEntity, detailValidation+": "+fmt.Sprintf(format, args...), nil)
 }
 
-// modelContext returns the context of one model call: bounded by d and
-// by server shutdown. fasthttp has no per-request context; client
-// disconnects surface as write errors in streams.
+// modelContext returns the context of one model call: bounded by d, by
+// server shutdown and by the client's connection (fasthttp has no
+// per-request context; see clientContext).
 //
 // The shutdown channel is taken from c.ctx here, once: the returned cancel
 // runs in stream writers after the handler has returned, when fasthttp
 // may already be resetting c.ctx (a context.AfterFunc on c.ctx itself
 // would read it then: a data race once the client has gone).
 func (c *call) modelContext(d time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeoutCause(context.Background(), d, errDeadline)
-	// Watch only the shutdown channel, not c.ctx itself: context's watcher
-	// reads the parent's Value on cancel, and fasthttp resets the
-	// RequestCtx (a data race) once the request is done.
-	done := c.ctx.Done()
-	if done == nil { // a RequestCtx outside a server (benchmarks)
-		return ctx, cancel
-	}
-	stop := context.AfterFunc(shutdownContext{done}, cancel)
+	ctx, cancel := context.WithTimeoutCause(c.clientContext(), d, errDeadline)
+	ctx = model.WithCall(ctx, c.modelCall())
+	// Watch only the end of the server's drain, not c.ctx itself: context's
+	// watcher reads the parent's Value on cancel, and fasthttp resets the
+	// RequestCtx (a data race) once the request is done. Not fasthttp's
+	// shutdown channel either: that closes when the drain starts, and a
+	// draining replica finishes what it has begun.
+	stop := context.AfterFunc(shutdownContext{c.s.drainOver}, cancel)
 	return ctx, func() { stop(); cancel() }
 }
 
-// shutdownContext is a context done when the server shuts down, with no
-// values, safe to outlive the request it was taken from.
+// modelCall says, for the receipt of each model call, which feature and
+// which GitLab instance and user it serves.
+func (c *call) modelCall() model.Call {
+	route, prompt := c.labels(c.route)
+	if prompt != "" {
+		route += "/" + prompt
+	}
+	mc := model.Call{Feature: route}
+	if c.claims != nil {
+		mc.Instance, mc.User = c.claims.InstanceID, c.claims.GlobalUserID
+	}
+	return mc
+}
+
+// shutdownContext is a context done when the server's drain is over, with
+// no values, safe to outlive the request it was taken from.
 type shutdownContext struct{ done <-chan struct{} }
 
 // Deadline reports none.
 func (shutdownContext) Deadline() (time.Time, bool) { return time.Time{}, false }
 
-// Done is closed at shutdown.
+// Done is closed when the drain is over.
 func (s shutdownContext) Done() <-chan struct{} { return s.done }
 
 // Value holds nothing.

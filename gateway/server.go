@@ -3,10 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,10 +71,13 @@ type Options struct {
 	// MaxRequestBody bounds request bodies (default 8 MiB; Rails caps code
 	// suggestion bodies at 600 kB, chat carries more context).
 	MaxRequestBody int
-	ReadTimeout    time.Duration // request headers and body (default 60s)
-	IdleTimeout    time.Duration // keep-alive (default 120s)
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// MaxInFlight caps requests and streams served at once; more are
+	// answered 503 with Retry-After. Default fastserve.DefaultMaxInFlight.
+	MaxInFlight int
+	ReadTimeout time.Duration // request headers and body (default 60s)
+	IdleTimeout time.Duration // keep-alive (default 120s)
+	Logger      *slog.Logger
+	Now         func() time.Time
 	// Metrics receives per-request observations; nil records none.
 	Metrics Metrics
 }
@@ -91,6 +94,11 @@ type Server struct {
 	routes   map[string]*route
 	inflight atomic.Int64
 	streams  atomic.Int64
+	// drainOver is closed when Shutdown's drain time is up: model calls
+	// and streams still running are cancelled then, not when the drain
+	// starts, so a rolling restart lets them finish.
+	drainOver chan struct{}
+	drainOnce sync.Once
 }
 
 // New checks o and builds a Server; it does no I/O.
@@ -119,24 +127,24 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{o: o, log: o.Logger}
+	s := &Server{o: o, log: o.Logger, drainOver: make(chan struct{})}
 	s.routes = s.routeTable()
-	s.srv = fastserve.New(&fasthttp.Server{
-		Handler:               s.Handle,
-		Name:                  "duo-confidential",
-		NoDefaultServerHeader: true,
-		ReadTimeout:           o.ReadTimeout,
-		IdleTimeout:           o.IdleTimeout,
+	s.srv = fastserve.New(fastserve.Config{
+		Name:    "duo-confidential",
+		Handler: s.Handle,
+		Answer: func(ctx *fasthttp.RequestCtx, f fastserve.Failure) {
+			writeError(ctx, errorf(f.Status, f.Message, nil))
+		},
+		Logger: o.Logger,
 		// Streams are bounded by the model client's idle-progress
 		// watchdog and the per-feature timeouts, not a write cap.
-		WriteTimeout:       0,
-		MaxRequestBodySize: o.MaxRequestBody,
+		ReadTimeout:    o.ReadTimeout,
+		IdleTimeout:    o.IdleTimeout,
+		MaxRequestBody: o.MaxRequestBody,
 		// Rails' tokens list every unit primitive and come with a dozen
 		// X-Gitlab-* headers; fasthttp's 4 KiB default would refuse some.
-		ReadBufferSize:  headerBufferSize,
-		CloseOnShutdown: true,
-		Logger:          fasthttpLogger{o.Logger},
-		ErrorHandler:    s.connError,
+		ReadBufferSize: headerBufferSize,
+		MaxInFlight:    o.MaxInFlight,
 	})
 	return s, nil
 }
@@ -145,32 +153,22 @@ func New(o Options) (*Server, error) {
 func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 
 // Shutdown stops accepting connections and waits, until ctx is done, for
-// in-flight requests and streams to finish.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+// in-flight requests and streams to finish; when ctx is done first, the
+// model calls and streams still running are cancelled.
+func (s *Server) Shutdown(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, s.endDrain)
+	defer stop()
+	err := s.srv.Shutdown(ctx)
+	s.endDrain()
+	return err
+}
+
+// endDrain cancels every model call and stream still running.
+func (s *Server) endDrain() { s.drainOnce.Do(func() { close(s.drainOver) }) }
 
 // InFlight reports requests being handled and streams being written.
 func (s *Server) InFlight() (requests, streams int64) {
 	return s.inflight.Load(), s.streams.Load()
-}
-
-// connError answers protocol-level failures in GitLab's shape.
-func (s *Server) connError(ctx *fasthttp.RequestCtx, err error) {
-	var small *fasthttp.ErrSmallBuffer
-	switch {
-	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
-		writeError(ctx, errorf(fasthttp.StatusRequestHeaderFieldsTooLarge,
-			fmt.Sprintf("request headers larger than %d bytes", headerBufferSize), err))
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeError(ctx, errorf(fasthttp.StatusRequestEntityTooLarge,
-			fmt.Sprintf("request body larger than %d bytes", s.o.MaxRequestBody), err))
-	default:
-		var te interface{ Timeout() bool }
-		if errors.As(err, &te) && te.Timeout() {
-			writeError(ctx, errorf(fasthttp.StatusRequestTimeout, "request not received in time", err))
-			return
-		}
-		writeError(ctx, errorf(fasthttp.StatusBadRequest, "malformed HTTP request", err))
-	}
 }
 
 // Handle is the gateway's request handler (for in-process servers and
@@ -185,6 +183,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		rt = s.lookupPrefix(path)
 	}
 	err := s.serve(c, rt, path)
+	if stop := c.takeClientStop(); stop != nil {
+		stop() // before fasthttp reads the connection again
+	}
 	if err != nil {
 		s.logError(c, rt, err)
 		writeError(ctx, err)
@@ -240,11 +241,4 @@ func (s *Server) logError(c *call, rt *route, err error) {
 	}
 	s.log.Log(context.Background(), level, "request failed", "route", name, "status", status,
 		"request_id", c.requestID(), "error", err.Error())
-}
-
-// fasthttpLogger routes fasthttp's own messages into slog at debug level.
-type fasthttpLogger struct{ l *slog.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Debug("http server", "msg", fmt.Sprintf(format, args...))
 }

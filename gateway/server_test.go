@@ -1,10 +1,16 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/auth"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
@@ -148,9 +154,56 @@ func TestValidationDetail(t *testing.T) {
 func TestOversizedHeadersAre431(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	hdr := h.headers(gitlabtest.TokenOptions{})
-	hdr.Set("X-Padding", strings.Repeat("p", 3*headerBufferSize))
-	r := h.do(http.MethodPost, "/v1/search/gitlab-docs", "{}", hdr)
-	if r.status != 431 || !strings.Contains(string(r.body), `"detail":"request headers larger than`) {
-		t.Fatalf("%d %s", r.status, r.body)
+	hdr.Set("X-Padding", strings.Repeat("p", 4<<20))
+	// The whole request is written before the answer is read, like most
+	// clients do: the server answers early and must let the client finish
+	// writing (a reset would lose the 431) — every time, not by luck.
+	for range 5 {
+		status, body := rawExchange(t, h.addr(), http.MethodPost, "/v1/search/gitlab-docs", hdr, "{}")
+		if status != 431 || !strings.Contains(body, `"detail":"the request headers are larger than`) {
+			t.Fatalf("%d %s", status, body)
+		}
 	}
+}
+
+// TestOversizedBodyIs413 sends a 10 MiB code completion whole before
+// reading: the client reads a 413 in GitLab's shape, not a broken pipe.
+func TestOversizedBodyIs413(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	hdr := h.headers(gitlabtest.TokenOptions{})
+	hdr.Set("Content-Type", "application/json")
+	body := `{"current_file":{"file_name":"a.go","content_above_cursor":"` + strings.Repeat("x", 10<<20) + `"}}`
+	for range 3 {
+		status, got := rawExchange(t, h.addr(), http.MethodPost, "/v2/code/completions", hdr, body)
+		if status != 413 || !strings.Contains(got, `"detail":"the request body is larger than`) {
+			t.Fatalf("%d %s", status, got)
+		}
+	}
+}
+
+// rawExchange writes one whole request on a fresh connection, failing the
+// test if the server stops it, then reads the answer.
+func rawExchange(t *testing.T, addr, method, path string, h http.Header, body string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n", method, path, len(body))
+	_ = h.Write(&req)
+	req.WriteString("\r\n")
+	req.WriteString(body)
+	if _, err := c.Write(req.Bytes()); err != nil {
+		t.Fatalf("writing the request: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

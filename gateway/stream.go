@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"github.com/duo-confidential/duo-confidential/internal/fastserve"
 )
 
 // errClientGone means a write to GitLab failed: the caller went away, so
@@ -46,7 +49,7 @@ func (sw *streamWriter) Gone() bool { return sw.gone }
 
 // stream answers 200 with a streamed body of contentType and runs body in
 // fasthttp's body writer, after the handler has returned, with a context
-// bounded by timeout and server shutdown. body must not touch c.ctx: it is
+// bounded by timeout and the end of the server's drain. body must not touch c.ctx: it is
 // reused once the handler returns, so everything body needs is captured
 // before. An error from body is logged; writing it in the stream's own
 // format is body's job, since the status line has already gone out.
@@ -55,23 +58,27 @@ func (c *call) stream(contentType string, timeout time.Duration, body func(ctx c
 	c.ctx.SetContentType(contentType)
 	c.ctx.Response.Header.Set("Cache-Control", "no-cache")
 	c.ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	// Not c.modelContext: its AfterFunc on c.ctx would be stopped after the
-	// handler returned, reading c.ctx while fasthttp resets it for reuse
-	// (a data race when GitLab goes away mid-stream). Take the server's
-	// shutdown channel now instead.
-	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, errDeadline)
-	if done := c.ctx.Done(); done != nil {
-		go func() {
-			select {
-			case <-done:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-	}
+	// Not c.modelContext: its AfterFunc would be stopped when the handler
+	// returns, before the stream is written. Watch the end of the server's
+	// drain instead (not fasthttp's shutdown channel, which closes when the
+	// drain starts: a draining replica finishes its streams).
+	ctx, cancel := context.WithTimeoutCause(c.clientContext(), timeout, errDeadline)
+	ctx = model.WithCall(ctx, c.modelCall())
+	stopClient := c.takeClientStop()
+	release := fastserve.Detach(c.ctx)
+	drainOver := s.drainOver
+	go func() {
+		select {
+		case <-drainOver:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	s.streams.Add(1)
 	observed := c.streamObserver()
 	c.ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer release()
+		defer stopClient()
 		defer s.streams.Add(-1)
 		defer observed()
 		defer cancel()

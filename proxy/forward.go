@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/fastserve"
+	"github.com/duo-confidential/duo-confidential/internal/jsonlimit"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
@@ -36,6 +38,15 @@ func (s *Server) handleInference(ctx *fasthttp.RequestCtx, rt *route, path strin
 	if rt.multipart {
 		meta, boundary, err = multipartMeta(string(ctx.Request.Header.ContentType()), body)
 	} else {
+		// Before any parser: a body of millions of tiny members costs
+		// far more memory and CPU than its size suggests.
+		if lerr := jsonlimit.Check(body, jsonlimit.Default); lerr != nil {
+			status := fasthttp.StatusRequestEntityTooLarge
+			if le, ok := lerr.(*jsonlimit.Error); ok && le.TooDeep() {
+				status = fasthttp.StatusBadRequest
+			}
+			return newAPIError(status, errInvalidRequest, lerr.Error(), nil)
+		}
 		meta, err = parseMeta(body)
 	}
 	if err != nil {
@@ -44,16 +55,25 @@ func (s *Server) handleInference(ctx *fasthttp.RequestCtx, rt *route, path strin
 	if meta.Model == "" {
 		return newAPIError(fasthttp.StatusBadRequest, errInvalidRequest, "the field 'model' is required", nil)
 	}
-	var shardKey string
+	if err := s.beginReceipt(ctx, tm, meta); err != nil {
+		return err
+	}
+	ureq := &upstreamRequest{route: rt, path: path, body: body, boundary: boundary,
+		contentType: contentType, meta: meta, timing: tm}
 	if rt.cacheSalt {
-		if body, shardKey, err = s.cacheSalt(body, meta); err != nil {
+		if ureq.body, ureq.shardKey, err = s.cacheSalt(body, meta); err != nil {
 			return err
 		}
 	}
-	uctx, cancel := context.WithCancel(context.Background())
-	resp, sess, err := s.forward(uctx, rt, path, body, boundary, contentType, meta, shardKey, tm)
+	// The upstream call ends when the caller goes away (an IDE cancels
+	// completions as the user types on), not when the model is done.
+	uctx, cancel := fastserve.WatchClient(ctx, context.Background())
+	resp, sess, sec, err := s.forward(uctx, ureq)
 	if err != nil {
 		cancel()
+		if errors.Is(context.Cause(uctx), fastserve.ErrClientGone) {
+			s.log.Debug("caller went away; upstream request cancelled", "route", rt.name)
+		}
 		return err
 	}
 	if resp.Header.Get("Privatemode-Encrypted") == "false" {
@@ -63,7 +83,7 @@ func (s *Server) handleInference(ctx *fasthttp.RequestCtx, rt *route, path strin
 	}
 	isStream := strings.Contains(resp.Header.Get("Content-Type"), "event-stream")
 	if isStream && resp.StatusCode/100 == 2 {
-		s.relayStream(ctx, rt, resp, sess, cancel, tm)
+		s.relayStream(ctx, &streamRelay{route: rt, resp: resp, sess: sess, secretID: sec.ID, ctx: uctx, cancel: cancel, timing: tm})
 		return nil
 	}
 	defer cancel()
@@ -72,7 +92,7 @@ func (s *Server) handleInference(ctx *fasthttp.RequestCtx, rt *route, path strin
 }
 
 // cacheSalt injects the salt the backend requires and computes the shard
-// key when the salt is known in advance (client's own or shared).
+// key in shared-cache mode only.
 func (s *Server) cacheSalt(body []byte, meta requestMeta) ([]byte, string, error) {
 	salt := ""
 	switch {
@@ -87,15 +107,17 @@ func (s *Server) cacheSalt(body []byte, meta requestMeta) ([]byte, string, error
 		}
 		salt = r
 	}
-	out, injected, err := envelope.EnsureCacheSalt(body, salt)
+	out, _, err := envelope.EnsureCacheSalt(body, salt)
 	if err != nil {
 		if errors.Is(err, envelope.ErrBadCacheSalt) {
 			return nil, "", newAPIError(fasthttp.StatusBadRequest, errInvalidRequest, "cache_salt must be at least 32 characters", err)
 		}
 		return nil, "", newAPIError(fasthttp.StatusBadRequest, errInvalidRequest, "the request body is not a valid JSON object", err)
 	}
-	if injected && s.o.CacheSaltMode != CacheSaltShared {
-		return out, "", nil // a per-request random salt gives no routing affinity
+	if s.o.CacheSaltMode != CacheSaltShared {
+		// A per-request salt gives no routing affinity, and a client's own
+		// salt must not turn into a content-derived key the relay sees.
+		return out, "", nil
 	}
 	key, err := envelope.ShardKey(salt, out)
 	if err != nil {
@@ -104,41 +126,59 @@ func (s *Server) cacheSalt(body []byte, meta requestMeta) ([]byte, string, error
 	return out, key, nil
 }
 
+// upstreamRequest is one inference request on its way upstream.
+type upstreamRequest struct {
+	route       *route
+	path        string
+	body        []byte // plaintext JSON object or multipart form
+	boundary    string // multipart only
+	contentType string
+	meta        requestMeta
+	shardKey    string // sent only in shared-cache mode
+	timing      *timing
+}
+
 // forward sends the encrypted request, retrying once with a fresh secret
 // when the backend has forgotten ours, and once with a fresh nonce when the
-// connection was reset before any answer.
-func (s *Server) forward(ctx context.Context, rt *route, path string, body []byte, boundary, contentType string, meta requestMeta, shardKey string, tm *timing) (*http.Response, *envelope.Session, error) {
+// connection was reset before any answer. It returns the secret the
+// answer is encrypted under.
+func (s *Server) forward(ctx context.Context, r *upstreamRequest) (*http.Response, *envelope.Session, envelope.Secret, error) {
+	rt, meta, tm := r.route, r.meta, r.timing
+	fail := func(e *apiError) (*http.Response, *envelope.Session, envelope.Secret, error) {
+		return nil, nil, envelope.Secret{}, e
+	}
 	sec, err := s.o.Secrets.Current()
 	if err != nil {
-		return nil, nil, newAPIError(fasthttp.StatusServiceUnavailable, errUnavailable,
-			"the confidential backend is not available right now (not attested or no secret); the appliance status says why", err)
+		return fail(newAPIError(fasthttp.StatusServiceUnavailable, errUnavailable,
+			"the confidential backend is not available right now (not attested or no secret); the appliance status says why", err))
 	}
 	requestID := "proxy_" + uuid.Must(uuid.NewV7()).String()
 	retriedSecret, retriedReset := false, false
 	for attempt := 1; ; attempt++ {
 		sess, err := envelope.NewSession(sec)
 		if err != nil {
-			return nil, nil, newAPIError(fasthttp.StatusInternalServerError, errInternal, "internal error", err)
+			return fail(newAPIError(fasthttp.StatusInternalServerError, errInternal, "internal error", err))
 		}
 		var enc []byte
-		ct := contentType
+		ct := r.contentType
 		if rt.multipart {
-			enc, ct, err = sess.EncryptMultipart(body, boundary, rt.reqPlain)
+			enc, ct, err = sess.EncryptMultipart(r.body, r.boundary, rt.reqPlain)
 		} else {
-			enc, err = sess.EncryptJSON(body, rt.reqPlain)
+			enc, err = sess.EncryptJSON(r.body, rt.reqPlain)
 		}
 		if err != nil {
-			return nil, nil, newAPIError(fasthttp.StatusBadRequest, errInvalidRequest, "the request body could not be encrypted: it is not a well-formed JSON object or form", err)
+			return fail(newAPIError(fasthttp.StatusBadRequest, errInvalidRequest, "the request body could not be encrypted: it is not a well-formed JSON object or form", err))
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base.String()+path, bytes.NewReader(enc))
+		r.timing.rec.sent(sec, enc)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base.String()+r.path, bytes.NewReader(enc))
 		if err != nil {
-			return nil, nil, newAPIError(fasthttp.StatusInternalServerError, errInternal, "internal error", err)
+			return fail(newAPIError(fasthttp.StatusInternalServerError, errInternal, "internal error", err))
 		}
 		s.setHeaders(req, sec, requestID+"_"+strconv.Itoa(attempt))
 		req.Header.Set("Content-Type", ct)
 		req.Header.Set("Privatemode-Target-Model", meta.Model)
-		if shardKey != "" {
-			req.Header.Set("Privatemode-Shard-Key", shardKey)
+		if r.shardKey != "" {
+			req.Header.Set("Privatemode-Shard-Key", r.shardKey)
 		}
 		if meta.Stream {
 			req.Header.Set("Accept", "text/event-stream")
@@ -153,7 +193,7 @@ func (s *Server) forward(ctx context.Context, rt *route, path string, body []byt
 				retriedReset = true
 				continue
 			}
-			return nil, nil, newAPIError(fasthttp.StatusBadGateway, errUpstream, "the confidential backend could not be reached", err)
+			return fail(newAPIError(fasthttp.StatusBadGateway, errUpstream, "the confidential backend could not be reached", err))
 		}
 		if resp.StatusCode == http.StatusInternalServerError && resp.Header.Get("Privatemode-Encrypted") == "false" && !retriedSecret {
 			b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
@@ -161,14 +201,19 @@ func (s *Server) forward(ctx context.Context, rt *route, path string, body []byt
 			if bytes.Contains(b, []byte("no secret for ID")) {
 				retriedSecret = true
 				if sec, err = s.o.Secrets.Invalidate(ctx, sec.ID); err != nil {
-					return nil, nil, newAPIError(fasthttp.StatusServiceUnavailable, errUnavailable,
+					e := newAPIError(fasthttp.StatusServiceUnavailable, errUnavailable,
 						"the confidential backend lost our session key and a new one could not be agreed", err)
+					var ra interface{ RetryAfter() time.Duration }
+					if errors.As(err, &ra) {
+						e.retryAfter = strconv.Itoa(int((ra.RetryAfter() + time.Second - 1) / time.Second))
+					}
+					return fail(e)
 				}
 				continue
 			}
 			resp.Body = io.NopCloser(bytes.NewReader(b))
 		}
-		return resp, sess, nil
+		return resp, sess, sec, nil
 	}
 }
 
@@ -274,6 +319,7 @@ func (s *Server) unaryResponse(ctx *fasthttp.RequestCtx, rt *route, resp *http.R
 	read := time.Now()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(s.o.MaxResponseBody)+1))
 	tm.wait(read)
+	tm.rec.received(b)
 	if err != nil {
 		return newAPIError(fasthttp.StatusBadGateway, errUpstream, "the backend's answer was interrupted", err)
 	}
@@ -283,6 +329,11 @@ func (s *Server) unaryResponse(ctx *fasthttp.RequestCtx, rt *route, resp *http.R
 	plain, err := sess.DecryptJSON(b, rt.respPlain)
 	if err != nil {
 		return newAPIError(fasthttp.StatusBadGateway, errUpstream, "the backend's answer failed decryption and was discarded", err)
+	}
+	if resp.StatusCode/100 == 2 && sess.Decrypted() == 0 {
+		// Only plain fields: nothing in it came from the attested backend.
+		return newAPIError(fasthttp.StatusBadGateway, errUpstream,
+			"the backend's answer carried no encrypted field and was discarded", nil)
 	}
 	ctx.SetStatusCode(resp.StatusCode)
 	ctx.SetContentType("application/json")

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/internal/probe"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 	"github.com/valyala/fasthttp"
 )
@@ -41,6 +42,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
 	tm := &timing{start: time.Now(), route: routeLabel(path)}
 	defer s.observe(ctx, tm)
+	defer s.finishReceipt(ctx, tm)
 	switch path {
 	case "/healthz":
 		ctx.SetContentType("application/json")
@@ -73,7 +75,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		err = s.handleModels(ctx, path, tm)
 	default:
 		err = newAPIError(fasthttp.StatusNotFound, errNotFound,
-			fmt.Sprintf("unknown request URL: %s %s", ctx.Method(), path), nil)
+			fmt.Sprintf("unknown request URL: %s %s", knownMethod(ctx.Method()), clipPath(path)), nil)
 	}
 	if err != nil {
 		var e *apiError
@@ -81,9 +83,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 			e = newAPIError(fasthttp.StatusInternalServerError, errInternal, "internal error", err)
 		}
 		if e.status >= 500 {
-			s.log.Warn("request failed", "path", path, "status", e.status, "error", e.Error())
+			s.log.Warn("request failed", "route", routeLabel(path), "status", e.status, "error", e.Error())
 		} else {
-			s.log.Debug("request refused", "path", path, "status", e.status, "error", e.Error())
+			s.log.Debug("request refused", "route", routeLabel(path), "status", e.status, "error", e.Error())
 		}
 		writeError(ctx, e)
 	}
@@ -92,7 +94,26 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) error {
 	ctx.Response.Header.Set("Allow", allow)
 	return newAPIError(fasthttp.StatusMethodNotAllowed, errInvalidRequest,
-		fmt.Sprintf("method %s not allowed; use %s", ctx.Method(), allow), nil)
+		fmt.Sprintf("method %s not allowed; use %s", knownMethod(ctx.Method()), allow), nil)
+}
+
+// knownMethod names a standard method and nothing else: answers and logs
+// never echo request bytes a client chose freely.
+func knownMethod(m []byte) string {
+	switch s := string(m); s {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT":
+		return s
+	default:
+		return "(non-standard)"
+	}
+}
+
+// clipPath bounds a request path quoted in an answer.
+func clipPath(p string) string {
+	if len(p) > 64 {
+		return p[:64] + "…"
+	}
+	return p
 }
 
 // requestMeta is what the proxy itself needs to read from a request body.
@@ -106,7 +127,7 @@ type requestMeta struct {
 // validating the body with the same scanner encryption uses.
 func parseMeta(body []byte) (requestMeta, error) {
 	var m requestMeta
-	raw, err := envelope.RawMember(body, "model", "stream", "cache_salt")
+	raw, err := envelope.RawMember(body, "model", "stream", "cache_salt", "")
 	if err != nil {
 		if errors.Is(err, envelope.ErrNotObject) {
 			return m, errors.New("the request body must be a JSON object")
@@ -115,6 +136,10 @@ func parseMeta(body []byte) (requestMeta, error) {
 			return m, errors.New("the request body has a duplicated key")
 		}
 		return m, errors.New("the request body is not valid JSON")
+	}
+	if raw[3] != nil {
+		// The real Privatemode server answers 500 to it.
+		return m, errors.New("the request body has an empty key")
 	}
 	if raw[0] != nil && json.Unmarshal(raw[0], &m.Model) != nil {
 		return m, errors.New("the field 'model' must be a string")
@@ -132,8 +157,12 @@ func parseMeta(body []byte) (requestMeta, error) {
 	return m, nil
 }
 
+// maxFormParts bounds the parts read from one form, as the envelope does.
+const maxFormParts = 1000
+
 // multipartMeta reads the model and stream form fields of a transcription
-// request and returns its boundary.
+// request and returns its boundary. Plain-listed fields go upstream
+// unencrypted, so one given as a file or more than once is refused.
 func multipartMeta(contentType string, body []byte) (requestMeta, string, error) {
 	var m requestMeta
 	mt, params, err := mime.ParseMediaType(contentType)
@@ -141,15 +170,27 @@ func multipartMeta(contentType string, body []byte) (requestMeta, string, error)
 		return m, "", errors.New("the request must be multipart/form-data with a boundary")
 	}
 	r := multipart.NewReader(bytes.NewReader(body), params["boundary"])
-	for {
+	seen := map[string]bool{}
+	for range maxFormParts {
 		p, err := r.NextPart()
 		if err != nil {
 			break
 		}
-		if p.FileName() == "" {
+		name := p.FormName()
+		plain := envelope.TranscriptionFormPlain.Has(name)
+		switch {
+		case plain && p.FileName() != "":
+			_ = p.Close()
+			return m, "", fmt.Errorf("the form field '%s' must be a plain value, not a file", name)
+		case plain && seen[name]:
+			_ = p.Close()
+			return m, "", fmt.Errorf("the form field '%s' is given more than once", name)
+		}
+		seen[name] = plain
+		if plain {
 			var v bytes.Buffer
 			_, _ = v.ReadFrom(limitReader(p, 4096))
-			switch p.FormName() {
+			switch name {
 			case "model":
 				m.Model = v.String()
 			case "stream":
@@ -166,7 +207,8 @@ func multipartMeta(contentType string, body []byte) (requestMeta, string, error)
 
 // readyz answers 200 when requests can be served now and 503 with the
 // reason otherwise. The reason names what is missing (attestation, secret),
-// for operators and load balancers; it carries no key material.
+// for operators and load balancers; details (upstream bodies, secret IDs)
+// stay in the log and the admin UI.
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	ready, reason := true, ""
 	if s.o.Ready != nil {
@@ -181,7 +223,7 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 		Ready  bool   `json:"ready"`
 		Reason string `json:"reason,omitempty"`
 		Notice string `json:"notice,omitempty"`
-	}{ready, reason, s.o.Notice})
+	}{ready, probe.PublicReason(reason), s.o.Notice})
 	if !ready {
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 	}

@@ -51,6 +51,7 @@ type timing struct {
 	upstream time.Duration
 	route    string
 	streamed bool
+	rec      receiptState
 }
 
 // wait adds the time since t to the backend wait.

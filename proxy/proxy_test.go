@@ -29,12 +29,16 @@ const canary = "CANARY-7f3a9c-never-in-plaintext"
 type fakeBackend struct {
 	mu      sync.Mutex
 	secrets map[string]envelope.Secret
-	mode    string // "", "plaintext-200", "401", "429", "no-secret-once", "truncate", "garbage-chunk", "stall"
+	mode    string // "", "plaintext-200", "401", "429", "no-secret-once", "truncate", "garbage-chunk", "stall", "slow", "plain-only-200", "reflect", "done-no-finish", "pause"
 	raw     [][]byte
 	headers []http.Header
 	hosts   []string
 	calls   atomic.Int32
 	release chan struct{}
+	// cancelled counts requests whose context ended before the answer
+	// ("slow" mode); pause holds a stream after its second event.
+	cancelled atomic.Int32
+	pause     chan struct{}
 }
 
 func (f *fakeBackend) lookup(id string) (envelope.Secret, bool) {
@@ -67,6 +71,17 @@ func (f *fakeBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"error":{"message":%q}}`, msg)
 	}
 	switch mode {
+	case "slow":
+		select {
+		case <-r.Context().Done():
+			f.cancelled.Add(1)
+		case <-f.release:
+		}
+		return
+	case "plain-only-200":
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"id":"forged","usage":{"total_tokens":1}}`)
+		return
 	case "plaintext-200":
 		w.Header().Set("Privatemode-Encrypted", "false")
 		fmt.Fprint(w, `{"choices":[{"message":{"content":"injected"}}]}`)
@@ -103,6 +118,17 @@ func (f *fakeBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(req.Messages) > 0 {
 		echo = req.Messages[len(req.Messages)-1].Content
 	}
+	if r.URL.Path == "/v1/messages" {
+		f.anthropicStream(w, ss, mode)
+		return
+	}
+	if mode == "reflect" {
+		var env map[string]json.RawMessage
+		_ = json.Unmarshal(body, &env)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":"x","choices":%s}`, env["messages"])
+		return
+	}
 	if !req.Stream {
 		resp := fmt.Sprintf(`{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}],"usage":{"total_tokens":3}}`, "echo: "+echo)
 		enc, err := ss.EncryptJSON([]byte(resp), envelope.ChatResponsePlain)
@@ -118,7 +144,7 @@ func (f *fakeBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fl := w.(http.Flusher)
 	for i := 0; i < 5; i++ {
 		finish := "null"
-		if i == 4 {
+		if i == 4 && mode != "done-no-finish" {
 			finish = `"stop"`
 		}
 		chunk := fmt.Sprintf(`{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"t%d "},"finish_reason":%s}]}`, i, finish)
@@ -133,6 +159,9 @@ func (f *fakeBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fl.Flush()
 		if mode == "truncate" && i == 2 {
 			return
+		}
+		if mode == "pause" && i == 1 {
+			<-f.pause
 		}
 		if mode == "stall" && i == 1 {
 			<-f.release
@@ -183,7 +212,7 @@ type harness struct {
 func newHarness(t *testing.T, mod func(*Options)) *harness {
 	t.Helper()
 	s1, s2 := secretN(1), secretN(2)
-	be := &fakeBackend{secrets: map[string]envelope.Secret{s1.ID: s1, s2.ID: s2}, release: make(chan struct{})}
+	be := &fakeBackend{secrets: map[string]envelope.Secret{s1.ID: s1, s2.ID: s2}, release: make(chan struct{}), pause: make(chan struct{})}
 	up := httptest.NewServer(be)
 	t.Cleanup(up.Close)
 	t.Cleanup(func() { close(be.release) })

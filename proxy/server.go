@@ -69,6 +69,9 @@ type Options struct {
 	IdleTimeout       time.Duration // inbound keep-alive; default 120s
 	UpstreamTimeout   time.Duration // until upstream response headers; default 10m
 	StreamIdleTimeout time.Duration // no upstream progress in a stream; default 2m
+	// MaxInFlight caps requests and streams served at once; more are
+	// answered 503 with Retry-After. Default fastserve.DefaultMaxInFlight.
+	MaxInFlight int
 
 	// HTTPClient carries outbound TLS roots, proxy settings and dial
 	// timeouts; nil builds a default one.
@@ -84,6 +87,8 @@ type Options struct {
 	Notice string
 	// Metrics receives per-request observations; nil records none.
 	Metrics Metrics
+	// Receipts receives one record per inference request; nil keeps none.
+	Receipts ReceiptSink
 }
 
 // Server is the attesting encryption proxy's HTTP front.
@@ -145,20 +150,18 @@ func New(o Options) (*Server, error) {
 		client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	s := &Server{o: o, base: base, client: upstreamClient(client, o.UpstreamTimeout), log: o.Logger}
-	s.srv = fastserve.New(&fasthttp.Server{
-		Handler:               s.Handle,
-		Name:                  "duo-confidential",
-		NoDefaultServerHeader: true,
-		ReadTimeout:           o.ReadTimeout,
-		IdleTimeout:           o.IdleTimeout,
+	s.srv = fastserve.New(fastserve.Config{
+		Name:    "duo-confidential",
+		Handler: s.Handle,
+		Answer:  answerFailure,
+		Logger:  o.Logger,
 		// WriteTimeout would cap whole streams; streams have their own
 		// idle-progress timeout instead.
-		WriteTimeout:       0,
-		MaxRequestBodySize: o.MaxRequestBody,
-		ReadBufferSize:     readBufferSize,
-		CloseOnShutdown:    true,
-		Logger:             fasthttpLogger{o.Logger},
-		ErrorHandler:       s.connError,
+		ReadTimeout:    o.ReadTimeout,
+		IdleTimeout:    o.IdleTimeout,
+		MaxRequestBody: o.MaxRequestBody,
+		ReadBufferSize: readBufferSize,
+		MaxInFlight:    o.MaxInFlight,
 	})
 	return s, nil
 }
@@ -209,32 +212,12 @@ func (s *Server) InFlight() (requests, streams int64) {
 // headers); a larger one is refused with 431.
 const readBufferSize = 16 << 10
 
-// connError answers protocol-level failures (oversized bodies, bad
-// requests, timeouts) in OpenAI's shape.
-func (s *Server) connError(ctx *fasthttp.RequestCtx, err error) {
-	var e *apiError
-	var small *fasthttp.ErrSmallBuffer
-	switch {
-	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
-		e = newAPIError(fasthttp.StatusRequestHeaderFieldsTooLarge, errInvalidRequest,
-			fmt.Sprintf("request headers larger than %d bytes", readBufferSize), err)
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		e = newAPIError(fasthttp.StatusRequestEntityTooLarge, errInvalidRequest,
-			fmt.Sprintf("request body larger than %d bytes", s.o.MaxRequestBody), err)
-	default:
-		var te interface{ Timeout() bool }
-		if errors.As(err, &te) && te.Timeout() {
-			e = newAPIError(fasthttp.StatusRequestTimeout, errInvalidRequest, "request not received in time", err)
-		} else {
-			e = newAPIError(fasthttp.StatusBadRequest, errInvalidRequest, "malformed HTTP request", err)
-		}
+// answerFailure answers a request the listener refused itself (malformed,
+// oversized, over the in-flight cap) in OpenAI's shape.
+func answerFailure(ctx *fasthttp.RequestCtx, f fastserve.Failure) {
+	typ := errInvalidRequest
+	if f.Status == fasthttp.StatusServiceUnavailable {
+		typ = errUnavailable
 	}
-	writeError(ctx, e)
-}
-
-// fasthttpLogger routes fasthttp's own messages into slog at debug level.
-type fasthttpLogger struct{ l *slog.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Debug("http server", "msg", fmt.Sprintf(format, args...))
+	writeError(ctx, newAPIError(f.Status, typ, f.Message, nil))
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/duo-confidential/duo-confidential/internal/fastserve"
 	"github.com/duo-confidential/duo-confidential/internal/sse"
 	"github.com/duo-confidential/duo-confidential/proxy/envelope"
 )
@@ -22,23 +23,72 @@ var (
 	finishReason2 = []byte(`"finish_reason": "`)
 )
 
+// streamRelay is one upstream event stream being relayed to the client.
+type streamRelay struct {
+	route    *route
+	resp     *http.Response
+	sess     *envelope.Session
+	secretID string          // the secret the stream is encrypted under
+	ctx      context.Context // the upstream request's; done when the caller leaves
+	cancel   context.CancelFunc
+	timing   *timing
+}
+
+// streamEnd tracks what a stream must have carried before its end is
+// believed: the relay between us and the backend can cut a stream short or
+// forge its plain framing, never its encrypted fields.
+type streamEnd struct {
+	anthropic bool
+	finished  bool // an encrypted event carried a finish or stop reason
+	done      bool // [DONE] (OpenAI) or message_stop (Anthropic) arrived
+}
+
+// complete reports whether the stream may end now.
+func (e *streamEnd) complete() bool { return e.finished && e.done }
+
+var stopReason = []byte(`"stop_reason":"`)
+
+// sawEvent notes a decrypted event; encrypted is whether it carried at
+// least one encrypted field.
+func (e *streamEnd) sawEvent(event string, plain []byte, encrypted bool) {
+	if e.anthropic {
+		if event == "message_stop" {
+			e.done = true
+		}
+		// message_stop carries only plain fields; the stop reason comes
+		// in message_delta's encrypted delta.
+		if encrypted && event == "message_delta" && bytes.Contains(plain, stopReason) {
+			e.finished = true
+		}
+		return
+	}
+	if encrypted && !e.finished && (bytes.Contains(plain, finishReason) || bytes.Contains(plain, finishReason2)) {
+		e.finished = true
+	}
+}
+
 // relayStream answers with an event stream whose events are the upstream's,
 // decrypted one by one (the envelope counter runs on across events). The
 // stream ends with an explicit error event, never silently, when upstream
 // stalls for StreamIdleTimeout, breaks, sends something that does not
-// decrypt, ends before completing, or is no longer trusted (Secrets.Current
-// fails: the trust manager revoked the secret after a failed attestation).
-func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Response, sess *envelope.Session, cancel context.CancelFunc, tm *timing) {
+// decrypt, ends before a finish reason arrived in an encrypted event, or
+// the secret it started with is no longer trusted. A [DONE] before any
+// finish reason is not relayed, so SDKs read the error event rather than
+// stopping at a forged [DONE].
+func (s *Server) relayStream(ctx *fasthttp.RequestCtx, sr *streamRelay) {
+	rt, resp, sess, cancel, tm := sr.route, sr.resp, sr.sess, sr.cancel, sr.timing
 	ctx.SetStatusCode(resp.StatusCode)
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	s.streams.Add(1)
-	done := s.streamMetrics(tm, resp.StatusCode)
+	done := s.streamMetrics(sr.timing, resp.StatusCode)
+	release := fastserve.Detach(ctx)
 	idle := s.o.StreamIdleTimeout
 	maxEvent := s.o.MaxEventSize
 	log := s.log
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer release()
 		defer s.streams.Add(-1)
 		defer done()
 		defer cancel()
@@ -53,12 +103,14 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Res
 		// before it waits for upstream, so no event is held back while the
 		// proxy waits, and a burst that arrived together leaves together
 		// (one chunk and one write instead of one per event).
-		fr := &flushingReader{src: resp.Body, w: w}
+		fr := &flushingReader{src: tm.rec.hashing(resp.Body), w: w}
 		r := sse.NewReader(fr, maxEvent)
 		out := sse.NewWriter(w)
 		var plainBuf []byte // reused for every decrypted event
-		var sawDone, sawFinish bool
+		end := &streamEnd{anthropic: rt.anthropic}
+		defer func() { s.streamReceipt(tm, resp.StatusCode, end.complete()) }()
 		fail := func(msg string, err error) {
+			tm.rec.cut = true
 			log.Warn("stream ended with an error", "route", rt.name, "reason", msg, "error", err)
 			writeStreamError(out, rt, msg)
 			_ = w.Flush()
@@ -67,12 +119,12 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Res
 			ev, err := r.Next()
 			if err != nil {
 				switch {
-				case fr.clientErr != nil:
+				case fr.clientErr != nil || errors.Is(context.Cause(sr.ctx), fastserve.ErrClientGone):
 					return // the client went away: nothing to tell it
 				case stalled.Load():
 					fail("the confidential backend stopped sending for "+idle.String()+"; the stream was closed", err)
 				case errors.Is(err, io.EOF):
-					if rt.anthropic && !sawDone || !rt.anthropic && !(sawDone && sawFinish) {
+					if !end.complete() {
 						fail("the stream from the confidential backend ended before it was complete", nil)
 					}
 				case errors.Is(err, sse.ErrTruncated):
@@ -84,30 +136,44 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Res
 			}
 			watchdog.Reset(idle)
 			// A backend that stops attesting is no longer trusted, also
-			// for what it is still sending: no secret means the trust
-			// manager revoked it (one atomic load per event).
-			if _, err := s.o.Secrets.Current(); err != nil {
-				fail("the confidential backend is no longer trusted (its attestation failed); the stream was closed", err)
+			// for what it is still sending.
+			if !s.trusted(sr.secretID) {
+				fail("the confidential backend is no longer trusted (its attestation failed); the stream was closed", nil)
 				return
 			}
 			if !rt.anthropic && bytes.Equal(ev.Data, doneData) {
-				sawDone = true
+				if end.done {
+					fail("the confidential backend sent more than one [DONE]", nil)
+					return
+				}
+				end.done = true
+				if !end.finished {
+					// Held back: the stream ends with the error event
+					// only, so no SDK stops at a [DONE] before it.
+					continue
+				}
 				if out.WriteEvent(ev) != nil {
 					return
 				}
 				continue
 			}
+			tm.rec.usage(ev.Data)
+			if end.done && !rt.anthropic {
+				// Nothing may follow [DONE]: whatever does is not the
+				// backend's answer to this request.
+				fail("the confidential backend sent events after [DONE]", nil)
+				return
+			}
+			before := sess.Decrypted()
 			plain, err := sess.AppendDecryptJSON(plainBuf[:0], ev.Data, rt.respPlain)
 			if err != nil {
 				fail("an event from the confidential backend failed decryption; the stream was closed", err)
 				return
 			}
-			if rt.anthropic {
-				if ev.Event == "message_stop" {
-					sawDone = true
-				}
-			} else if !sawFinish && (bytes.Contains(plain, finishReason) || bytes.Contains(plain, finishReason2)) {
-				sawFinish = true
+			end.sawEvent(ev.Event, plain, sess.Decrypted() > before)
+			if end.anthropic && end.done && !end.finished {
+				fail("the stream from the confidential backend ended without a stop reason", nil)
+				return
 			}
 			if cap(plain) <= maxKeptEventBuf {
 				plainBuf = plain
@@ -122,6 +188,17 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, rt *route, resp *http.Res
 			}
 		}
 	})
+}
+
+// trusted reports whether the secret a stream started with is still
+// trusted: a source that can say so per secret (the trust manager) is
+// asked; otherwise any current secret counts.
+func (s *Server) trusted(secretID string) bool {
+	if t, ok := s.o.Secrets.(interface{ Trusted(id string) bool }); ok {
+		return t.Trusted(secretID)
+	}
+	_, err := s.o.Secrets.Current()
+	return err == nil
 }
 
 // maxKeptEventBuf bounds the decryption buffer a stream keeps between

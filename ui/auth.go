@@ -172,17 +172,30 @@ const (
 	maxLimiterEntries = 10000
 )
 
-// limiter counts failed sign-ins.
+// maxKnownGood bounds the addresses remembered for a successful sign-in.
+const maxKnownGood = 256
+
+// knownGoodFor is how long a successful sign-in exempts its address from
+// the global limit.
+const knownGoodFor = 24 * time.Hour
+
+// limiter counts failed sign-ins. The per-address limit always applies.
+// The global limit (a guess spread over many addresses) applies only to
+// addresses that have failed recently themselves: an admin signing in from
+// a fresh address, one that signed in successfully in the last day, from
+// admin.allowed_networks or with a valid session is never locked out by
+// someone else's failures.
 type limiter struct {
 	mu    sync.Mutex
 	fails map[netip.Addr][]time.Time
 	all   []time.Time
+	good  map[netip.Addr]time.Time // last successful sign-in
 	now   func() time.Time
 }
 
 // retryAfter reports how long addr must wait before trying again; 0 means
-// it may try now.
-func (l *limiter) retryAfter(addr netip.Addr) time.Duration {
+// it may try now. trusted exempts addr from the global limit.
+func (l *limiter) retryAfter(addr netip.Addr, trusted bool) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -197,7 +210,10 @@ func (l *limiter) retryAfter(addr netip.Addr) time.Duration {
 	if len(f) >= loginFailsPerAddr {
 		wait = f[len(f)-loginFailsPerAddr].Add(loginWindow).Sub(now)
 	}
-	if len(l.all) >= loginFailsTotal {
+	if g, ok := l.good[addr]; ok && now.Sub(g) < knownGoodFor {
+		trusted = true
+	}
+	if !trusted && len(f) > 0 && len(l.all) >= loginFailsTotal {
 		wait = max(wait, l.all[len(l.all)-loginFailsTotal].Add(loginWindow).Sub(now))
 	}
 	return max(wait, 0)
@@ -218,12 +234,28 @@ func (l *limiter) fail(addr netip.Addr) {
 		l.fails[addr] = append(l.fails[addr], now)
 	}
 	l.all = append(l.all, now)
+	// Only the last loginFailsTotal failures decide the global limit.
+	if len(l.all) > loginFailsTotal {
+		l.all = append(l.all[:0], l.all[len(l.all)-loginFailsTotal:]...)
+	}
 }
 
 func (l *limiter) success(addr netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.fails, addr)
+	now := l.now()
+	if l.good == nil {
+		l.good = map[netip.Addr]time.Time{}
+	}
+	if len(l.good) >= maxKnownGood {
+		for a, t := range l.good {
+			if now.Sub(t) >= knownGoodFor || len(l.good) >= maxKnownGood {
+				delete(l.good, a)
+			}
+		}
+	}
+	l.good[addr] = now
 }
 
 // recent drops the times older than the window.

@@ -21,7 +21,7 @@ var metricHelp = []struct {
 	name, help string
 	labels     []string
 }{
-	{"duo_build_info", "Always 1; the version label is the appliance's version.", []string{"version"}},
+	{"duo_build_info", "Always 1; the labels are the appliance's version and its replica (host or pod) name.", []string{"version", "replica"}},
 	{"duo_ready", "1 when every required part is ready (attestation, secret, trust log, GitLab keys, models).", nil},
 	{"duo_component_ready", "1 when the component is ready, by component (attestation, secret, trust_log, gitlab_keys, models, tls).", []string{"component"}},
 	{"duo_attestation_age_seconds", "Seconds since the backend's evidence was last accepted.", nil},
@@ -37,6 +37,12 @@ var metricHelp = []struct {
 	{"duo_secret_exchange_failures_total", "Failed secret exchanges since start.", nil},
 	{"duo_trust_log_entries", "Entries in the trust log.", nil},
 	{"duo_trust_log_chain_ok", "1 when the trust log's hash chain verifies.", nil},
+	{"duo_receipts_written_total", "Request receipts written since start.", nil},
+	{"duo_receipts_failures_total", "Receipt write failures since start (each lost receipt and each failed write; see receipts.on_failure).", nil},
+	{"duo_receipts_queue_depth", "Receipts waiting to be written.", nil},
+	{"duo_receipts_checkpoints_total", "Signed receipt checkpoints written since start.", nil},
+	{"duo_receipts_failing", "1 while receipts cannot be written (with on_failure refuse, requests are refused meanwhile).", nil},
+	{"duo_receipts_verified_ok", "1 when the last background verification of the receipt files found no problem.", nil},
 	{"duo_jwks_ready", "1 when GitLab's signing keys have been fetched at least once.", nil},
 	{"duo_jwks_keys", "GitLab signing keys in use.", nil},
 	{"duo_jwks_fetches_total", "Fetches of GitLab's key set since start.", nil},
@@ -79,7 +85,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(name string, v float64) {
 		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.CounterValue, v)
 	}
-	g("duo_build_info", 1, st.Version)
+	g("duo_build_info", 1, st.Version, st.Replica)
 	g("duo_ready", b2f(st.Ready))
 	for _, comp := range st.Components {
 		g("duo_component_ready", b2f(comp.Ready), comp.Name)
@@ -121,6 +127,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if st.TrustLog.Path != "" {
 		g("duo_trust_log_entries", float64(st.TrustLog.Count))
 		g("duo_trust_log_chain_ok", b2f(st.TrustLog.ChainOK))
+	}
+	if r := st.Receipts; r != nil {
+		counter("duo_receipts_written_total", float64(r.Written))
+		counter("duo_receipts_failures_total", float64(r.Failures))
+		g("duo_receipts_queue_depth", float64(r.QueueDepth))
+		counter("duo_receipts_checkpoints_total", float64(r.Checkpoints))
+		g("duo_receipts_failing", b2f(r.Failing))
+		if v := r.Verification; v != nil {
+			g("duo_receipts_verified_ok", b2f(v.OK))
+		}
 	}
 	if gw := st.Gateway; gw.Enabled {
 		g("duo_gateway_ready", b2f(gw.Ready))

@@ -171,7 +171,10 @@ func (s *Server) loginForm(ctx *fasthttp.RequestCtx, next, msg string, status in
 
 func (s *Server) loginPost(ctx *fasthttp.RequestCtx, next string) {
 	addr := clientAddr(ctx)
-	if wait := s.lim.retryAfter(addr); wait > 0 {
+	// Addresses admin.allowed_networks admits, and browsers with a valid
+	// session, are never locked out by failures from elsewhere.
+	trusted := len(s.o.AllowedNetworks) > 0 || s.currentSession(ctx) != nil
+	if wait := s.lim.retryAfter(addr, trusted); wait > 0 {
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 		s.loginForm(ctx, next, "Too many failed sign-ins. Try again in "+human(wait)+".", fasthttp.StatusTooManyRequests)
 		return

@@ -114,6 +114,7 @@ func fixtureSources(store *keys.Store) Sources {
 	}
 	return Sources{
 		Version: "v1.2.3-test",
+		Replica: "duo-0",
 		Notice:  "SANDBOX MODE: local sandbox backend with test-signed evidence, NOT CONFIDENTIAL",
 		Ready:   func() (bool, string) { return true, "" },
 		Trust:   func() *secret.Status { c := *st; return &c },

@@ -130,40 +130,22 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("ui: register state metrics: %w", err)
 	}
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{ErrorLog: slogPrinter{o.Logger}}))
-	s.srv = fastserve.New(&fasthttp.Server{
-		Handler:               s.Handle,
-		Name:                  "duo-confidential-admin",
-		NoDefaultServerHeader: true,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           2 * time.Minute,
-		MaxRequestBodySize:    maxRequestBody,
-		CloseOnShutdown:       true,
-		ErrorHandler:          connError,
-		Logger:                slogPrinter{o.Logger},
+	s.srv = fastserve.New(fastserve.Config{
+		Name:           "duo-confidential-admin",
+		Handler:        s.Handle,
+		Logger:         o.Logger,
+		ReadTimeout:    30 * time.Second,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxRequestBody: maxRequestBody,
+		// Pages and the status API are cheap; the cap only bounds a flood.
+		MaxInFlight: 64,
 	})
 	return s, nil
 }
 
 // maxRequestBody bounds a request body (sign-in and key forms are small).
 const maxRequestBody = 64 << 10
-
-// connError answers protocol-level failures with their proper status:
-// fasthttp's default answers an oversized body with 400, not 413.
-func connError(ctx *fasthttp.RequestCtx, err error) {
-	var small *fasthttp.ErrSmallBuffer
-	var te interface{ Timeout() bool }
-	switch {
-	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
-		ctx.Error("Request Header Fields Too Large", fasthttp.StatusRequestHeaderFieldsTooLarge)
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		ctx.Error(fmt.Sprintf("Request Entity Too Large: the limit is %d bytes", maxRequestBody), fasthttp.StatusRequestEntityTooLarge)
-	case errors.As(err, &te) && te.Timeout():
-		ctx.Error("Request Timeout", fasthttp.StatusRequestTimeout)
-	default:
-		ctx.Error("Bad Request", fasthttp.StatusBadRequest)
-	}
-}
 
 // Serve answers requests on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }

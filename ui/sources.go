@@ -17,6 +17,8 @@ import (
 type Sources struct {
 	// Version is the appliance's version string.
 	Version string
+	// Replica is this appliance's name among replicas (its host name).
+	Replica string
 	// Notice, when set, is shown on every page (sandbox mode: NOT
 	// CONFIDENTIAL).
 	Notice string
@@ -54,6 +56,9 @@ type Sources struct {
 	GitLabConnect func(ctx context.Context, req ConnectRequest) (text string, ok bool, err error)
 	// GitLabWatch reports whether gitlab_admin.watch is on.
 	GitLabWatch bool
+	// Receipts is the receipt log's state; nil (or a nil result) when
+	// receipts are off.
+	Receipts func() *Receipts
 }
 
 // ConnectRequest is one Connect from the GitLab page.

@@ -14,7 +14,10 @@ import (
 // Its fields are documented in README.md; times are RFC 3339 UTC, ages in
 // seconds at GeneratedAt.
 type Status struct {
-	Version     string      `json:"version"`
+	Version string `json:"version"`
+	// Replica names this appliance among several behind one Service: its
+	// host name (in Kubernetes, the pod name).
+	Replica     string      `json:"replica,omitempty"`
 	GeneratedAt time.Time   `json:"generated_at"`
 	Notice      string      `json:"notice,omitempty"`
 	Ready       bool        `json:"ready"`
@@ -28,7 +31,8 @@ type Status struct {
 	Traffic       Traffic        `json:"traffic"`
 	// GitLab is the drift watch's view of GitLab's Duo configuration; nil
 	// when gitlab_admin.watch is off.
-	GitLab *GitLabDrift `json:"gitlab,omitempty"`
+	GitLab   *GitLabDrift `json:"gitlab,omitempty"`
+	Receipts *Receipts    `json:"receipts,omitempty"`
 }
 
 // Component is one part's readiness, for the overview.
@@ -95,7 +99,7 @@ type Gateway struct {
 // buildStatus reads every source once. traffic may be nil (pages that do
 // not show it skip gathering metrics).
 func buildStatus(src Sources, now time.Time, traffic *Traffic) *Status {
-	st := &Status{Version: src.Version, GeneratedAt: now.UTC(), Notice: src.Notice}
+	st := &Status{Version: src.Version, Replica: src.Replica, GeneratedAt: now.UTC(), Notice: src.Notice}
 	proxyReady, proxyWhy := true, ""
 	if src.Ready != nil {
 		proxyReady, proxyWhy = src.Ready()
@@ -106,6 +110,7 @@ func buildStatus(src Sources, now time.Time, traffic *Traffic) *Status {
 		}
 	}
 	st.TrustLog = trustLog(src)
+	st.Receipts = receiptsState(src)
 	st.Gateway = gatewayState(src)
 	if src.AgentPlatformReady != nil {
 		ap := &AgentPlatform{}

@@ -31,26 +31,29 @@ const (
 	DefaultOutboundTimeout     = 15 * time.Second
 	DefaultPrivatemodeEndpoint = "https://api.privatemode.ai"
 	DefaultManifestMode        = ManifestModeDynamic
-	DefaultManifestURL         = "https://cdn.confidential.cloud/privatemode/v2/manifest.json"
-	DefaultManifestMaxHistory  = 1
-	DefaultReattestInterval    = time.Hour
-	DefaultCollateralOnline    = true
-	DefaultCollateralMaxAge    = 720 * time.Hour
-	DefaultProxyListen         = "127.0.0.1:8080"
-	DefaultProxyMaxRequest     = 32 << 20
-	DefaultProxyReadTimeout    = 60 * time.Second
-	DefaultProxyUpstream       = 10 * time.Minute
-	DefaultProxyStreamIdle     = 2 * time.Minute
-	DefaultProxyCacheSalt      = CacheSaltPerRequest
-	DefaultGatewayListen       = "127.0.0.1:5052"
-	DefaultGatewayServiceName  = "gitlab-ai-gateway"
-	DefaultGatewayFormat       = "chat"
-	DefaultGatewayMaxRequest   = 8 << 20
-	DefaultGatewayCompletions  = 30 * time.Second
-	DefaultGatewayGenerations  = 50 * time.Second
-	DefaultGatewayChat         = 60 * time.Second
-	DefaultGatewayPrompts      = 60 * time.Second
-	DefaultGatewayCheck        = 2500 * time.Millisecond
+	// DefaultMaxInFlight caps requests and streams served at once per
+	// listener (proxy.max_in_flight, gateway.max_in_flight).
+	DefaultMaxInFlight        = 2048
+	DefaultManifestURL        = "https://cdn.confidential.cloud/privatemode/v2/manifest.json"
+	DefaultManifestMaxHistory = 1
+	DefaultReattestInterval   = time.Hour
+	DefaultCollateralOnline   = true
+	DefaultCollateralMaxAge   = 720 * time.Hour
+	DefaultProxyListen        = "127.0.0.1:8080"
+	DefaultProxyMaxRequest    = 32 << 20
+	DefaultProxyReadTimeout   = 60 * time.Second
+	DefaultProxyUpstream      = 10 * time.Minute
+	DefaultProxyStreamIdle    = 2 * time.Minute
+	DefaultProxyCacheSalt     = CacheSaltPerRequest
+	DefaultGatewayListen      = "127.0.0.1:5052"
+	DefaultGatewayServiceName = "gitlab-ai-gateway"
+	DefaultGatewayFormat      = "chat"
+	DefaultGatewayMaxRequest  = 8 << 20
+	DefaultGatewayCompletions = 30 * time.Second
+	DefaultGatewayGenerations = 50 * time.Second
+	DefaultGatewayChat        = 60 * time.Second
+	DefaultGatewayPrompts     = 60 * time.Second
+	DefaultGatewayCheck       = 2500 * time.Millisecond
 )
 
 // Manifest modes: how the appliance decides which Privatemode deployment
@@ -84,6 +87,7 @@ type Config struct {
 	TLS           TLSConfig           `yaml:"tls"`
 	Admin         AdminConfig         `yaml:"admin"`
 	GitLabAdmin   GitLabAdminConfig   `yaml:"gitlab_admin"`
+	Receipts      ReceiptsConfig      `yaml:"receipts"`
 
 	// sources maps a key path ("attestation.manifest.mode") to where its
 	// value came from ("config.yaml:12" or "env DUO_CONFIDENTIAL_..."), so
@@ -210,6 +214,7 @@ type ProxyConfig struct {
 	Listen             string        `yaml:"listen"`
 	InboundTokenSHA256 []string      `yaml:"inbound_token_sha256"`
 	MaxRequestBytes    int           `yaml:"max_request_bytes"`
+	MaxInFlight        int           `yaml:"max_in_flight"`
 	ReadTimeout        time.Duration `yaml:"read_timeout"`
 	UpstreamTimeout    time.Duration `yaml:"upstream_timeout"`
 	StreamIdleTimeout  time.Duration `yaml:"stream_idle_timeout"`
@@ -231,6 +236,7 @@ type GatewayConfig struct {
 	CompletionFormat  string          `yaml:"completion_format"`
 	AllowedModels     []string        `yaml:"allowed_models"`
 	MaxRequestBytes   int             `yaml:"max_request_bytes"`
+	MaxInFlight       int             `yaml:"max_in_flight"`
 	Timeouts          GatewayTimeouts `yaml:"timeouts"`
 	SigningKeyFile    string          `yaml:"signing_key_file"`
 	ValidationKeyFile string          `yaml:"validation_key_file"`
@@ -298,6 +304,7 @@ func baseDefaults() *Config {
 		Proxy: ProxyConfig{
 			Listen:            DefaultProxyListen,
 			MaxRequestBytes:   DefaultProxyMaxRequest,
+			MaxInFlight:       DefaultMaxInFlight,
 			ReadTimeout:       DefaultProxyReadTimeout,
 			UpstreamTimeout:   DefaultProxyUpstream,
 			StreamIdleTimeout: DefaultProxyStreamIdle,
@@ -308,6 +315,7 @@ func baseDefaults() *Config {
 			ServiceName:      DefaultGatewayServiceName,
 			CompletionFormat: DefaultGatewayFormat,
 			MaxRequestBytes:  DefaultGatewayMaxRequest,
+			MaxInFlight:      DefaultMaxInFlight,
 			Timeouts: GatewayTimeouts{
 				Completions: DefaultGatewayCompletions,
 				Generations: DefaultGatewayGenerations,
@@ -337,6 +345,7 @@ func baseDefaults() *Config {
 			ModelFamily:  DefaultGitLabAdminModelFamily,
 			PollInterval: DefaultGitLabAdminPollInterval,
 		},
+		Receipts: defaultReceipts(),
 	}
 }
 

@@ -60,6 +60,7 @@ func (v *validator) gateway() {
 	if g.MaxRequestBytes < 64<<10 || g.MaxRequestBytes > 64<<20 {
 		v.fail("gateway.max_request_bytes", "%d is out of range: set between %d and %d bytes", g.MaxRequestBytes, 64<<10, 64<<20)
 	}
+	v.intIn("gateway.max_in_flight", g.MaxInFlight, 1, 65536)
 	t := g.Timeouts
 	v.durationIn("gateway.timeouts.completions", t.Completions, time.Second, maxCompletionTimeout)
 	v.durationIn("gateway.timeouts.generations", t.Generations, time.Second, maxCompletionTimeout)

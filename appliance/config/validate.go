@@ -73,6 +73,7 @@ func (c *Config) Validate() error {
 	v.tls()
 	v.admin()
 	v.gitlabAdmin()
+	v.receipts()
 	return errors.Join(v.errs...)
 }
 
@@ -120,6 +121,13 @@ func (v *validator) durationIn(path string, d, lo, hi time.Duration) {
 
 // httpsURL checks that raw is an https URL with a host and nothing that
 // would be silently dropped or leak credentials.
+// intIn fails unless lo ≤ n ≤ hi.
+func (v *validator) intIn(path string, n, lo, hi int) {
+	if n < lo || n > hi {
+		v.fail(path, "%d is out of range: set between %d and %d", n, lo, hi)
+	}
+}
+
 func (v *validator) httpsURL(path, raw string) {
 	if raw == "" {
 		v.fail(path, "must be set to an https URL (remove the key to use the default)")
@@ -287,6 +295,7 @@ func (v *validator) proxy() {
 	if p.MaxRequestBytes < 1<<10 || p.MaxRequestBytes > 256<<20 {
 		v.fail("proxy.max_request_bytes", "%d is out of range: set between 1024 and %d bytes", p.MaxRequestBytes, 256<<20)
 	}
+	v.intIn("proxy.max_in_flight", p.MaxInFlight, 1, 65536)
 	v.durationIn("proxy.read_timeout", p.ReadTimeout, time.Second, 10*time.Minute)
 	v.durationIn("proxy.upstream_timeout", p.UpstreamTimeout, time.Second, time.Hour)
 	v.durationIn("proxy.stream_idle_timeout", p.StreamIdleTimeout, time.Second, time.Hour)

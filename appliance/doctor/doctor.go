@@ -90,6 +90,7 @@ func (e *env) checks() []doctorCheck {
 		{name: "gitlab-keys", needs: cfg, online: true, applies: e.gatewayOn(statusWarn), timeout: 30 * time.Second, run: e.checkGitLabKeys},
 		{name: "collateral", needs: cfg, run: e.checkCollateral},
 		{name: "trust-log", needs: cfg, run: e.checkTrustLog},
+		{name: "receipts", needs: cfg, run: e.checkReceipts},
 		{name: "attestation", needs: cfg, online: true, applies: e.attestationApplies, timeout: 2 * time.Minute, run: e.checkAttestation},
 		{name: "proxy-ready", needs: []string{"tls-proxy"}, online: true, run: e.checkProxyReady},
 		{name: "proxy-models", needs: []string{"proxy-ready"}, online: true, applies: e.proxyTokenKnown, run: e.checkProxyModels},

@@ -158,56 +158,13 @@ func childResults(ctx context.Context, cfg Config, logf func(string, ...any)) (*
 		}
 		logf("built duo-confidential in %v", time.Since(t0).Round(time.Millisecond))
 	}
-	sbDir := filepath.Join(tmp, "sandbox")
-	sbReady := make(chan struct{})
-	sb, err := start(bin, []string{"sandbox", "--listen", "127.0.0.1:0", "--out", sbDir, "--tokens-per-second", "2", "--log-level", "warn"}, nil,
-		func(line string) bool {
-			if strings.HasPrefix(line, "listening on http://") {
-				close(sbReady)
-				return true
-			}
-			return false
-		})
+	sb, srv, base, err := startChildren(ctx, bin, tmp, "")
 	if err != nil {
-		return nil, nil, fmt.Errorf("start sandbox: %w", err)
-	}
-	defer sb.stop()
-	if err := waitChan(ctx, sbReady, sb, 30*time.Second); err != nil {
-		return nil, nil, fmt.Errorf("sandbox child: %w\n%s", err, sb.tail)
-	}
-	state := filepath.Join(tmp, "state")
-	conf := filepath.Join(tmp, "config.yaml")
-	if err := os.WriteFile(conf, []byte("state_dir: "+state+"\ntls:\n  source: off\n"), 0o600); err != nil {
 		return nil, nil, err
 	}
-	var addr atomic.Value
-	srvUp := make(chan struct{})
-	srv, err := start(bin, []string{"serve", "--config", conf, "--sandbox", sbDir, "--listen", "127.0.0.1:0", "--drain", "2s", "--log-format", "json", "--log-level", "info"}, nil,
-		func(line string) bool {
-			var l struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "proxy listening" && l.Addr != "" {
-				addr.Store(l.Addr)
-				close(srvUp)
-				return true
-			}
-			return false
-		})
-	if err != nil {
-		return nil, nil, fmt.Errorf("start serve: %w", err)
-	}
+	defer sb.stop()
 	defer srv.stop()
-	if err := waitChan(ctx, srvUp, srv, 30*time.Second); err != nil {
-		return nil, nil, fmt.Errorf("serve child: %w\n%s", err, srv.tail)
-	}
-	base := "http://" + addr.Load().(string)
-	t0 := time.Now()
-	if err := waitReady(ctx, base, 30*time.Second); err != nil {
-		return nil, nil, fmt.Errorf("serve child: %w\n%s", err, srv.tail)
-	}
-	logf("serve child ready after %v; measuring idle RSS", time.Since(t0).Round(time.Millisecond))
+	logf("serve child ready; measuring idle RSS")
 	pid := srv.cmd.Process.Pid
 	mem := &Memory{}
 	sleepCtx(ctx, cfg.Settle)
@@ -443,4 +400,68 @@ func raiseNoFile() {
 		l.Cur = l.Max
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 	}
+}
+
+// startChildren starts a slow `sandbox` child and a `serve` child in front
+// of it (plain HTTP, every listener on a free port, extraYAML appended to
+// its configuration) and waits until serve is ready. The caller stops both.
+func startChildren(ctx context.Context, bin, tmp, extraYAML string) (sb, srv *childProc, base string, err error) {
+	sbDir := filepath.Join(tmp, "sandbox")
+	sbReady := make(chan struct{})
+	sb, err = start(bin, []string{"sandbox", "--listen", "127.0.0.1:0", "--out", sbDir, "--tokens-per-second", "2", "--log-level", "warn"}, nil,
+		func(line string) bool {
+			if strings.HasPrefix(line, "listening on http://") {
+				close(sbReady)
+				return true
+			}
+			return false
+		})
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("start sandbox: %w", err)
+	}
+	if err := waitChan(ctx, sbReady, sb, 30*time.Second); err != nil {
+		sb.stop()
+		return nil, nil, "", fmt.Errorf("sandbox child: %w\n%s", err, sb.tail)
+	}
+	state := filepath.Join(tmp, "state")
+	conf := filepath.Join(tmp, "config.yaml")
+	// Every listener on a free port: the default admin port may be taken
+	// (a running appliance, another test).
+	yaml := "state_dir: " + state + "\ntls:\n  source: off\nadmin:\n  listen: 127.0.0.1:0\n" + extraYAML
+	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
+		sb.stop()
+		return nil, nil, "", err
+	}
+	var addr atomic.Value
+	srvUp := make(chan struct{})
+	srv, err = start(bin, []string{"serve", "--config", conf, "--sandbox", sbDir, "--listen", "127.0.0.1:0", "--drain", "2s", "--log-format", "json", "--log-level", "info"}, nil,
+		func(line string) bool {
+			var l struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "proxy listening" && l.Addr != "" {
+				addr.Store(l.Addr)
+				close(srvUp)
+				return true
+			}
+			return false
+		})
+	if err != nil {
+		sb.stop()
+		return nil, nil, "", fmt.Errorf("start serve: %w", err)
+	}
+	fail := func(err error) (*childProc, *childProc, string, error) {
+		srv.stop()
+		sb.stop()
+		return nil, nil, "", fmt.Errorf("serve child: %w\n%s", err, srv.tail)
+	}
+	if err := waitChan(ctx, srvUp, srv, 30*time.Second); err != nil {
+		return fail(err)
+	}
+	base = "http://" + addr.Load().(string)
+	if err := waitReady(ctx, base, 30*time.Second); err != nil {
+		return fail(err)
+	}
+	return sb, srv, base, nil
 }

@@ -28,6 +28,13 @@
 //     reverse proxy started here on loopback: latency, throughput, SSE and
 //     nginx's CPU per request, a floor for what any hop costs.
 //
+// bodies (bodies.go; not in "all"):
+//
+//  9. peak RSS of a `serve` child per MiB of request body in flight (one
+//     large string; the 31 MB body of tiny keys, refused before parsing),
+//     and a burst of 16 MiB bodies with the default in-flight cap and
+//     with proxy.max_in_flight: 4.
+//
 // soak (soak.go; not in "all"):
 //
 //  8. -soak of bounded load against a child process running the
@@ -200,7 +207,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "abort the whole run after this long")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of this process during the proxied throughput phase to this file")
 	parts := strings.Join(c.Parts, ",")
-	fs.StringVar(&parts, "parts", parts, "comma-separated parts to run: proxy (latency, throughput, SSE, nginx), child (RSS and CPU of a serve child), gateway (issue 4), soak (issue 8), or all (proxy, child, gateway)")
+	fs.StringVar(&parts, "parts", parts, "comma-separated parts to run: proxy (latency, throughput, SSE, nginx), child (RSS and CPU of a serve child), gateway (issue 4), soak (issue 8), bodies (peak RSS per MiB of request body, in-flight cap; issue 14), or all (proxy, child, gateway)")
 	fs.StringVar(&c.GatewayRoute, "gateway-route", c.GatewayRoute, "gateway: route to measure: auto ("+routeCompletions+", or "+routeCommitMessage+" while the former answers 501), "+routeCompletions+" or "+routeCommitMessage)
 	fs.StringVar(&c.CompletionFormat, "completion-format", c.CompletionFormat, "gateway: gateway.completion_format; chat calls /v1/chat/completions, suffix /v1/completions")
 	fs.IntVar(&c.TokenPool, "token-pool", c.TokenPool, "gateway throughput: distinct pre-minted GitLab tokens used round-robin")
@@ -223,8 +230,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		sel := []string{f}
 		if f == "all" {
 			sel = []string{"proxy", "child", "gateway"}
-		} else if f != "proxy" && f != "child" && f != "gateway" && f != "soak" {
-			fmt.Fprintf(stderr, "duo-bench: --parts: unknown part %q (want proxy, child, gateway, soak or all)\n", f)
+		} else if f != "proxy" && f != "child" && f != "gateway" && f != "soak" && f != "bodies" {
+			fmt.Fprintf(stderr, "duo-bench: --parts: unknown part %q (want proxy, child, gateway, soak, bodies or all)\n", f)
 			return c, errors.New("usage")
 		}
 		for _, f := range sel {

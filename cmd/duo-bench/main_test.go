@@ -6,12 +6,15 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 )
 
 // TestMain lets the soak part re-execute this test binary as its child.
@@ -27,6 +30,11 @@ func TestMain(m *testing.M) {
 func TestHarnessTiny(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts child processes")
+	}
+	// Hold the appliance's default admin port, as a running appliance or
+	// another test would: the harness must bind only free ports.
+	if ln, err := net.Listen("tcp", config.DefaultAdminListen); err == nil {
+		defer ln.Close()
 	}
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
 	args := []string{

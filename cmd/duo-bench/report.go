@@ -42,8 +42,10 @@ type Report struct {
 	// Nginx is the pass-through baseline of the proxy part (nginx.go).
 	Nginx *NginxResult `json:"nginx,omitempty"`
 	// Soak is issue 8's soak part (-parts soak).
-	Soak  *Soak    `json:"soak,omitempty"`
-	Notes []string `json:"notes,omitempty"`
+	Soak *Soak `json:"soak,omitempty"`
+	// Bodies is issue 14's request-body part (-parts bodies).
+	Bodies *Bodies  `json:"bodies,omitempty"`
+	Notes  []string `json:"notes,omitempty"`
 }
 
 // bench runs the selected parts in order: proxy, child, gateway.
@@ -80,6 +82,13 @@ func bench(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report,
 		logf("soak (issue 8)")
 		if rep.Soak, err = measureSoak(ctx, cfg, logf); err != nil {
 			return nil, fmt.Errorf("soak: %w", err)
+		}
+	}
+	if cfg.part("bodies") {
+		var err error
+		logf("request bodies (issue 14)")
+		if rep.Bodies, err = measureBodies(ctx, cfg, logf); err != nil {
+			return nil, fmt.Errorf("bodies: %w", err)
 		}
 	}
 	rep.LoadAfter = loadAvg()
@@ -213,6 +222,10 @@ func (r *Report) Markdown(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 		r.Soak.Markdown(w)
+	}
+	if r.Bodies != nil {
+		fmt.Fprintln(w)
+		r.Bodies.Markdown(w)
 	}
 	fmt.Fprintf(w, "\nLoad average after the run: %s\n", r.LoadAfter)
 	if len(r.Notes) > 0 {

@@ -179,6 +179,7 @@ func TestAgentPlatformEndToEnd(t *testing.T) {
 	if !strings.Contains(logs, "agent platform listening") {
 		t.Errorf("no listening log line:\n%s", logs)
 	}
+	checkAgentReceipts(t, e.state, e.backend.posts(), canary, "Cart total ignores quantity")
 }
 
 // TestAgentPlatformGitLabDownAtStart: with GitLab's keys unreachable the

@@ -195,7 +195,10 @@ func TestDemo(t *testing.T) {
 	for _, platform := range []string{"tdx", "sev-snp"} {
 		t.Run(platform, func(t *testing.T) {
 			r := runBin(t, nil, "demo", "--check", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--agent-platform-listen", "127.0.0.1:0", "--platform", platform)
-			r.want(t, 0, []string{"NOT CONFIDENTIAL", "ACCEPTED", "recorded in trust log", "Sandbox reply to: Hello from the duo-confidential demo"},
+			r.want(t, 0, []string{"NOT CONFIDENTIAL", "ACCEPTED", "recorded in trust log", "Sandbox reply to: Hello from the duo-confidential demo",
+				"receipts verify --state-dir", "Result: VERIFIED",
+				// The Code Review flow posted the sandbox's review as notes.
+				"[tool] post_duo_code_review → success", "[FINISHED]", "Merge request !1 has 2 notes:", "src/cart.js:2 — Sandbox comment"},
 				[]string{"NOT CONFIDENTIAL"})
 			if n := countSubstr(r.stdout, "ACCEPTED"); n != 1 {
 				t.Errorf("demo printed %d attestation verdicts, want 1", n)

@@ -126,13 +126,7 @@ command playing Workhorse against the demo GitLab (tool calls, one approval, the
 
 // checkDemoAgent runs that session in-process (demo --check).
 func checkDemoAgent(ctx context.Context, out io.Writer, a *appliance.Appliance, addr string, md metadata.MD, api *gitlabtest.API) error {
-	creds := insecure.NewCredentials()
-	if pem := a.CACertificatePEM(); pem != nil {
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: "localhost"})
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	conn, err := dialDemoAgent(a, addr)
 	if err != nil {
 		return err
 	}
@@ -152,4 +146,17 @@ func checkDemoAgent(ctx context.Context, out io.Writer, a *appliance.Appliance, 
 		return fmt.Errorf("demo agent chat: the approved note was not written")
 	}
 	return nil
+}
+
+// dialDemoAgent connects to the demo's Agent Platform, trusting the
+// appliance's local CA.
+func dialDemoAgent(a *appliance.Appliance, addr string) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if pem := a.CACertificatePEM(); pem != nil {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: "localhost"})
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(agentplatform.MaxMessageBytes), grpc.MaxCallSendMsgSize(agentplatform.MaxMessageBytes)))
 }

@@ -178,6 +178,9 @@ func (c *DemoCmd) Run(g *Globals) error {
 				err = checkDemoAgent(ctx, out, a, agln.Addr().String(), agentMD, api)
 			}
 			if err == nil {
+				err = checkDemoFlow(ctx, out, a, agln.Addr().String(), agentMD, api)
+			}
+			if err == nil {
 				err = connect.check(ctx, out, cfg, gitlab.Client)
 			}
 		} else {
@@ -186,6 +189,12 @@ func (c *DemoCmd) Run(g *Globals) error {
 		stop()
 		if derr := <-done; err == nil && derr != nil {
 			err = fmt.Errorf("demo shutdown: %w", derr)
+		}
+		if err == nil {
+			// Every request above left a receipt; the appliance signed the
+			// chain head at shutdown. Verify them as an operator would.
+			fmt.Fprintf(out, "\nEvery request left a receipt. Verifying them with\n  %s receipts verify --state-dir %s\n\n", progName, state)
+			err = (&ReceiptsVerifyCmd{receiptsWindow: receiptsWindow{StateDir: state}}).Run(g)
 		}
 		return err
 	}
@@ -213,6 +222,7 @@ The proxy listens on %[1]s (OpenAI-compatible). Try, in another terminal:
 	printDemoAgent(out, a, agln.Addr().String(), agentHeaders, gitlab.URL, gitlabCA)
 	printDemoFlow(out, a, agln.Addr().String(), agentHeaders, gitlab.URL, gitlabCA)
 	connect.print(out)
+	fmt.Fprintf(out, "\nEvery model request leaves a signed, hash-chained receipt (no content). Check them:\n  %s receipts verify --state-dir %s\n", progName, state)
 	fmt.Fprint(out, "\nEverything above is a sandbox: NOT CONFIDENTIAL. Press Ctrl-C to stop.\n")
 	return <-done
 }

@@ -212,6 +212,7 @@ gateway:
 			"gitlab-keys":      "PASS " + gl.URL + ": 1 key (1 RSA) from " + gl.URL,
 			"collateral":       "WARN",
 			"trust-log":        "PASS",
+			"receipts":         "PASS",
 			"attestation":      "WARN",
 			"proxy-ready":      "WARN",
 			"proxy-models":     "PASS serves",

@@ -4,15 +4,23 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/codereview"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/workhorse"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
+	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/sandbox"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
@@ -63,8 +71,10 @@ flow:
 
 // TestFlowsEndToEnd runs the real binary: an inline custom flow with a
 // conditional router runs to FINISHED against the demo GitLab (its model
-// call through the attested proxy); an unknown flow and an invalid inline
-// config fail at once with named errors.
+// call through the attested proxy); code_review/v1 on the demo merge
+// requests finishes and posts a review GitLab's parser accepts (the sandbox
+// model's review convention), which becomes merge request notes; an unknown
+// flow and an invalid inline config fail at once with named errors.
 func TestFlowsEndToEnd(t *testing.T) {
 	e := startListenersEnv(t, "", nil)
 	var agentAddr string
@@ -145,22 +155,79 @@ func TestFlowsEndToEnd(t *testing.T) {
 		t.Fatal("the agent step made no model call through the proxy")
 	}
 
-	// code_review/v1 through the binary, as the demo's command runs it: the
-	// sandbox model cannot write a review (and this environment's proxy
-	// takes 16 KiB requests), so the flow builds the context, then fails
-	// (FAILED, reason in the UI log, INTERNAL) without posting anything.
-	var flowOut strings.Builder
-	st, err := runFlow(ctx, client, workhorse.Session{Metadata: md, GitLab: api, OAuthToken: api.Token}, "24", "code_review/v1", "1", &flowOut)
-	if status.Code(err) != codes.Internal || st != "" {
-		t.Fatalf("code review: %s %v\n%s", st, err, flowOut.String())
-	}
-	for _, want := range []string{"[tool] build_review_merge_request_context → success", "[end] The flow stopped: component "} {
-		if !strings.Contains(flowOut.String(), want) {
-			t.Errorf("code review output lacks %q:\n%s", want, flowOut.String())
+	// code_review/v1 through the binary, as the demo's command runs it, on
+	// the demo merge request !1 and the two-file !2: the sandbox model
+	// (through the attested proxy) writes its labelled review of the diff's
+	// first changed lines, the flow publishes it with add_comments, the
+	// review passes the checker written from GitLab's parser rules and
+	// becomes merge request notes.
+	for i, mr := range []struct {
+		iid   string
+		files []string
+	}{{"1", []string{"src/cart.js"}}, {"2", []string{"src/cart.js", "src/discount.js"}}} {
+		id := strconv.Itoa(24 + i)
+		posts := len(api.ReviewPosts())
+		var flowOut strings.Builder
+		st, err := runFlow(ctx, client, workhorse.Session{Metadata: md, GitLab: api, OAuthToken: api.Token}, id, "code_review/v1", mr.iid, &flowOut)
+		t.Logf("code review of !%s:\n%s", mr.iid, flowOut.String())
+		if err != nil || st != "FINISHED" || api.Workflow(id).Status != "finished" {
+			t.Fatalf("code review of !%s: %s %v (workflow %s)\n%s", mr.iid, st, err, api.Workflow(id).Status, flowOut.String())
+		}
+		for _, want := range []string{"[tool] build_review_merge_request_context → success", "[tool] post_duo_code_review → success", "[FINISHED]"} {
+			if !strings.Contains(flowOut.String(), want) {
+				t.Errorf("code review of !%s: output lacks %q:\n%s", mr.iid, want, flowOut.String())
+			}
+		}
+		all := api.ReviewPosts()
+		if len(all) != posts+1 {
+			t.Fatalf("code review of !%s: %d add_comments posts, want 1", mr.iid, len(all)-posts)
+		}
+		post := all[len(all)-1]
+		if fmt.Sprint(post.MergeRequestIID) != mr.iid || fmt.Sprint(post.WorkflowID) != id {
+			t.Fatalf("code review of !%s posted for MR %v, workflow %v", mr.iid, post.MergeRequestIID, post.WorkflowID)
+		}
+		diffs := gitlabDiffs(t, api, mr.iid)
+		if err := codereview.Check(post.ReviewOutput, codereview.LinesByFile(diffs)); err != nil {
+			t.Fatalf("code review of !%s: the posted review fails the checker: %v\n%s", mr.iid, err, post.ReviewOutput)
+		}
+		p := codereview.Parse(post.ReviewOutput)
+		var files []string
+		for _, c := range p.Comments {
+			files = append(files, c.File)
+			if c.NewLine <= 0 || !strings.HasPrefix(c.Body, "Sandbox comment") {
+				t.Errorf("code review of !%s: comment %+v", mr.iid, c)
+			}
+		}
+		if strings.Join(files, ",") != strings.Join(mr.files, ",") || !strings.HasPrefix(p.Summary, "Sandbox review (NOT CONFIDENTIAL") {
+			t.Fatalf("code review of !%s: comments on %v, summary %q", mr.iid, files, p.Summary)
+		}
+		notes := api.Notes("merge_requests/" + mr.iid)
+		if len(notes) != 1+len(p.Comments) {
+			t.Fatalf("code review of !%s: %d merge request notes, want %d", mr.iid, len(notes), 1+len(p.Comments))
 		}
 	}
-	if len(api.ReviewPosts()) != 0 || api.Workflow("24").Status != "failed" {
-		t.Fatalf("posted %d reviews; workflow %s", len(api.ReviewPosts()), api.Workflow("24").Status)
+
+	// The diff went to the sandbox only encrypted.
+	if wire := string(e.backend.Bytes()); strings.Contains(wire, "i.price * i.quantity") || strings.Contains(wire, "SAVE10") {
+		t.Fatal("the merge request's diff reached the backend unencrypted")
+	}
+
+	// The command the demo prints: `agent flow` plays Workhorse from a
+	// headers file and prints the flow's steps and the notes it posted.
+	var hb strings.Builder
+	for k, v := range md {
+		fmt.Fprintf(&hb, "%s: %s\n", k, v[0])
+	}
+	cliAPI := gitlabtest.NewAPI(api.Token)
+	gl := httptest.NewTLSServer(cliAPI)
+	defer gl.Close()
+	glCA := writeTemp(t, "flow-gitlab-ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: gl.Certificate().Raw})))
+	r := runBin(t, nil, "agent", "flow", "--addr", agentAddr, "--ca", filepath.Join(e.state, statedir.LocalCADir, statedir.LocalCACertFile),
+		"--headers", writeTemp(t, "flow-headers.txt", hb.String()), "--gitlab", gl.URL, "--gitlab-ca", glCA, "--workflow-id", "2", "code_review/v1", "1")
+	r.want(t, 0, []string{"[tool] post_duo_code_review → success", "[FINISHED]", "Merge request !1 has 2 notes:",
+		"Sandbox review (NOT CONFIDENTIAL", "src/cart.js:2 — Sandbox comment (not a review): the first added line of this file is `return items.reduce("}, nil)
+	if len(cliAPI.ReviewPosts()) != 1 {
+		t.Fatalf("agent flow CLI: %d reviews posted", len(cliAPI.ReviewPosts()))
 	}
 
 	// An unknown foundational flow fails at once, named.
@@ -177,4 +244,29 @@ func TestFlowsEndToEnd(t *testing.T) {
 	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), `flow.entry_point: "nowhere" is not a component`) {
 		t.Fatalf("invalid inline flow: %v", err)
 	}
+}
+
+// gitlabDiffs reads a merge request's diffs from the demo GitLab API, as
+// GitLab's checker would see them.
+func gitlabDiffs(t *testing.T, api *gitlabtest.API, iid string) []codereview.FileDiff {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/api/v4/projects/1/merge_requests/"+iid+"/diffs", nil)
+	req.Header.Set("Authorization", "Bearer "+api.Token)
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, req)
+	var raw []struct {
+		OldPath string `json:"old_path"`
+		NewPath string `json:"new_path"`
+		Diff    string `json:"diff"`
+		NewFile bool   `json:"new_file"`
+		Deleted bool   `json:"deleted_file"`
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &raw) != nil || len(raw) == 0 {
+		t.Fatalf("diffs of !%s: HTTP %d %s", iid, rec.Code, rec.Body.String())
+	}
+	out := make([]codereview.FileDiff, 0, len(raw))
+	for _, d := range raw {
+		out = append(out, codereview.FileDiff{OldPath: d.OldPath, NewPath: d.NewPath, Diff: d.Diff, NewFile: d.NewFile, DeletedFile: d.Deleted})
+	}
+	return out
 }

@@ -25,6 +25,7 @@ type gatewayEnv struct {
 	gw     string       // gateway base URL (https, the local CA's certificate)
 	client *http.Client // trusts only the appliance's local CA
 	gitlab *gitlabtest.Issuer
+	state  string // the appliance's state directory
 }
 
 // startGitLab serves a demo GitLab issuer over TLS on loopback until the
@@ -76,7 +77,7 @@ gateway:
 	env := []string{"DUO_CONFIDENTIAL_STATE_DIR=" + state}
 	p := startProc(t, env, "--config", cfg, "serve", "--sandbox", dir, "--listen", freeAddr(t), "--drain", "20s")
 	_, port, _ := net.SplitHostPort(gwAddr)
-	e := &gatewayEnv{t: t, serve: p, gw: "https://localhost:" + port, gitlab: iss}
+	e := &gatewayEnv{t: t, serve: p, gw: "https://localhost:" + port, gitlab: iss, state: state}
 	p.waitUntil(t, "the gateway to listen", func() bool {
 		c, err := net.DialTimeout("tcp", gwAddr, time.Second)
 		if err == nil {

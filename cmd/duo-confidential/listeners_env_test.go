@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
@@ -33,9 +34,18 @@ type capture struct{ testutil.LogBuffer }
 // posts counts the inference requests (POST /v1/…) captured so far.
 func (c *capture) posts() int { return bytes.Count(c.Bytes(), []byte("POST /v1/")) }
 
+// cutRelay is a capturing TCP relay in front of the sandbox (standing in
+// for the untrusted Privatemode API gateway) that can cut answers short:
+// while cut > 0, each connection forwards at most cut bytes of its answer
+// and then closes.
+type cutRelay struct {
+	capture
+	cut atomic.Int64
+}
+
 // interpose points the sandbox directory's endpoint at a capturing relay
 // in front of the sandbox.
-func interpose(t *testing.T, dir string) *capture {
+func interpose(t *testing.T, dir string) *cutRelay {
 	t.Helper()
 	epFile := filepath.Join(dir, sandboxEndpointFile)
 	ep, err := os.ReadFile(epFile)
@@ -47,15 +57,15 @@ func interpose(t *testing.T, dir string) *capture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &capture{}
+	r := &cutRelay{}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
 	t.Cleanup(func() {
 		_ = ln.Close()
 		mu.Lock()
-		for _, cn := range conns {
-			_ = cn.Close()
+		for _, c := range conns {
+			_ = c.Close()
 		}
 		mu.Unlock()
 		wg.Wait()
@@ -75,19 +85,36 @@ func interpose(t *testing.T, dir string) *capture {
 			conns = append(conns, down, up)
 			mu.Unlock()
 			wg.Go(func() {
-				_, _ = io.Copy(io.MultiWriter(up, c), down)
+				_, _ = io.Copy(io.MultiWriter(up, &r.capture), down)
 				_ = up.Close()
 			})
 			wg.Go(func() {
-				_, _ = io.Copy(down, up)
-				_ = down.Close()
+				defer down.Close()
+				defer up.Close()
+				sent := int64(-1)
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := up.Read(buf)
+					chunk := buf[:n]
+					if c := r.cut.Load(); c > 0 && n > 0 {
+						sent = max(sent, 0)
+						chunk = chunk[:min(int64(n), max(c-sent, 0))]
+						sent += int64(len(chunk))
+					}
+					if _, werr := down.Write(chunk); werr != nil || err != nil {
+						return
+					}
+					if c := r.cut.Load(); c > 0 && sent >= c {
+						return
+					}
+				}
 			})
 		}
 	})
 	if err := os.WriteFile(epFile, []byte("http://"+ln.Addr().String()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return r
 }
 
 // listenersEnv is the real binary serving all three listeners (proxy,
@@ -102,7 +129,7 @@ type listenersEnv struct {
 	proxyAddr, gwAddr, admAdr string // 127.0.0.1:port
 	gitlab                    *gitlabtest.Issuer
 	key                       *rsa.PrivateKey // the GitLab issuer's signing key
-	backend                   *capture
+	backend                   *cutRelay
 	adminToken                string
 }
 

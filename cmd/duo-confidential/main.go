@@ -50,13 +50,14 @@ type CLI struct {
 	Serve      ServeCmd      `cmd:"" help:"Run the appliance: attest the backend and serve the encrypting proxy."`
 	// demo and sandbox, in developer builds only (scaffolding_*.go).
 	scaffoldingCommands `embed:""`
-	Proxy               ProxyCmd  `cmd:"" help:"Proxy helpers (inbound tokens)."`
-	Keys                KeysCmd   `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
-	TLS                 TLSCmd    `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
-	Admin               AdminCmd  `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
-	Agent               AgentCmd  `cmd:"" help:"Agent Platform client: play Workhorse for an Agentic Chat message."`
-	GitLab              GitLabCmd `cmd:"" name:"gitlab" help:"Connect GitLab Duo Self-Hosted to this appliance through GitLab's admin API, and verify it."`
-	Doctor              DoctorCmd `cmd:"" help:"Check the installation: configuration, state, TLS, GitLab, attestation and the running appliance (PASS/WARN/FAIL/SKIP with fixes)."`
+	Proxy               ProxyCmd    `cmd:"" help:"Proxy helpers (inbound tokens)."`
+	Keys                KeysCmd     `cmd:"" help:"Show or rotate the gateway's self-signed JWT keys."`
+	TLS                 TLSCmd      `cmd:"" name:"tls" help:"Certificate commands (export the local CA certificate)."`
+	Admin               AdminCmd    `cmd:"" help:"Admin UI credentials: set the password, make API tokens."`
+	Agent               AgentCmd    `cmd:"" help:"Agent Platform client: play Workhorse for an Agentic Chat message."`
+	GitLab              GitLabCmd   `cmd:"" name:"gitlab" help:"Connect GitLab Duo Self-Hosted to this appliance through GitLab's admin API, and verify it."`
+	Receipts            ReceiptsCmd `cmd:"" help:"Verify the per-request receipt log or export a signed bundle for an auditor."`
+	Doctor              DoctorCmd   `cmd:"" help:"Check the installation: configuration, state, TLS, GitLab, attestation and the running appliance (PASS/WARN/FAIL/SKIP with fixes)."`
 }
 
 func main() {

@@ -30,6 +30,7 @@ type ServeCmd struct {
 	Listen        string        `help:"Override proxy.listen (HOST:PORT)."`
 	GatewayListen string        `name:"gateway-listen" help:"Override gateway.listen (HOST:PORT)."`
 	Drain         time.Duration `help:"How long in-flight requests and streams may finish after SIGTERM." default:"30s"`
+	ShutdownDelay time.Duration `name:"shutdown-delay" help:"After SIGTERM, report not ready (/readyz 503) but keep serving for this long before the drain, so a load balancer's health checks take this replica out first (Kubernetes: use the chart's preStop sleep instead)." default:"0s"`
 	// Sandbox mode is a command-line choice, never configuration, so a
 	// production config cannot trust test roots by accident.
 	Sandbox     string `help:"SANDBOX MODE (NOT CONFIDENTIAL): trust the test roots, manifest and collateral that 'duo-confidential sandbox --out DIR' wrote to DIR, and use its endpoint." type:"existingdir" placeholder:"DIR"`
@@ -48,7 +49,7 @@ func (c *ServeCmd) Run(g *Globals) error {
 	if c.GatewayListen != "" {
 		cfg.Gateway.Listen = c.GatewayListen
 	}
-	opts := appliance.Options{Config: cfg, Logger: g.Logger(), Version: version}
+	opts := appliance.Options{Config: cfg, Logger: g.Logger(), Version: version, ShutdownDelay: c.ShutdownDelay}
 	if c.FixedSecret != "" && c.Sandbox == "" {
 		return errors.New("--fixed-secret skips attestation and is refused outside sandbox mode (--sandbox DIR)")
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
+	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -125,7 +126,7 @@ func (s *Service) execute(stream contract.DuoWorkflow_ExecuteWorkflowServer, sta
 		touch:   make(chan struct{}, 1),
 		pending: make(map[string]chan *contract.ActionResponse),
 	}
-	ss.ctx, ss.cancel = context.WithCancelCause(ctx)
+	ss.ctx, ss.cancel = context.WithCancelCause(model.WithCall(ctx, receiptCall(ctx, def, start.GetWorkflowID(), caller)))
 	defer ss.cancel(nil)
 	if !s.register(ss) {
 		return status.Error(codes.Unavailable, msgDraining)
@@ -216,6 +217,16 @@ func (s *Service) recvFirst(ctx context.Context, stream contract.DuoWorkflow_Exe
 	case <-ctx.Done():
 		return nil, status.Error(codes.Canceled, msgCancelled)
 	}
+}
+
+// receiptCall names, for the receipt of each model call the flow makes,
+// the flow, the workflow and the GitLab instance and user it serves.
+func receiptCall(ctx context.Context, def, workflowID string, c flow.Caller) model.Call {
+	mc := model.Call{Feature: "agent_platform/" + def, Workflow: workflowID, User: c.GlobalUserID}
+	if cl := claimsFrom(ctx); cl != nil {
+		mc.Instance = cl.InstanceID
+	}
+	return mc
 }
 
 // callerFrom reads and validates the metadata a flow needs.

@@ -22,7 +22,8 @@ const (
 // last assignment wins): AIGW_SELF_SIGNED_JWT__SIGNING_KEY and
 // __VALIDATION_KEY, or DUO_WORKFLOW_SELF_SIGNED_JWT__SIGNING_KEY and
 // __VALIDATION_KEY. A value is PEM text (see ParseKeyPEM; "\n" escapes
-// allowed) or "@/path/to/file" (a file with mode 0600 or tighter); an empty
+// allowed) or "@/path/to/file" (a file with mode 0600 or tighter, or owned by root
+// with mode 0640 or 0440, as a Kubernetes Secret volume mounts it); an empty
 // value is unset. When an AIGW variable and its DUO_WORKFLOW counterpart
 // are both set they must hold the same key, since the appliance serves both
 // with one key pair. A validation key without a signing key is an error.
@@ -84,7 +85,7 @@ func envKey(name, val string) ([]byte, *rsa.PrivateKey, error) {
 		if path == "" {
 			return nil, nil, fmt.Errorf("%s: \"@\" without a file name", name)
 		}
-		b, err := readKeyFile(path)
+		b, err := readKeyFile(path, ownerOnlyOrRootGroup)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}

@@ -237,7 +237,7 @@ func (s *Store) path() string { return filepath.Join(s.dir, statedir.KeysFile) }
 
 // load reads the key file; a missing file is an fs.ErrNotExist error.
 func (s *Store) load() (*snapshot, error) {
-	data, err := readKeyFile(s.path())
+	data, err := readKeyFile(s.path(), ownerOnly)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
@@ -251,9 +251,32 @@ func (s *Store) load() (*snapshot, error) {
 	return snap, nil
 }
 
+// keyFileModes says which permissions a private key file may have.
+type keyFileModes int
+
+const (
+	// ownerOnly: mode 0600 or tighter (the files the appliance writes).
+	ownerOnly keyFileModes = iota
+	// ownerOnlyOrRootGroup also accepts a file owned by root that its group
+	// may read but not write, and others not at all (0640, 0440) — the
+	// PostgreSQL rule for ssl_key_file, and what a Kubernetes Secret volume
+	// with fsGroup looks like (root:fsGroup 0440): only the admin (root)
+	// can have put it there and chosen the group.
+	ownerOnlyOrRootGroup
+)
+
+// allows reports whether a file with these permissions and owner passes.
+func (m keyFileModes) allows(fi fs.FileInfo) bool {
+	perm := fi.Mode().Perm()
+	if perm&0o077 == 0 {
+		return true
+	}
+	return m == ownerOnlyOrRootGroup && perm&0o037 == 0 && ownedByRoot(fi)
+}
+
 // readKeyFile reads a private key file, refusing non-regular files, files
-// open to group or others and oversized files.
-func readKeyFile(path string) ([]byte, error) {
+// open to group or others (beyond what modes allows) and oversized files.
+func readKeyFile(path string, modes keyFileModes) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -269,7 +292,7 @@ func readKeyFile(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+	if perm := fi.Mode().Perm(); !modes.allows(fi) {
 		return nil, fmt.Errorf("%s has mode %04o: %w; a private key must be readable by its owner only: chmod 600 %s", path, perm, ErrInsecureMode, path)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxPEMBytes+1))

@@ -417,11 +417,23 @@ func TestStreams(t *testing.T) {
 			want:       Result{Text: "yes", FinishReason: "stop"},
 		},
 		{
-			name: "events after [DONE] are ignored",
+			// Whatever follows [DONE] is not the answer to this request
+			// (a relay splicing streams): the stream is not believed.
+			name: "events after [DONE] are an error",
 			events: []string{`{"choices":[{"delta":{"content":"x"},"finish_reason":"stop"}]}`, `[DONE]`,
-				`{"error":{"message":"late","type":"upstream_error"}}`},
+				`{"choices":[{"delta":{"content":"spliced"}}]}`},
 			wantDeltas: []string{"x"},
 			want:       Result{Text: "x", FinishReason: "stop"},
+			wantErr:    &Error{Status: 502, Type: "upstream_error", Message: "the model stream sent events after [DONE]"},
+		},
+		{
+			// A relay that drops the last chunk but keeps [DONE].
+			name:       "[DONE] without a finish reason",
+			events:     chatOK[1:3:3],
+			raw:        "data: [DONE]\n\n",
+			wantDeltas: []string{"Hel", "lo"},
+			want:       Result{Model: "m-1", Text: "Hello"},
+			wantErr:    &Error{Status: 502, Type: "upstream_error", Message: "stream ended without a finish reason"},
 		},
 		{
 			name:       "[DONE] missing",

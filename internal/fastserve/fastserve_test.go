@@ -12,7 +12,7 @@ import (
 )
 
 func newServer() *Server {
-	return New(&fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }})
+	return New(Config{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }})
 }
 
 func listen(t *testing.T) net.Listener {

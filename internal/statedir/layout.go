@@ -20,6 +20,13 @@ const (
 	LocalCADir = "local-ca"
 	// LocalCAKeyFile is the local CA's private key inside LocalCADir.
 	LocalCAKeyFile = "ca.key"
+	// ReceiptsDir holds the per-request receipt log: rotated receipt files,
+	// the checkpoint signing key (and its exported public key) and the
+	// user-hash key.
+	ReceiptsDir = "receipts"
+	// ReceiptsPublicKeyFile is the receipt checkpoint key's public half inside
+	// ReceiptsDir (0644: it is handed to auditors).
+	ReceiptsPublicKeyFile = "signing.pub"
 	// LocalCACertFile is the local CA's root certificate inside LocalCADir.
 	LocalCACertFile = "ca.crt"
 	// GitLabConnectFile is what `gitlab connect` remembers: GitLab's ids of

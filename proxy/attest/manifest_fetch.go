@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,7 +41,21 @@ func (h *HTTPManifest) FetchManifest(ctx context.Context) ([]byte, error) {
 	if client == nil {
 		client = &http.Client{Timeout: 15 * time.Second}
 	}
-	resp, err := client.Do(req)
+	// A redirect may stay on the manifest's scheme and host only: a
+	// downgrade to http or a hop elsewhere would let someone else choose
+	// the policy the backend is checked against (the manifest is verified
+	// against nothing but its own hash pins).
+	cc := *client
+	cc.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		if r.URL.Scheme != u.Scheme || r.URL.Host != u.Host {
+			return fmt.Errorf("manifest redirect to %s://%s refused: only %s://%s is trusted", r.URL.Scheme, r.URL.Host, u.Scheme, u.Host)
+		}
+		if len(via) >= 5 {
+			return errors.New("manifest: too many redirects")
+		}
+		return nil
+	}
+	resp, err := cc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("fetch manifest %s: %w", h.URL, err)
 	}

@@ -21,6 +21,16 @@ func TestHTTPManifest(t *testing.T) {
 	mux.HandleFunc("/big/manifest.json", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(make([]byte, MaxManifestSize+1))
 	})
+	// The other host serves the manifest too, so following a redirect
+	// there would succeed: only the redirect check refuses it.
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
+	defer other.Close()
+	mux.HandleFunc("/to-http/manifest.json", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/manifest.json", http.StatusFound)
+	})
+	mux.HandleFunc("/same/manifest.json", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ok/manifest.json?t=1", http.StatusFound)
+	})
 	srv := httptest.NewTLSServer(mux) // binds 127.0.0.1
 	defer srv.Close()
 	tests := []struct {
@@ -30,6 +40,8 @@ func TestHTTPManifest(t *testing.T) {
 		{"ok", srv.URL + "/ok/manifest.json", ""},
 		{"not found", srv.URL + "/missing.json", "HTTP 404"},
 		{"too large", srv.URL + "/big/manifest.json", "larger than"},
+		{"redirect on the same host", srv.URL + "/same/manifest.json", ""},
+		{"redirect to http on another port refused", srv.URL + "/to-http/manifest.json", "redirect to http://"},
 		{"plain http refused", strings.Replace(srv.URL, "https://", "http://", 1) + "/ok/manifest.json", "https"},
 	}
 	for _, tc := range tests {

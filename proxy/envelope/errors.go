@@ -39,6 +39,14 @@ var (
 	ErrBadCacheSalt = errors.New("envelope: cache_salt must be a string of at least 32 characters")
 	// ErrShardContentTooLarge means the shard-key content exceeds ~1M tokens.
 	ErrShardContentTooLarge = errors.New("envelope: shard-key content too large")
+	// ErrReflected means a response envelope reuses an IV of the request: a
+	// relay sent the request's own ciphertext back as the answer.
+	ErrReflected = errors.New("envelope: response reflects a request envelope")
+	// ErrPlainFile means a multipart file part has a plain-listed field name
+	// (it would go upstream unencrypted).
+	ErrPlainFile = errors.New("envelope: a file part uses a field name that is sent in plaintext")
+	// ErrDuplicateField means a plain-listed multipart field occurs twice.
+	ErrDuplicateField = errors.New("envelope: a plaintext form field occurs more than once")
 	// ErrMultipart means a multipart body cannot be parsed or has too many parts.
 	ErrMultipart = errors.New("envelope: malformed multipart body")
 )

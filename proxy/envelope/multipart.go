@@ -17,6 +17,7 @@ const maxFormParts = 1000
 type form struct {
 	values, files         map[string][]byte
 	valueNames, fileNames []string
+	dups                  []string // names that occur more than once
 }
 
 func parseForm(body []byte, boundary string) (*form, error) {
@@ -48,6 +49,11 @@ func parseForm(body []byte, boundary string) (*form, error) {
 		if p.FileName() != "" {
 			dst, names = f.files, &f.fileNames
 		}
+		_, inValues := f.values[name]
+		_, inFiles := f.files[name]
+		if inValues || inFiles {
+			f.dups = append(f.dups, name)
+		}
 		if _, seen := dst[name]; !seen {
 			dst[name] = data
 			*names = append(*names, name)
@@ -56,6 +62,23 @@ func parseForm(body []byte, boundary string) (*form, error) {
 	slices.Sort(f.valueNames)
 	slices.Sort(f.fileNames)
 	return f, nil
+}
+
+// checkPlainParts refuses forms whose plain-listed fields could carry
+// content upstream unencrypted or be read differently by different
+// readers: a file under a plain name, or a plain name given twice.
+func checkPlainParts(f *form, plain Fields) error {
+	for _, name := range f.fileNames {
+		if plain.Has(name) {
+			return fmt.Errorf("%w: %q", ErrPlainFile, name)
+		}
+	}
+	for _, name := range f.dups {
+		if plain.Has(name) {
+			return fmt.Errorf("%w: %q", ErrDuplicateField, name)
+		}
+	}
+	return nil
 }
 
 // newFormWriter draws the output boundary from r so golden tests are deterministic.
@@ -88,6 +111,9 @@ func (s *Session) EncryptMultipart(body []byte, boundary string, plain Fields) (
 	if err != nil {
 		return nil, "", err
 	}
+	if err := checkPlainParts(f, plain); err != nil {
+		return nil, "", err
+	}
 	n := 0
 	for _, names := range [][]string{f.valueNames, f.fileNames} {
 		for _, name := range names {
@@ -111,7 +137,9 @@ func (s *Session) EncryptMultipart(body []byte, boundary string, plain Fields) (
 	}
 	k := 0
 	seal := func(data []byte) []byte {
-		out := s.x.c.appendSeal(nil, sc.ivs[k*nonceSize:(k+1)*nonceSize], int64(s.x.encSeq)+int64(k), data, sc)
+		iv := sc.ivs[k*nonceSize : (k+1)*nonceSize]
+		out := s.x.c.appendSeal(nil, iv, int64(s.x.encSeq)+int64(k), data, sc)
+		s.x.rememberIV(iv)
 		k++
 		return out
 	}

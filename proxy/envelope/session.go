@@ -61,6 +61,10 @@ func newSessionWithRand(s Secret, r io.Reader) (*Session, error) {
 // Nonce returns the exchange nonce shared by the request and its response.
 func (s *Session) Nonce() [12]byte { return s.x.c.nonce }
 
+// Decrypted reports how many encrypted fields the response has carried so
+// far: a successful answer with none is not the backend's.
+func (s *Session) Decrypted() uint64 { return s.x.decSeq }
+
 // EncryptJSON returns body (a JSON object) with every non-plain top-level
 // value replaced in place by an envelope of its exact raw JSON text;
 // sequence numbers follow sorted key order and continue across calls.

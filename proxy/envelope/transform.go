@@ -18,6 +18,10 @@ type exchange struct {
 	decUsed bool  // decryption has started (client: no more encryption)
 	encUsed bool  // encryption has started (server: no more decryption)
 	failed  error // first decryption error; sticky
+	// sent holds the IVs of the request's envelopes (client only): a
+	// response envelope reusing one is the request reflected back by a
+	// relay, which would otherwise authenticate at the same sequence.
+	sent map[[nonceSize]byte]struct{}
 	// bind resolves the secret on the server; nil on the client.
 	bind func(id []byte, nonce [12]byte) error
 }
@@ -78,11 +82,23 @@ func (x *exchange) appendEncryptObject(dst, body []byte, plain Fields) ([]byte, 
 		dst = append(dst, body[prev:m.valStart]...)
 		k := int(m.seq-int64(x.encSeq)) * nonceSize
 		dst = x.c.appendSeal(dst, sc.ivs[k:k+nonceSize], m.seq, body[m.valStart:m.valEnd], sc)
+		x.rememberIV(sc.ivs[k : k+nonceSize])
 		prev = m.valEnd
 	}
 	dst = append(dst, body[prev:]...)
 	x.encSeq += uint64(n)
 	return dst, nil
+}
+
+// rememberIV records an IV this client sealed with (servers never check).
+func (x *exchange) rememberIV(iv []byte) {
+	if x.bind != nil {
+		return
+	}
+	if x.sent == nil {
+		x.sent = make(map[[nonceSize]byte]struct{})
+	}
+	x.sent[[nonceSize]byte(iv)] = struct{}{}
 }
 
 // checkEnvelope binds (server) or verifies (client) the ID and nonce of e.
@@ -156,6 +172,9 @@ func (x *exchange) decryptObject(dst, body []byte, plain Fields, sc *scratch) ([
 		}
 		if err := x.checkEnvelope(&e); err != nil {
 			return nil, err
+		}
+		if _, reflected := x.sent[e.iv]; reflected {
+			return nil, ErrReflected
 		}
 		dst = append(dst, body[prev:m.valStart]...)
 		start := len(dst)

@@ -346,8 +346,11 @@ func (c *call) send(ctx *fasthttp.RequestCtx, status int, plain envelope.Fields,
 // sees "connection reset by peer" rather than a clean close.
 func resetConn(conn net.Conn) {
 	raw := conn
-	if u, ok := conn.(interface{ UnsafeConn() net.Conn }); ok { // fasthttp's hijack wrapper
+	if u, ok := raw.(interface{ UnsafeConn() net.Conn }); ok { // fasthttp's hijack wrapper
 		raw = u.UnsafeConn()
+	}
+	if u, ok := raw.(interface{ NetConn() net.Conn }); ok { // fastserve's connection
+		raw = u.NetConn()
 	}
 	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)

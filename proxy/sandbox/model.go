@@ -213,7 +213,11 @@ func compose(lead []string, seed string, limit int) *reply {
 // chatReply runs the model on a chat or Anthropic request.
 func chatReply(g *genRequest) *reply {
 	last, prompt := g.lastUser()
-	if tc := pickTool(g, last); tc != nil {
+	tc := reviewCall(g) // review.go's flow conventions
+	if tc == nil {
+		tc = pickTool(g, last)
+	}
+	if tc != nil {
 		return &reply{tool: tc, finish: "tool_calls", promptTokens: prompt}
 	}
 	if r := reactReply(g); r != nil {
@@ -222,6 +226,9 @@ func chatReply(g *genRequest) *reply {
 	if r := toolResultsReply(g); r != nil && len(g.Tools) > 0 {
 		r.promptTokens = prompt
 		return r
+	}
+	if tc := finalResponseCall(g, last); tc != nil {
+		return &reply{tool: tc, finish: "tool_calls", promptTokens: prompt}
 	}
 	lead := append([]string{"Sandbox", "reply", "to:"}, strings.Fields(head(last, 40))...)
 	r := compose(lead, last, g.limit())

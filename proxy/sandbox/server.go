@@ -144,16 +144,14 @@ func New(o Options) (*Server, error) {
 	if o.TokensPerSecond > 0 {
 		s.interval = time.Duration(float64(time.Second) / o.TokensPerSecond)
 	}
-	s.srv = fastserve.New(&fasthttp.Server{
-		Handler:               s.Handler(),
-		Name:                  "duo-confidential-sandbox",
-		NoDefaultServerHeader: true,
+	s.srv = fastserve.New(fastserve.Config{
+		Name:    "duo-confidential-sandbox",
+		Handler: s.Handler(),
+		Logger:  s.log,
 		// WriteTimeout stays 0: it would cover a whole SSE stream.
-		ReadTimeout:        time.Minute,
-		IdleTimeout:        time.Minute,
-		MaxRequestBodySize: MaxRequestBody,
-		CloseOnShutdown:    true,
-		Logger:             fasthttpLogger{s.log},
+		ReadTimeout:    time.Minute,
+		IdleTimeout:    time.Minute,
+		MaxRequestBody: MaxRequestBody,
 	})
 	return s, nil
 }
@@ -261,11 +259,4 @@ func (s *Server) sleep(t *time.Timer, d time.Duration) bool {
 		t.Stop()
 		return false
 	}
-}
-
-// fasthttpLogger routes fasthttp's own messages to slog.
-type fasthttpLogger struct{ l *slog.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Debug(fmt.Sprintf(format, args...), "source", "fasthttp")
 }

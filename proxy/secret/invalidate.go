@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"time"
 )
 
 func randFloat() float64 { return rand.Float64() }
@@ -35,10 +36,15 @@ func (m *Manager) Invalidate(ctx context.Context, id string) (Secret, error) {
 	m.flightsMu.Lock()
 	f := m.flights[id]
 	if f == nil {
+		// A relay answering "no secret for ID" to everything would
+		// otherwise force one exchange per request: re-exchanges are
+		// spaced by the shared, jittered backoff (the flight waits its
+		// turn; callers wait with it, bounded by their contexts).
+		wait := m.invalidateBackoff(m.o.Now())
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &flight{done: make(chan struct{}), cancel: cancel}
 		m.flights[id] = f
-		go m.fly(fctx, f, id)
+		go m.fly(fctx, f, id, wait)
 	}
 	f.refs++
 	m.flightsMu.Unlock()
@@ -56,9 +62,31 @@ func (m *Manager) Invalidate(ctx context.Context, id string) (Secret, error) {
 	}
 }
 
+// invalidateBackoff books the next invalidation-driven exchange and
+// returns how long until it may start. Called with flightsMu held. After
+// the n-th re-exchange in a row the next starts Backoff.Delay(n) later; a
+// quiet spell of twice Backoff.Max starts the count again.
+func (m *Manager) invalidateBackoff(now time.Time) time.Duration {
+	start := now
+	if m.nextInvalidate.After(now) {
+		start = m.nextInvalidate
+	}
+	if start.Sub(m.lastInvalidate) > 2*m.o.Backoff.Max {
+		m.invalidations = 0
+	}
+	m.invalidations++
+	m.lastInvalidate = start
+	m.nextInvalidate = start.Add(m.o.Backoff.Delay(m.invalidations, m.rand()))
+	return start.Sub(now)
+}
+
 // fly runs the shared exchange and publishes its result to the waiters.
-func (m *Manager) fly(ctx context.Context, f *flight, id string) {
-	f.s, f.err = m.invalidate(ctx, id)
+func (m *Manager) fly(ctx context.Context, f *flight, id string, wait time.Duration) {
+	if wait <= 0 || m.sleep(ctx, wait) {
+		f.s, f.err = m.invalidate(ctx, id)
+	} else {
+		f.err = ctx.Err()
+	}
 	m.flightsMu.Lock()
 	delete(m.flights, id)
 	m.flightsMu.Unlock()
@@ -90,8 +118,12 @@ func (m *Manager) invalidate(ctx context.Context, id string) (Secret, error) {
 	}()
 	if err != nil {
 		m.failedLocked(ctx, err)
+		// The loop may be asleep for up to a minute; wake it so it retries
+		// at the backoff's time and a recovered backend is usable again
+		// in seconds without waiting for another request.
+		m.wakeLoop()
 		if cur := m.st.secret; cur != nil && cur.ID == id && ctx.Err() == nil {
-			reason := fmt.Errorf("backend lost secret %s and the replacement failed: %w", ShortID(id), err)
+			reason := fmt.Errorf("backend lost the inference secret and the replacement failed: %w", err)
 			m.mu.Lock()
 			m.st.secret, m.st.secretMeshCA = nil, nil
 			m.mu.Unlock()
@@ -102,4 +134,25 @@ func (m *Manager) invalidate(ctx context.Context, id string) (Secret, error) {
 	}
 	m.succeededLocked()
 	return *m.st.secret, nil
+}
+
+// wakeLoop makes Run recompute its wait now (it may be asleep on a timer
+// set before a failure moved the retry time closer).
+func (m *Manager) wakeLoop() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sleepCtx waits d on a timer unless ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -92,7 +92,11 @@ type Status struct {
 
 // published is what the request path reads: one atomic load, no lock.
 type published struct {
-	secret    *Secret
+	secret *Secret
+	// prev is the secret the last rotation replaced while trust held:
+	// streams that started under it may finish (the server's lease runs
+	// on). Revocation publishes no prev.
+	prev      *Secret
 	reason    error // why there is no secret (secret == nil)
 	rotateErr error // why the last rotation failed (secret != nil)
 }
@@ -137,6 +141,12 @@ type Manager struct {
 
 	flightsMu sync.Mutex
 	flights   map[string]*flight
+	// Invalidation-driven exchanges, spaced by Backoff (under flightsMu).
+	invalidations  int
+	lastInvalidate time.Time
+	nextInvalidate time.Time
+	// sleep waits d unless ctx ends first (false); tests drive the clock.
+	sleep func(ctx context.Context, d time.Duration) bool
 }
 
 // NewManager validates o, applies defaults and returns a Manager that is
@@ -175,6 +185,7 @@ func NewManager(o Options) (*Manager, error) {
 		wake:    make(chan struct{}, 1),
 		rand:    randFloat,
 		flights: map[string]*flight{},
+		sleep:   sleepCtx,
 	}
 	m.pub.Store(&published{reason: errors.New("waiting for first attestation")})
 	return m, nil
@@ -196,7 +207,7 @@ func (m *Manager) currentAt(now time.Time) (Secret, error) {
 	if now.Before(p.secret.ExpiresAt) {
 		return *p.secret, nil
 	}
-	reason := fmt.Errorf("secret %s expired at %s", ShortID(p.secret.ID), p.secret.ExpiresAt.Format(time.RFC3339))
+	reason := fmt.Errorf("the inference secret expired: at %s", p.secret.ExpiresAt.Format(time.RFC3339))
 	if p.rotateErr != nil {
 		reason = fmt.Errorf("%w; rotation failing: %w", reason, p.rotateErr)
 	}
@@ -396,7 +407,7 @@ func (m *Manager) exchangeLocked(ctx context.Context) error {
 		m.st.lastErr = err
 		m.mu.Unlock()
 		if cur := m.st.secret; cur != nil {
-			m.pub.Store(&published{secret: cur, rotateErr: err})
+			m.pub.Store(&published{secret: cur, prev: m.pub.Load().prev, rotateErr: err})
 		} else {
 			m.pub.Store(&published{reason: err})
 		}
@@ -417,7 +428,7 @@ func (m *Manager) exchangeLocked(ctx context.Context) error {
 	m.st.secret, m.st.secretMeshCA, m.st.secretCreatedAt = &s, m.st.meshCA, start
 	m.st.exchangeFailed = false
 	m.mu.Unlock()
-	m.pub.Store(&published{secret: &s})
+	m.pub.Store(&published{secret: &s, prev: m.pub.Load().secret})
 	m.log.Info("inference secret installed", "secret", s)
 	m.notify()
 	return nil

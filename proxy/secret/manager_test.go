@@ -292,10 +292,12 @@ func TestInvalidateFailureWithdrawsSecret(t *testing.T) {
 	if _, err := h.m.Invalidate(ctx, old.ID); !IsRetryable(err) {
 		t.Fatalf("Invalidate: %v", err)
 	}
-	wantNotReady(t, h.m, "backend lost secret "+ShortID(old.ID))
+	wantNotReady(t, h.m, "backend lost the inference secret")
 
-	// The next Invalidate re-attests first because the exchange failed.
+	// The next Invalidate re-attests first because the exchange failed
+	// (once the re-exchange backoff has passed).
 	h.api.failSecret.Store(0)
+	h.clock.Advance(8 * time.Second)
 	s, err := h.m.Invalidate(ctx, old.ID)
 	if err != nil || s.ID == old.ID || h.api.attests.Load() != 2 {
 		t.Fatalf("second Invalidate: %v %v, %d attests", s, err, h.api.attests.Load())
