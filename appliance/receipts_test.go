@@ -3,6 +3,7 @@ package appliance_test
 import (
 	"bytes"
 	"encoding/json"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,20 +35,27 @@ func TestReceiptPerRequestType(t *testing.T) {
 		receipts.HeaderUser, canaryUser, receipts.HeaderWorkflow, "wf-42"}
 	body := func(m map[string]any) string { b, _ := json.Marshal(m); return string(b) }
 	msgs := []map[string]string{{"role": "user", "content": canaryPrompt}}
+	audio, audioType := transcriptionForm(t, canaryPrompt)
 	cases := []struct {
 		path, route, body, outcome string
 		stream                     bool
+		contentType                string // "": JSON
 	}{
-		{"/v1/chat/completions", "chat", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4}), "", false},
-		{"/v1/chat/completions", "chat", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true},
-		{"/v1/completions", "completions", body(map[string]any{"model": sandbox.ModelCode, "prompt": canaryPrompt, "max_tokens": 4}), "", false},
-		{"/v1/completions", "completions", body(map[string]any{"model": sandbox.ModelCode, "prompt": canaryPrompt, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true},
-		{"/v1/embeddings", "embeddings", body(map[string]any{"model": sandbox.ModelEmbed, "input": canaryPrompt}), "", false},
-		{"/v1/messages", "messages", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4}), "", false},
-		{"/v1/messages", "messages", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true},
+		{"/v1/chat/completions", "chat", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4}), "", false, ""},
+		{"/v1/chat/completions", "chat", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true, ""},
+		{"/v1/completions", "completions", body(map[string]any{"model": sandbox.ModelCode, "prompt": canaryPrompt, "max_tokens": 4}), "", false, ""},
+		{"/v1/completions", "completions", body(map[string]any{"model": sandbox.ModelCode, "prompt": canaryPrompt, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true, ""},
+		{"/v1/embeddings", "embeddings", body(map[string]any{"model": sandbox.ModelEmbed, "input": canaryPrompt}), "", false, ""},
+		{"/v1/messages", "messages", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4}), "", false, ""},
+		{"/v1/messages", "messages", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true, ""},
+		{"/v1/audio/transcriptions", "transcriptions", audio, "", false, audioType},
 	}
 	for _, c := range cases {
-		r := e.post(c.path, c.body, append([]string{"anthropic-version", "2023-06-01"}, meta...)...)
+		hdr := append([]string{"anthropic-version", "2023-06-01"}, meta...)
+		if c.contentType != "" {
+			hdr = append(hdr, "Content-Type", c.contentType)
+		}
+		r := e.post(c.path, c.body, hdr...)
 		if r.status != http.StatusOK || bytes.Contains(r.body, []byte(`"error"`)) {
 			t.Fatalf("%s: HTTP %d %s", c.path, r.status, r.body)
 		}
@@ -113,6 +121,28 @@ func TestReceiptPerRequestType(t *testing.T) {
 			}
 		}
 	}
+}
+
+// transcriptionForm is a multipart transcription request whose audio,
+// file name and prompt field carry canary, and its Content-Type.
+func transcriptionForm(t *testing.T, canary string) (body, contentType string) {
+	t.Helper()
+	var b bytes.Buffer
+	mw := multipart.NewWriter(&b)
+	for _, f := range [][2]string{{"model", sandbox.ModelWhisper}, {"prompt", canary}, {"response_format", "json"}} {
+		if err := mw.WriteField(f[0], f[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fw, err := mw.CreateFormFile("file", canary+".wav")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = fw.Write(append(wavFile(800), canary...))
+	if err := mw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String(), mw.FormDataContentType()
 }
 
 // fullDisk is a receipt file whose writes fail while full is set, the way
