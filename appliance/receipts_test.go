@@ -1,9 +1,12 @@
 package appliance_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
@@ -232,5 +236,59 @@ func TestReceiptsFullDisk(t *testing.T) {
 				t.Fatalf("after the disk had room: %+v %v", rep, err)
 			}
 		})
+	}
+}
+
+// TestReceiptClientGone closes the client's socket in the middle of a slow
+// stream and checks that the stream leaves exactly one receipt, with the
+// outcome client gone, and that the log verifies.
+func TestReceiptClientGone(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, envOptions{TokensPerSecond: 20})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(waitLimit))
+	body := chatBody("client gone mid-stream", true, 400) // 20 s at 20 tokens/s
+	if _, err := fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body); err != nil {
+		t.Fatal(err)
+	}
+	// Read until the first event has arrived: the stream is under way.
+	br := bufio.NewReader(conn)
+	var got []byte
+	for !bytes.Contains(got, []byte("data:")) {
+		line, err := br.ReadBytes('\n')
+		got = append(got, line...)
+		if err != nil {
+			t.Fatalf("no first event (%v): %s", err, got)
+		}
+	}
+	if !bytes.HasPrefix(got, []byte("HTTP/1.1 200")) {
+		t.Fatalf("stream: %s", got)
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	log := e.app.Receipts()
+	e.waitFor("the stream's receipt", func() bool { return log.Stats().Written >= 1 })
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+	recent := log.Recent()
+	if len(recent) != 1 {
+		t.Fatalf("%d receipts, want 1: %+v", len(recent), recent)
+	}
+	if r := recent[0]; r.Route != "chat" || r.Outcome != receipts.OutcomeClientGone || r.Status != 200 || r.RequestSHA256 == "" {
+		t.Fatalf("receipt: %+v", r)
+	}
+	pub, err := receipts.ReadPublicKey(log.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := receipts.VerifyDir(log.Dir(), receipts.VerifyOptions{PublicKey: pub})
+	if err != nil || !rep.OK() || rep.Receipts != 1 || rep.Outcomes[receipts.OutcomeClientGone] != 1 {
+		t.Fatalf("report: %+v %v", rep, err)
 	}
 }
