@@ -1,8 +1,12 @@
 package appliance_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/duo-confidential/duo-confidential/internal/statedir"
 	"github.com/duo-confidential/duo-confidential/proxy/attest"
@@ -34,20 +39,27 @@ func TestReceiptPerRequestType(t *testing.T) {
 		receipts.HeaderUser, canaryUser, receipts.HeaderWorkflow, "wf-42"}
 	body := func(m map[string]any) string { b, _ := json.Marshal(m); return string(b) }
 	msgs := []map[string]string{{"role": "user", "content": canaryPrompt}}
+	audio, audioType := transcriptionForm(t, canaryPrompt)
 	cases := []struct {
 		path, route, body, outcome string
 		stream                     bool
+		contentType                string // "": JSON
 	}{
-		{"/v1/chat/completions", "chat", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4}), "", false},
-		{"/v1/chat/completions", "chat", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true},
-		{"/v1/completions", "completions", body(map[string]any{"model": sandbox.ModelCode, "prompt": canaryPrompt, "max_tokens": 4}), "", false},
-		{"/v1/completions", "completions", body(map[string]any{"model": sandbox.ModelCode, "prompt": canaryPrompt, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true},
-		{"/v1/embeddings", "embeddings", body(map[string]any{"model": sandbox.ModelEmbed, "input": canaryPrompt}), "", false},
-		{"/v1/messages", "messages", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4}), "", false},
-		{"/v1/messages", "messages", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true},
+		{"/v1/chat/completions", "chat", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4}), "", false, ""},
+		{"/v1/chat/completions", "chat", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true, ""},
+		{"/v1/completions", "completions", body(map[string]any{"model": sandbox.ModelCode, "prompt": canaryPrompt, "max_tokens": 4}), "", false, ""},
+		{"/v1/completions", "completions", body(map[string]any{"model": sandbox.ModelCode, "prompt": canaryPrompt, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true, ""},
+		{"/v1/embeddings", "embeddings", body(map[string]any{"model": sandbox.ModelEmbed, "input": canaryPrompt}), "", false, ""},
+		{"/v1/messages", "messages", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4}), "", false, ""},
+		{"/v1/messages", "messages", body(map[string]any{"model": sandbox.ModelChat, "messages": msgs, "max_tokens": 4, "stream": true}), receipts.OutcomeComplete, true, ""},
+		{"/v1/audio/transcriptions", "transcriptions", audio, "", false, audioType},
 	}
 	for _, c := range cases {
-		r := e.post(c.path, c.body, append([]string{"anthropic-version", "2023-06-01"}, meta...)...)
+		hdr := append([]string{"anthropic-version", "2023-06-01"}, meta...)
+		if c.contentType != "" {
+			hdr = append(hdr, "Content-Type", c.contentType)
+		}
+		r := e.post(c.path, c.body, hdr...)
 		if r.status != http.StatusOK || bytes.Contains(r.body, []byte(`"error"`)) {
 			t.Fatalf("%s: HTTP %d %s", c.path, r.status, r.body)
 		}
@@ -113,6 +125,28 @@ func TestReceiptPerRequestType(t *testing.T) {
 			}
 		}
 	}
+}
+
+// transcriptionForm is a multipart transcription request whose audio,
+// file name and prompt field carry canary, and its Content-Type.
+func transcriptionForm(t *testing.T, canary string) (body, contentType string) {
+	t.Helper()
+	var b bytes.Buffer
+	mw := multipart.NewWriter(&b)
+	for _, f := range [][2]string{{"model", sandbox.ModelWhisper}, {"prompt", canary}, {"response_format", "json"}} {
+		if err := mw.WriteField(f[0], f[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fw, err := mw.CreateFormFile("file", canary+".wav")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = fw.Write(append(wavFile(800), canary...))
+	if err := mw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String(), mw.FormDataContentType()
 }
 
 // fullDisk is a receipt file whose writes fail while full is set, the way
@@ -202,5 +236,59 @@ func TestReceiptsFullDisk(t *testing.T) {
 				t.Fatalf("after the disk had room: %+v %v", rep, err)
 			}
 		})
+	}
+}
+
+// TestReceiptClientGone closes the client's socket in the middle of a slow
+// stream and checks that the stream leaves exactly one receipt, with the
+// outcome client gone, and that the log verifies.
+func TestReceiptClientGone(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, envOptions{TokensPerSecond: 20})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(waitLimit))
+	body := chatBody("client gone mid-stream", true, 400) // 20 s at 20 tokens/s
+	if _, err := fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body); err != nil {
+		t.Fatal(err)
+	}
+	// Read until the first event has arrived: the stream is under way.
+	br := bufio.NewReader(conn)
+	var got []byte
+	for !bytes.Contains(got, []byte("data:")) {
+		line, err := br.ReadBytes('\n')
+		got = append(got, line...)
+		if err != nil {
+			t.Fatalf("no first event (%v): %s", err, got)
+		}
+	}
+	if !bytes.HasPrefix(got, []byte("HTTP/1.1 200")) {
+		t.Fatalf("stream: %s", got)
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	log := e.app.Receipts()
+	e.waitFor("the stream's receipt", func() bool { return log.Stats().Written >= 1 })
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+	recent := log.Recent()
+	if len(recent) != 1 {
+		t.Fatalf("%d receipts, want 1: %+v", len(recent), recent)
+	}
+	if r := recent[0]; r.Route != "chat" || r.Outcome != receipts.OutcomeClientGone || r.Status != 200 || r.RequestSHA256 == "" {
+		t.Fatalf("receipt: %+v", r)
+	}
+	pub, err := receipts.ReadPublicKey(log.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := receipts.VerifyDir(log.Dir(), receipts.VerifyOptions{PublicKey: pub})
+	if err != nil || !rep.OK() || rep.Receipts != 1 || rep.Outcomes[receipts.OutcomeClientGone] != 1 {
+		t.Fatalf("report: %+v %v", rep, err)
 	}
 }
