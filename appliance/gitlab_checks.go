@@ -107,3 +107,20 @@ func WriteGatewayChecks(w io.Writer, n uint64, want int) {
 		fmt.Fprintln(w, "GitLab's connection checks did not reach this appliance: check gitlab_admin.gateway_url and GitLab's trust of the appliance's certificate.")
 	}
 }
+
+// gitlabWarning is /monitoring/ready's warning while the drift watch finds
+// GitLab's Duo configuration drifted or unreadable: a warning, never a
+// reason to be unready (the appliance itself can serve). The endpoint is
+// public, so it names no features or models.
+func (a *Appliance) gitlabWarning() string {
+	r := a.GitLabDrift()
+	switch {
+	case r == nil:
+		return ""
+	case r.Err != "":
+		return "GitLab drift watch: cannot read GitLab's Duo configuration; see the admin UI or `duo-confidential gitlab verify`"
+	case len(r.Problems) > 0:
+		return fmt.Sprintf("GitLab drift: %d problem(s) in GitLab's Duo configuration; see the admin UI or `duo-confidential gitlab verify`", len(r.Problems))
+	}
+	return ""
+}
