@@ -14,7 +14,7 @@ func TestDebControl(t *testing.T) {
 	deb := packages(t).v1["deb"]
 	fields := []struct{ name, want string }{
 		{"Package", "duo-confidential"},
-		{"Version", "0.0.1-1"},
+		{"Version", "1.2.2-1"},
 		{"Architecture", "amd64"},
 		{"Section", "net"},
 		{"Priority", "optional"},
@@ -118,8 +118,8 @@ func TestDebPayload(t *testing.T) {
 		t.Error("packaged config.yaml differs from appliance/config/config.example.yaml")
 	}
 	bin := filepath.Join(root, "usr/bin/duo-confidential")
-	if out := run(t, bin, "version"); !strings.Contains(out, " 0.0.1 ") {
-		t.Errorf("version output %q lacks 0.0.1", out)
+	if out := run(t, bin, "version"); !strings.Contains(out, " 1.2.2 ") {
+		t.Errorf("version output %q lacks 1.2.2", out)
 	}
 	raw, err := os.ReadFile(bin)
 	if err != nil {
@@ -142,7 +142,7 @@ func TestDebPayload(t *testing.T) {
 		t.Errorf("packaged binary runs the demo (err %v):\n%s", err, stderr)
 	}
 	chg := run(t, "sh", "-c", "gzip -dc "+filepath.Join(root, "usr/share/doc/duo-confidential/changelog.Debian.gz"))
-	if !strings.HasPrefix(chg, "duo-confidential (0.0.1-1) unstable; urgency=medium\n") {
+	if !strings.HasPrefix(chg, "duo-confidential (1.2.2-1) unstable; urgency=medium\n") {
 		t.Errorf("changelog starts %q", chg)
 	}
 }

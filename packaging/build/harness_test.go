@@ -18,8 +18,8 @@ import (
 // the checkout's git history.
 var testMTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// builtSet is the packages every test shares: 0.0.1 built twice into
-// different directories (reproducibility) and 0.0.2 (upgrades).
+// builtSet is the packages every test shares: 1.2.2 built twice into
+// different directories (reproducibility) and 1.2.3 (upgrades).
 type builtSet struct {
 	v1, v1again, v2 map[string]string // format -> package path
 	repo            string
@@ -64,9 +64,9 @@ func packages(t *testing.T) builtSet {
 			}
 			return m
 		}
-		built.v1 = one("0.0.1", "a")
-		built.v1again = one("0.0.1", "b")
-		built.v2 = one("0.0.2", "c")
+		built.v1 = one("1.2.2", "a")
+		built.v1again = one("1.2.2", "b")
+		built.v2 = one("1.2.3", "c")
 	})
 	if buildErr != nil {
 		t.Fatalf("build packages: %v", buildErr)

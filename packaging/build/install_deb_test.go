@@ -17,15 +17,15 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 
 	in(t, root, "dpkg", "-i", v1)
 	wantSystemctl(t, root, "install", "daemon-reload", "--no-reload enable "+unit)
-	checkFreshInstall(t, root, "0.0.1")
+	checkFreshInstall(t, root, "1.2.2")
 	customise(t, root)
 
 	in(t, root, "dpkg", "-i", v2)
 	wantSystemctl(t, root, "upgrade", "daemon-reload", "try-restart "+unit)
-	if got := in(t, root, "dpkg-query", "-W", "-f", "${Version}", "duo-confidential"); got != "0.0.2-1" {
+	if got := in(t, root, "dpkg-query", "-W", "-f", "${Version}", "duo-confidential"); got != "1.2.3-1" {
 		t.Fatalf("after upgrade: version %q", got)
 	}
-	checkFreshInstall(t, root, "0.0.2")
+	checkFreshInstall(t, root, "1.2.3")
 	checkCustomised(t, root, "/etc/duo-confidential/config.yaml")
 
 	// remove: the program goes, configuration, state and user stay.
@@ -69,5 +69,5 @@ func TestDebInstallKeepsExistingUser(t *testing.T) {
 	if got := strings.TrimSpace(in(t, root, "id", "-u", "duo-confidential")); got != "990" {
 		t.Errorf("uid %s, want the existing 990", got)
 	}
-	checkFreshInstall(t, root, "0.0.1")
+	checkFreshInstall(t, root, "1.2.2")
 }

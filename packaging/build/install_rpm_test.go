@@ -26,16 +26,16 @@ func TestRPMInstallUpgradeErase(t *testing.T) {
 
 	rpmIn(t, root, "-i", b.v1["rpm"])
 	wantSystemctl(t, root, "install", "daemon-reload", "--no-reload enable "+unit)
-	checkFreshInstall(t, root, "0.0.1")
+	checkFreshInstall(t, root, "1.2.2")
 	customise(t, root)
 
 	rpmIn(t, root, "-U", b.v2["rpm"])
 	// The old package's %preun/%postun get 1 and do nothing.
 	wantSystemctl(t, root, "upgrade", "daemon-reload", "try-restart "+unit)
-	if got := run(t, "rpm", "--root", root, "-q", "--qf", "%{VERSION}", "duo-confidential"); got != "0.0.2" {
+	if got := run(t, "rpm", "--root", root, "-q", "--qf", "%{VERSION}", "duo-confidential"); got != "1.2.3" {
 		t.Fatalf("after upgrade: version %q", got)
 	}
-	checkFreshInstall(t, root, "0.0.2")
+	checkFreshInstall(t, root, "1.2.3")
 	checkCustomised(t, root, "/etc/duo-confidential/config.yaml")
 
 	// erase: rpm has no purge. The edited config is kept as .rpmsave, state

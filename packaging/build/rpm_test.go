@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// rpmQuery runs rpm -qp with a query format on the 0.0.1 rpm.
+// rpmQuery runs rpm -qp with a query format on the 1.2.2 rpm.
 func rpmQuery(t *testing.T, args ...string) string {
 	t.Helper()
 	need(t, "rpm", "rpm")
@@ -15,7 +15,7 @@ func rpmQuery(t *testing.T, args ...string) string {
 func TestRPMHeader(t *testing.T) {
 	tags := []struct{ tag, want string }{
 		{"NAME", "duo-confidential"},
-		{"VERSION", "0.0.1"},
+		{"VERSION", "1.2.2"},
 		{"RELEASE", "1"},
 		{"ARCH", "x86_64"},
 		{"LICENSE", "LicenseRef-duo-confidential"},
@@ -36,8 +36,8 @@ func TestRPMHeader(t *testing.T) {
 	if !strings.Contains(flags, "/etc/duo-confidential/config.yaml 17\n") {
 		t.Errorf("config.yaml is not %%config(noreplace):\n%s", flags)
 	}
-	if !strings.Contains(rpmQuery(t, "--changelog"), "- 0.0.1-1\n") {
-		t.Error("changelog has no 0.0.1-1 entry")
+	if !strings.Contains(rpmQuery(t, "--changelog"), "- 1.2.2-1\n") {
+		t.Error("changelog has no 1.2.2-1 entry")
 	}
 	if req := rpmQuery(t, "-R"); strings.Contains(req, "systemd") {
 		t.Errorf("requires systemd; the package must also install in containers:\n%s", req)
