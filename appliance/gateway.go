@@ -109,6 +109,7 @@ func (a *Appliance) newFront(token string, notice string) (*front, error) {
 		LocalJWKS: store.PublicJWKS,
 		Ready:     a.GatewayReady,
 		Notice:    notice,
+		Warning:   a.gitlabWarning,
 		Timeouts: gateway.Timeouts{
 			Completions: g.Timeouts.Completions, Generations: g.Timeouts.Generations,
 			Chat: g.Timeouts.Chat, Prompts: g.Timeouts.Prompts, Check: g.Timeouts.Check,

@@ -331,29 +331,13 @@ func (a *Appliance) recordGitLab(r *gitlabconnect.Report) {
 const gitlabTrustEvent = "gitlab"
 
 // gatewayChecks counts the gateway's successful answers to GitLab's
-// connection check (POST /v1/prompts/model_configuration%2Fcheck), from
-// the metrics registry.
+// connection check, from the metrics registry.
 func (a *Appliance) gatewayChecks() uint64 {
 	fams, err := a.admin.registry.Gather()
 	if err != nil {
 		return 0
 	}
-	var n uint64
-	for _, f := range fams {
-		if f.GetName() != "duo_gateway_requests_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			l := map[string]string{}
-			for _, p := range m.GetLabel() {
-				l[p.GetName()] = p.GetValue()
-			}
-			if l["route"] == "prompts" && l["prompt"] == "model_configuration/check" && l["code"] == "200" {
-				n += uint64(m.GetCounter().GetValue())
-			}
-		}
-	}
-	return n
+	return gatewayCheckCount(fams)
 }
 
 // GitLabDrift is the drift watch's latest report; nil when the watch is
@@ -372,11 +356,7 @@ func (a *Appliance) ConnectGitLab(ctx context.Context, token string, o ConnectOp
 	out.WriteText(&b, a.gitlab != nil)
 	if out.Verification != nil {
 		// The appliance's own view of the calls GitLab just made.
-		n, want := a.gatewayChecks()-before, len(out.Plan.Snapshot.Models)
-		fmt.Fprintf(&b, "\nThis appliance's gateway answered %d connection check(s) from GitLab during this run (HTTP 200).\n", n)
-		if n == 0 && want > 0 {
-			fmt.Fprintln(&b, "GitLab's connection checks did not reach this appliance: check gitlab_admin.gateway_url and GitLab's trust of the appliance's certificate.")
-		}
+		WriteGatewayChecks(&b, a.gatewayChecks()-before, len(out.Plan.Snapshot.Models))
 	}
 	if o.Apply {
 		a.gitlab.pollNow(ctx) // the page shown next reflects what connect did

@@ -18,6 +18,9 @@ type readyBody struct {
 	Ready  bool   `json:"ready"`
 	Reason string `json:"reason,omitempty"`
 	Notice string `json:"notice,omitempty"`
+	// Warning is set while something needs attention that does not stop
+	// serving (GitLab drift).
+	Warning string `json:"warning,omitempty"`
 }
 
 // handleReady reports whether Duo requests can be served now and, if not,
@@ -33,7 +36,11 @@ func (s *Server) handleReady(c *call) error {
 	}
 	// Anyone who reaches the listener reads this: what is missing, not
 	// the error details behind it.
-	return c.writeJSON(readyBody{Ready: ok, Reason: probe.PublicReason(reason), Notice: s.o.Notice})
+	body := readyBody{Ready: ok, Reason: probe.PublicReason(reason), Notice: s.o.Notice}
+	if s.o.Warning != nil {
+		body.Warning = s.o.Warning()
+	}
+	return c.writeJSON(body)
 }
 
 // handleJWKS publishes the public keys of the gateway's own tokens, so other

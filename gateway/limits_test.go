@@ -57,3 +57,21 @@ func TestReadyNamesWhatIsMissingOnly(t *testing.T) {
 		t.Fatalf("/monitoring/ready carries upstream details: %s", r.body)
 	}
 }
+
+// TestReadyWarningKeepsReady: a warning (GitLab drift) is shown on
+// /monitoring/ready without making the gateway unready.
+func TestReadyWarningKeepsReady(t *testing.T) {
+	warning := "GitLab drift: 1 problem(s) in GitLab's Duo configuration"
+	h := newHarness(t, harnessOptions{options: func(o *Options) {
+		o.Ready = func() (bool, string) { return true, "" }
+		o.Warning = func() string { return warning }
+	}})
+	r := h.do("GET", "/monitoring/ready", "", nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"ready":true`) || !strings.Contains(string(r.body), `"warning":"GitLab drift: 1 problem(s)`) {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	warning = ""
+	if r := h.do("GET", "/monitoring/ready", "", nil); r.status != 200 || strings.Contains(string(r.body), "warning") {
+		t.Fatalf("without a warning: %d %s", r.status, r.body)
+	}
+}

@@ -66,7 +66,11 @@ type Options struct {
 	Ready func() (bool, string)
 	// Notice is shown by /monitoring/ready (sandbox mode says NOT
 	// CONFIDENTIAL there).
-	Notice   string
+	Notice string
+	// Warning, when set and non-empty, is shown by /monitoring/ready as
+	// something to look at that does not make the gateway unready (GitLab
+	// drift). It is public: say what, never details.
+	Warning  func() string
 	Timeouts Timeouts
 	// MaxRequestBody bounds request bodies (default 8 MiB; Rails caps code
 	// suggestion bodies at 600 kB, chat carries more context).

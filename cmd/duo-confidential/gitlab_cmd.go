@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/duo-confidential/duo-confidential/appliance"
+	"github.com/duo-confidential/duo-confidential/appliance/config"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabconnect"
 )
 
@@ -27,6 +28,51 @@ type gitlabToken struct {
 	TokenFile string `help:"File holding a GitLab administrator's personal access token (scope api), mode 0600; - reads it from standard input. Without it the token is asked for on the terminal." placeholder:"PATH"`
 
 	in io.Reader // nil: os.Stdin (tests set it)
+}
+
+// applianceView reads the running appliance's count of GitLab's
+// connection checks (its /metrics on the admin listener), so connect and
+// verify can show that GitLab's checks really reached this appliance.
+type applianceView struct {
+	AdminTokenFile string `help:"File holding an admin API token (mode 0600) to read the running appliance's /metrics; not needed with admin.metrics_auth: none." placeholder:"PATH"`
+}
+
+// count returns the running appliance's count, or why it is not known.
+func (v applianceView) count(g *Globals, cfg *config.Config) (uint64, error) {
+	tok := ""
+	if v.AdminTokenFile != "" {
+		t, err := gitlabconnect.ReadToken(v.AdminTokenFile)
+		if err != nil {
+			return 0, fmt.Errorf("admin token: %w", err)
+		}
+		tok = t
+	}
+	return appliance.RunningGatewayChecks(g.Context(), cfg, tok)
+}
+
+// write prints the count GitLab's checks added since before, or SKIP with
+// the reason when the running appliance could not be read.
+func (v applianceView) write(g *Globals, cfg *config.Config, before uint64, beforeErr error, want int) {
+	after, err := v.count(g, cfg)
+	if err == nil {
+		err = beforeErr
+	}
+	if err != nil {
+		fmt.Fprintf(g.stdout(), "\nSKIP: the appliance's own count of GitLab's connection checks: %v\n", err)
+		return
+	}
+	appliance.WriteGatewayChecks(g.stdout(), after-before, want)
+}
+
+// connectionChecks is how many of GitLab's connection checks verify ran.
+func connectionChecks(v *gitlabconnect.Verification) int {
+	n := 0
+	for _, c := range v.Checks {
+		if strings.HasPrefix(c.Name, "connection check ") {
+			n++
+		}
+	}
+	return n
 }
 
 // read returns the token; it is never printed or logged.
@@ -67,6 +113,7 @@ func (t *gitlabToken) read(g *Globals) (string, error) {
 // GitLabConnectCmd configures GitLab through its admin API.
 type GitLabConnectCmd struct {
 	gitlabToken
+	applianceView
 	Plan  bool `help:"Show what would change in GitLab and change nothing (the default)." xor:"mode"`
 	Apply bool `help:"Make the changes, record GitLab's ids in the state directory, then verify." xor:"mode"`
 	Watch bool `help:"With --apply: keep the token (0600, gitlab_admin.token_file or the state directory) so the running appliance watches GitLab for drift (gitlab_admin.watch: true)."`
@@ -96,6 +143,7 @@ func (c *GitLabConnectCmd) Run(g *Globals) error {
 	if err != nil {
 		return fmt.Errorf("gitlab connect: %w", err)
 	}
+	before, beforeErr := c.count(g, cfg)
 	out, err := appliance.GitLabConnector{Config: cfg}.Connect(g.Context(), token, appliance.ConnectOptions{Apply: c.Apply, KeepToken: c.Watch})
 	if err != nil {
 		var gate *gitlabconnect.GateError
@@ -121,6 +169,9 @@ func (c *GitLabConnectCmd) Run(g *Globals) error {
 		}
 	} else {
 		out.WriteText(g.stdout(), cfg.GitLabAdmin.Watch)
+		if out.Verification != nil {
+			c.write(g, cfg, before, beforeErr, connectionChecks(out.Verification))
+		}
 	}
 	if !out.OK() {
 		return errors.New("gitlab connect: not every change was made and verified (see above); run it again once the cause is fixed")
@@ -131,6 +182,7 @@ func (c *GitLabConnectCmd) Run(g *Globals) error {
 // GitLabVerifyCmd checks GitLab without changing it.
 type GitLabVerifyCmd struct {
 	gitlabToken
+	applianceView
 	JSON bool `name:"json" help:"Print the checks and drift findings as JSON."`
 }
 
@@ -145,6 +197,7 @@ func (c *GitLabVerifyCmd) Run(g *Globals) error {
 	if err != nil {
 		return fmt.Errorf("gitlab verify: %w", err)
 	}
+	before, beforeErr := c.count(g, cfg)
 	v, err := appliance.GitLabConnector{Config: cfg}.Verify(g.Context(), token)
 	if err != nil {
 		var gate *gitlabconnect.GateError
@@ -161,6 +214,7 @@ func (c *GitLabVerifyCmd) Run(g *Globals) error {
 		}
 	} else {
 		gitlabconnect.WriteVerification(g.stdout(), v)
+		c.write(g, cfg, before, beforeErr, connectionChecks(v))
 	}
 	if !v.OK() {
 		return errors.New("gitlab verify: GitLab is not (fully) connected to this appliance; `duo-confidential gitlab connect --plan` shows what to change")
