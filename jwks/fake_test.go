@@ -109,9 +109,12 @@ func (g *fakeGitLab) fail(w http.ResponseWriter, r *http.Request) bool {
 		select {
 		case <-r.Context().Done():
 		case <-release:
-			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
-				_ = conn.Close()
-			}
+		}
+		// Never an answer: a stalled GitLab sends nothing, so the client
+		// must see its own timeout (returning here would send an empty
+		// 200 if the request's context ended for another reason first).
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			_ = conn.Close()
 		}
 		return true
 	}
