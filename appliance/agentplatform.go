@@ -58,7 +58,7 @@ func (a *Appliance) newAgentPlatform() (*agentplatform.Service, error) {
 	}
 	windows := map[string]int{}
 	for _, m := range served {
-		windows[m] = cfg.AgentPlatform.ContextWindow
+		windows[m] = cfg.AgentPlatform.ContextWindowFor(m)
 	}
 	return agentplatform.New(agentplatform.Options{
 		Validator:   v,

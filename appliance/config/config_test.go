@@ -446,6 +446,9 @@ func sameValues(a, b *Config) bool {
 		if len(c.Gateway.AllowedModels) == 0 {
 			c.Gateway.AllowedModels = nil
 		}
+		if len(c.AgentPlatform.ModelContextWindows) == 0 {
+			c.AgentPlatform.ModelContextWindows = nil
+		}
 		if len(c.TLS.Names) == 0 {
 			c.TLS.Names = nil
 		}
