@@ -35,6 +35,11 @@ var (
 // build fails every test that needs them.
 func packages(t *testing.T) builtSet {
 	t.Helper()
+	if testing.Short() {
+		// `make check`'s quick loop: building three versions of the
+		// packages takes minutes; .ci/run runs these tests in full.
+		t.Skip("builds the deb and rpm three times; run without -short (as .ci/run does)")
+	}
 	buildOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 		defer cancel()
