@@ -121,6 +121,14 @@ func TestAgentPlatformEndToEnd(t *testing.T) {
 	if n := len(api.Notes("issues/1")); n != 2 {
 		t.Fatalf("approved note not written: %d notes", n)
 	}
+	// The user stopped the workflow in the web UI while no session ran
+	// it: resuming reads the queued human event, stops and acknowledges it.
+	stopID := api.QueueEvent("3", "stop", "")
+	res, err := workhorse.Run(ctx, client, workhorse.Session{Metadata: chatMD, GitLab: api, OAuthToken: api.Token,
+		Start: &contract.StartWorkflowRequest{WorkflowID: "3", WorkflowDefinition: "chat"}})
+	if err != nil || res.Last.GetStatus() != "STOPPED" || api.Workflow("3").Status != "stopped" || api.EventStatuses("3")[stopID] != "delivered" {
+		t.Fatalf("resume with a queued stop: %v %v, workflow %s, events %v", res.Last, err, api.Workflow("3").Status, api.EventStatuses("3"))
+	}
 	if e.backend.posts() < 3 {
 		t.Fatalf("the backend saw %d inference requests", e.backend.posts())
 	}

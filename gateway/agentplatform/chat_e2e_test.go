@@ -281,11 +281,22 @@ func TestChatStopMidStream(t *testing.T) {
 		if cp := a.GetNewCheckpoint(); cp != nil {
 			last = cp
 		}
+		if a.GetRunHTTPRequest() != nil {
+			resp, _ := workhorseAnswer(api, a)
+			must(t, st.Send(resp))
+		}
 	}
 	if last == nil || last.Status != "STOPPED" {
 		t.Fatalf("last checkpoint %v", last)
 	}
 	<-m.cancelled
+	// GitLab learns of the stop by the workflow's `stop` status event.
+	if reqs := api.Requests(); reqs[len(reqs)-1] != "PATCH /api/v4/ai/duo_workflows/workflows/5" {
+		t.Fatalf("last GitLab request %q", reqs[len(reqs)-1])
+	}
+	if s := api.Workflow("5").Status; s != "stopped" {
+		t.Fatalf("workflow status %q, want stopped", s)
+	}
 }
 
 // workhorseAnswer answers one runHTTPRequest from the demo API.

@@ -155,7 +155,7 @@ func (ss *session) endStatus(err error) error {
 	var ce *flow.ClientError
 	switch {
 	case errors.As(err, &st):
-		ss.notifyStopped()
+		ss.reportStopped(st.reason)
 		log.Info("agent platform: session stopped", "reason", st.reason)
 		if st.reason == stopServerShutdown || st.reason == stopWorkhorseShutdown {
 			return status.Error(codes.Unavailable, "workflow execution interrupted: "+st.reason)
@@ -179,16 +179,6 @@ func (ss *session) endStatus(err error) error {
 		log.Error("agent platform: workflow failed", "error", err)
 		return status.Error(codes.Internal, "workflow execution failure: "+err.Error())
 	}
-}
-
-// notifyStopped sends the STOPPED checkpoint GitLab's service sends on a
-// stop, best effort (the client may be gone).
-func (ss *session) notifyStopped() {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ss.ctx), 2*time.Second)
-	defer cancel()
-	_ = ss.sendRaw(ctx, &contract.Action{Action: &contract.Action_NewCheckpoint{NewCheckpoint: &contract.NewCheckpoint{
-		Status: "STOPPED", Goal: ss.start.GetGoal(), Checkpoint: `{"channel_values":{"ui_chat_log":[]}}`,
-	}}})
 }
 
 func (s *Service) recvFirst(ctx context.Context, stream contract.DuoWorkflow_ExecuteWorkflowServer) (*contract.ClientEvent, error) {
@@ -354,22 +344,11 @@ func (ss *session) Caller() flow.Caller { return ss.caller }
 
 // Do implements flow.Session: send the action and wait for its answer.
 func (ss *session) Do(ctx context.Context, a *contract.Action) (*contract.ActionResponse, error) {
-	if a.RequestID == "" {
-		a.RequestID = uuid.NewString()
+	ch, release, err := ss.expect(a)
+	if err != nil {
+		return nil, err
 	}
-	ch := make(chan *contract.ActionResponse, 1)
-	ss.mu.Lock()
-	if len(ss.pending) >= maxPending {
-		ss.mu.Unlock()
-		return nil, fmt.Errorf("more than %d actions awaiting an answer", maxPending)
-	}
-	ss.pending[a.RequestID] = ch
-	ss.mu.Unlock()
-	defer func() {
-		ss.mu.Lock()
-		delete(ss.pending, a.RequestID)
-		ss.mu.Unlock()
-	}()
+	defer release()
 	sent := time.Now()
 	if err := ss.send(ctx, a); err != nil {
 		return nil, err
@@ -387,6 +366,26 @@ func (ss *session) Do(ctx context.Context, a *contract.Action) (*contract.Action
 	case <-t.C:
 		return nil, fmt.Errorf("%s action not answered within %s", a.Kind(), ss.svc.o.ActionTimeout)
 	}
+}
+
+// expect registers a for its answer (giving it a request id if it has
+// none); release forgets it.
+func (ss *session) expect(a *contract.Action) (ch chan *contract.ActionResponse, release func(), err error) {
+	if a.RequestID == "" {
+		a.RequestID = uuid.NewString()
+	}
+	ch = make(chan *contract.ActionResponse, 1)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.pending) >= maxPending {
+		return nil, nil, fmt.Errorf("more than %d actions awaiting an answer", maxPending)
+	}
+	ss.pending[a.RequestID] = ch
+	return ch, func() {
+		ss.mu.Lock()
+		delete(ss.pending, a.RequestID)
+		ss.mu.Unlock()
+	}, nil
 }
 
 // Notify implements flow.Session.

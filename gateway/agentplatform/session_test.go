@@ -157,6 +157,15 @@ func TestSessionStopAndHalfClose(t *testing.T) {
 			if err != nil || cp.GetNewCheckpoint().GetStatus() != "STOPPED" {
 				t.Fatalf("want a STOPPED checkpoint, got %v %v", cp, err)
 			}
+			if c.name == "stopWorkflow" {
+				// The client's stop is reported to GitLab too.
+				a, err := st.Recv()
+				hr := a.GetRunHTTPRequest()
+				if err != nil || hr.GetMethod() != "PATCH" || hr.GetPath() != "/api/v4/ai/duo_workflows/workflows/7" || hr.GetBody() != `{"status_event":"stop"}` {
+					t.Fatalf("want PATCH stop, got %v %v", a, err)
+				}
+				must(t, st.Send(answer(a, `{"workflow":{"id":"7","status":"stopped"}}`)))
+			}
 			_, err = st.Recv()
 			if (c.code == codes.OK && err != io.EOF) || (c.code != codes.OK && status.Code(err) != c.code) {
 				t.Fatalf("end %v, want %v", err, c.code)

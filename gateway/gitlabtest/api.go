@@ -32,6 +32,7 @@ type API struct {
 	// reviews and createdMRs are what the flows posted (flows_api.go).
 	reviews    []ReviewPost
 	createdMRs []map[string]any
+	eventSeq   int64 // last human event id (workflow_events.go)
 }
 
 // Workflow is a Duo workflow record of the demo API.
@@ -43,6 +44,8 @@ type Workflow struct {
 	Checkpoints []map[string]any
 	// ThreadTS are their thread_ts values.
 	ThreadTS []string
+	// Events are the human events (workflow_events.go).
+	Events []*HumanEvent
 }
 
 // DemoProjectID is the sample project's id.
@@ -132,6 +135,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case reWorkflow.MatchString(path):
 		m := reWorkflow.FindStringSubmatch(path)
 		a.workflowRoute(w, r.Method, m[1], m[2] != "", body)
+	case reWorkflowEvents.MatchString(path):
+		m := reWorkflowEvents.FindStringSubmatch(path)
+		a.eventsRoute(w, r, m[1], m[2], body)
 	case reProject.MatchString(path):
 		a.projectRoute(w, r, reProject.FindStringSubmatch(path)[2], body)
 	case a.flowsRoute(w, r, path, body):

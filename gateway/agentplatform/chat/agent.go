@@ -115,13 +115,19 @@ func (a *Agent) Run(ctx context.Context, s flow.Session) (flow.Outcome, error) {
 	r := &run{a: a, s: s, gl: gl, w: w, st: st, ts: newToolset(w, start, s.Caller().ClientType)}
 	r.env = &toolEnv{gl: gl, session: s, projectID: w.ProjectID}
 	r.sentFrom = len(st.log)
-	if err := gl.StatusEvent(ctx, w.ID, statusEventFor(w.StatusName)); err != nil {
+	enter := statusEventFor(w.StatusName)
+	if err := gl.StatusEvent(ctx, w.ID, enter); err != nil {
 		return "", err
 	}
 	if st.goal == "" {
 		st.goal = start.GetGoal()
 	}
 	st.status = statusRunning
+	if enter == gitlabapi.EventResume {
+		if out, done, err := r.applyHumanEvents(ctx); done || err != nil {
+			return out, err
+		}
+	}
 
 	approved := false
 	if len(st.conv.Pending) > 0 {

@@ -15,6 +15,8 @@ const (
 	statusInputRequired    = "INPUT_REQUIRED"
 	statusApprovalRequired = "TOOL_CALL_APPROVAL_REQUIRED"
 	statusFailed           = "FAILED"
+	statusStopped          = "STOPPED"
+	statusPaused           = "PAUSED"
 )
 
 // conversation is this service's private part of a checkpoint: the model

@@ -68,6 +68,7 @@ const (
 	InputRequired        Outcome = "require_input"
 	ToolApprovalRequired Outcome = "require_tool_call_approval"
 	Stopped              Outcome = "stop"
+	Paused               Outcome = "pause"
 )
 
 // Sentinel errors a flow or the engine may return.

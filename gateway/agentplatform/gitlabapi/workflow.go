@@ -166,6 +166,7 @@ const (
 	EventStop                    = "stop"
 	EventRequireInput            = "require_input"
 	EventRequireToolCallApproval = "require_tool_call_approval"
+	EventPause                   = "pause"
 )
 
 // ErrUnsupportedStatusEvent: Rails refused the transition (400).
