@@ -32,34 +32,42 @@ type AgentCmd struct {
 
 // AgentChatCmd runs one Agentic Chat exchange against an Agent Platform.
 type AgentChatCmd struct {
-	Addr       string        `help:"Agent Platform address, HOST:PORT (agent_platform.listen)." default:"127.0.0.1:50052"`
-	CA         string        `help:"PEM file of the CA that signed the Agent Platform's certificate (default: system roots)." placeholder:"FILE"`
-	Plaintext  bool          `help:"Connect without TLS (tls.source: off)."`
-	Headers    string        `help:"File of 'Name: value' lines Rails would send (authorization, x-gitlab-*, x-gitlab-agent-platform-model-metadata, x-gitlab-oauth-token)." required:"" placeholder:"FILE"`
-	GitLab     string        `name:"gitlab" help:"GitLab base URL the session's API calls go to, with the user's x-gitlab-oauth-token." required:"" placeholder:"URL"`
-	GitLabCA   string        `name:"gitlab-ca" help:"PEM file of the CA GitLab's certificate chains to (default: system roots)." placeholder:"FILE"`
-	WorkflowID string        `name:"workflow-id" help:"Rails workflow id." default:"1"`
-	Reject     bool          `help:"Reject tool calls that need approval instead of approving them."`
-	Timeout    time.Duration `help:"Give up after this long." default:"2m"`
-	Message    string        `arg:"" help:"The chat message."`
+	agentClient `embed:""`
+	Reject      bool          `help:"Reject tool calls that need approval instead of approving them."`
+	Timeout     time.Duration `help:"Give up after this long." default:"2m"`
+	Message     string        `arg:"" help:"The chat message."`
 }
 
-// Run plays the session and prints it.
-func (c *AgentChatCmd) Run(g *Globals) error {
+// agentClient is what `agent chat` and `agent flow` share: how to reach
+// the Agent Platform, the headers Rails would send and the GitLab the
+// session's API calls go to.
+type agentClient struct {
+	Addr       string `help:"Agent Platform address, HOST:PORT (agent_platform.listen)." default:"127.0.0.1:50052"`
+	CA         string `help:"PEM file of the CA that signed the Agent Platform's certificate (default: system roots)." placeholder:"FILE"`
+	Plaintext  bool   `help:"Connect without TLS (tls.source: off)."`
+	Headers    string `help:"File of 'Name: value' lines Rails would send (authorization, x-gitlab-*, x-gitlab-agent-platform-model-metadata, x-gitlab-oauth-token)." required:"" placeholder:"FILE"`
+	GitLab     string `name:"gitlab" help:"GitLab base URL the session's API calls go to, with the user's x-gitlab-oauth-token." required:"" placeholder:"URL"`
+	GitLabCA   string `name:"gitlab-ca" help:"PEM file of the CA GitLab's certificate chains to (default: system roots)." placeholder:"FILE"`
+	WorkflowID string `name:"workflow-id" help:"Rails workflow id." default:"1"`
+}
+
+// dial connects to the Agent Platform and prepares the Workhorse side of a
+// session; the caller closes the connection.
+func (c *agentClient) dial() (*grpc.ClientConn, workhorse.Session, error) {
 	md, err := readHeaderFile(c.Headers)
 	if err != nil {
-		return err
+		return nil, workhorse.Session{}, err
 	}
 	gitlab, err := gitlabProxy(c.GitLab, c.GitLabCA)
 	if err != nil {
-		return err
+		return nil, workhorse.Session{}, err
 	}
 	creds := insecure.NewCredentials()
 	if !c.Plaintext {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.CA != "" {
 			if tc.RootCAs, err = poolFrom(c.CA); err != nil {
-				return err
+				return nil, workhorse.Session{}, err
 			}
 		}
 		creds = credentials.NewTLS(tc)
@@ -67,17 +75,26 @@ func (c *AgentChatCmd) Run(g *Globals) error {
 	conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(agentplatform.MaxMessageBytes), grpc.MaxCallSendMsgSize(agentplatform.MaxMessageBytes)))
 	if err != nil {
-		return fmt.Errorf("agent platform %s: %w", c.Addr, err)
+		return nil, workhorse.Session{}, fmt.Errorf("agent platform %s: %w", c.Addr, err)
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(g.Context(), c.Timeout)
-	defer cancel()
 	oauth := ""
 	if v := md.Get("x-gitlab-oauth-token"); len(v) > 0 {
 		oauth = v[0]
 	}
+	return conn, workhorse.Session{Metadata: md, GitLab: gitlab, OAuthToken: oauth}, nil
+}
+
+// Run plays the session and prints it.
+func (c *AgentChatCmd) Run(g *Globals) error {
+	conn, sess, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(g.Context(), c.Timeout)
+	defer cancel()
 	status, err := workhorse.RunChat(ctx, contract.NewDuoWorkflowClient(conn),
-		workhorse.Session{Metadata: md, GitLab: gitlab, OAuthToken: oauth}, c.WorkflowID, c.Message, c.Reject, g.stdout())
+		sess, c.WorkflowID, c.Message, c.Reject, g.stdout())
 	if err != nil {
 		return fmt.Errorf("agent chat: %w", err)
 	}

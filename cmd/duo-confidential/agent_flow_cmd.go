@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,70 +10,37 @@ import (
 	"strings"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/workhorse"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // AgentFlowCmd runs one flow session (e.g. code_review/v1) against an
 // Agent Platform, playing Workhorse for its GitLab API calls.
 type AgentFlowCmd struct {
-	Addr       string        `help:"Agent Platform address, HOST:PORT (agent_platform.listen)." default:"127.0.0.1:50052"`
-	CA         string        `help:"PEM file of the CA that signed the Agent Platform's certificate (default: system roots)." placeholder:"FILE"`
-	Plaintext  bool          `help:"Connect without TLS (tls.source: off)."`
-	Headers    string        `help:"File of 'Name: value' lines Rails would send (authorization with scope duo_agent_platform, x-gitlab-*, model metadata, x-gitlab-oauth-token)." required:"" placeholder:"FILE"`
-	GitLab     string        `name:"gitlab" help:"GitLab base URL the session's API calls go to." required:"" placeholder:"URL"`
-	GitLabCA   string        `name:"gitlab-ca" help:"PEM file of the CA GitLab's certificate chains to (default: system roots)." placeholder:"FILE"`
-	WorkflowID string        `name:"workflow-id" help:"Rails workflow id." default:"1"`
-	Project    string        `help:"Project id, to show a code review's merge request notes afterwards." default:"1"`
-	Timeout    time.Duration `help:"Give up after this long." default:"10m"`
-	Definition string        `arg:"" help:"Workflow definition, e.g. code_review/v1."`
-	Goal       string        `arg:"" help:"The flow's goal (code_review/v1: the merge request's iid)."`
+	agentClient `embed:""`
+	Project     string        `help:"Project id, to show a code review's merge request notes afterwards." default:"1"`
+	Timeout     time.Duration `help:"Give up after this long." default:"10m"`
+	Definition  string        `arg:"" help:"Workflow definition, e.g. code_review/v1."`
+	Goal        string        `arg:"" help:"The flow's goal (code_review/v1: the merge request's iid)."`
 }
 
 // Run plays the session, prints its UI log and, for a code review, the
 // merge request's notes.
 func (c *AgentFlowCmd) Run(g *Globals) error {
-	md, err := readHeaderFile(c.Headers)
+	conn, sess, err := c.dial()
 	if err != nil {
 		return err
-	}
-	gitlab, err := gitlabProxy(c.GitLab, c.GitLabCA)
-	if err != nil {
-		return err
-	}
-	creds := insecure.NewCredentials()
-	if !c.Plaintext {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if c.CA != "" {
-			if tc.RootCAs, err = poolFrom(c.CA); err != nil {
-				return err
-			}
-		}
-		creds = credentials.NewTLS(tc)
-	}
-	conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(agentplatform.MaxMessageBytes), grpc.MaxCallSendMsgSize(agentplatform.MaxMessageBytes)))
-	if err != nil {
-		return fmt.Errorf("agent platform %s: %w", c.Addr, err)
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(g.Context(), c.Timeout)
 	defer cancel()
-	oauth := ""
-	if v := md.Get("x-gitlab-oauth-token"); len(v) > 0 {
-		oauth = v[0]
-	}
-	status, err := runFlow(ctx, contract.NewDuoWorkflowClient(conn), workhorse.Session{Metadata: md, GitLab: gitlab, OAuthToken: oauth},
+	status, err := runFlow(ctx, contract.NewDuoWorkflowClient(conn), sess,
 		c.WorkflowID, c.Definition, c.Goal, g.stdout())
 	if err != nil {
 		return fmt.Errorf("agent flow: %w", err)
 	}
 	if c.Definition == "code_review/v1" {
-		printNotes(g.stdout(), gitlab, oauth, c.Project, c.Goal)
+		printNotes(g.stdout(), sess.GitLab, sess.OAuthToken, c.Project, c.Goal)
 	}
 	if status != "FINISHED" {
 		return fmt.Errorf("agent flow ended with status %s", status)
