@@ -113,7 +113,17 @@ func serve(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 10 * time.Second}
+	files := http.FileServer(http.Dir(dir))
+	// No conditional answers: a publication rewritten within the same second
+	// as the previous one keeps its one-second mtime, and a 304 would leave
+	// apt on the old index (a flaky "after apt upgrade" failure).
+	noCache := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del("If-Modified-Since")
+		r.Header.Del("If-None-Match")
+		r.Header.Del("If-Range")
+		files.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: noCache, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return "http://" + ln.Addr().String()
