@@ -271,14 +271,25 @@ func (a *Appliance) Ready() (bool, string) {
 	if a.draining.Load() {
 		return false, "shutting down"
 	}
-	if ok, why := a.receiptsReady(); !ok {
-		return false, why
-	}
+	// Every missing part is named: an operator fixing one (say, a full
+	// disk that stops both receipts and the trust log) should not
+	// discover the next only after the first is fixed.
+	rok, rwhy := a.receiptsReady()
 	if a.manager == nil {
+		if !rok {
+			return false, rwhy
+		}
 		return true, "sandbox with a fixed secret (NOT CONFIDENTIAL)"
 	}
 	st := a.manager.Status()
-	return st.Ready, st.Reason
+	switch {
+	case rok:
+		return st.Ready, st.Reason
+	case st.Ready:
+		return false, rwhy
+	default:
+		return false, st.Reason + "; " + rwhy
+	}
 }
 
 // Reattest asks the trust manager to attest the backend again now (an

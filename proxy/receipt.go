@@ -63,7 +63,7 @@ func (s *Server) beginReceipt(ctx *fasthttp.RequestCtx, tm *timing, meta request
 	}
 	if err := s.o.Receipts.Admit(); err != nil {
 		return newAPIError(fasthttp.StatusServiceUnavailable, errUnavailable,
-			"the appliance cannot write request receipts right now and is configured to refuse requests until it can (receipts.on_failure: refuse)", err)
+			"the model service is not available right now: the appliance cannot write request receipts and is configured to refuse requests until it can (receipts.on_failure: refuse)", err)
 	}
 	h := &ctx.Request.Header
 	r := &tm.rec.rec
