@@ -42,7 +42,7 @@ func (a *Appliance) newAgentPlatform() (*agentplatform.Service, error) {
 	}
 	flows, err := foundationalflows.New(foundationalflows.Options{Model: f.model, Logger: log, ModelCalls: func(u model.Usage, err error) {
 		metrics.ModelCall(u.PromptTokens, u.CompletionTokens, err != nil)
-	}})
+	}, ForceToolChoice: cfg.AgentPlatform.ForceToolChoice})
 	if err != nil {
 		return nil, fmt.Errorf("agent platform flows: %w", err)
 	}

@@ -29,6 +29,14 @@ type AgentPlatformConfig struct {
 	ModelContextWindows []string      `yaml:"model_context_windows"`
 	MaxSessions         int           `yaml:"max_sessions"`
 	IdleTimeout         time.Duration `yaml:"idle_timeout"`
+	// ForceToolChoice makes flow steps force the model's tool call:
+	// tool_choice "required" for agent steps, the named function for
+	// one-off steps, instead of "auto" (with "auto" a model that answers in
+	// text is asked again). Off by default because only some backends
+	// accept it: vLLM 0.8.3 and later (Privatemode's serving stack) and
+	// OpenAI's API do; older vLLM answers "required" with 400 Bad Request.
+	// Agentic Chat always uses "auto".
+	ForceToolChoice bool `yaml:"force_tool_choice"`
 }
 
 // Bounds of a context window in tokens.

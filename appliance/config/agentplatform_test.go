@@ -34,3 +34,28 @@ func TestAgentPlatformContextWindowErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentPlatformForceToolChoice: the knob is off unless set, in the file
+// or the environment, and only a boolean is accepted.
+func TestAgentPlatformForceToolChoice(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		env        []string
+		want       bool
+	}{
+		{"default", "", nil, false},
+		{"on in the file", "agent_platform:\n  force_tool_choice: true\n", nil, true},
+		{"off in the file", "agent_platform:\n  force_tool_choice: false\n", nil, false},
+		{"on by environment", "", []string{"DUO_CONFIDENTIAL_AGENT_PLATFORM_FORCE_TOOL_CHOICE=true"}, true},
+		{"environment wins", "agent_platform:\n  force_tool_choice: true\n", []string{"DUO_CONFIDENTIAL_AGENT_PLATFORM_FORCE_TOOL_CHOICE=false"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := mustParse(t, tc.yaml, tc.env...).AgentPlatform.ForceToolChoice; got != tc.want {
+				t.Errorf("force_tool_choice = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	_, err := parseStr("agent_platform:\n  force_tool_choice: sometimes\n")
+	wantErr(t, err, "agent_platform.force_tool_choice")
+}

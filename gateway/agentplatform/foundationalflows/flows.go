@@ -55,6 +55,9 @@ type Options struct {
 	Logger *slog.Logger
 	// ModelCalls, if set, is told about every model call (metrics).
 	ModelCalls func(usage model.Usage, err error)
+	// ForceToolChoice forces tool calls (flowengine.Options.ForceToolChoice;
+	// config agent_platform.force_tool_choice).
+	ForceToolChoice bool
 }
 
 // Flows are the runnable flows: by workflowDefinition, and the runner for
@@ -71,7 +74,8 @@ func New(o Options) (*Flows, error) {
 	if err != nil {
 		return nil, err
 	}
-	eng, err := flowengine.New(flowengine.Options{Model: o.Model, Tools: Tools(), Budget: o.Budget, Logger: o.Logger, ModelCalls: o.ModelCalls})
+	eng, err := flowengine.New(flowengine.Options{Model: o.Model, Tools: Tools(), Budget: o.Budget, Logger: o.Logger, ModelCalls: o.ModelCalls,
+		ForceToolChoice: o.ForceToolChoice})
 	if err != nil {
 		return nil, err
 	}
