@@ -13,6 +13,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabapi"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/humanloop"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 )
 
@@ -77,9 +78,6 @@ const compressFlag = "duo_workflow_compress_checkpoint"
 // action limit.
 const maxCheckpointBytes = 3 << 20
 
-// maxRemembered bounds the remembered approvals of one workflow.
-const maxRemembered = 64
-
 var errCheckpointState = errors.New("the workflow's last checkpoint is not this service's state")
 
 // run is one session of the agent.
@@ -109,40 +107,30 @@ func (a *Agent) Run(ctx context.Context, s flow.Session) (flow.Outcome, error) {
 	}
 	// A decision about another tool than the one waiting is refused before
 	// anything changes in GitLab.
-	if n := start.GetApproval().GetApproval().GetToolName(); n != "" && len(st.conv.Pending) > 0 && n != st.conv.Pending[0].Function.Name {
-		return "", &flow.ClientError{Message: fmt.Sprintf("the approval names tool %q, but %q is waiting for approval", boundResult(n), st.conv.Pending[0].Function.Name)}
+	if err := st.conv.CheckDecision(start); err != nil {
+		return "", err
 	}
 	r := &run{a: a, s: s, gl: gl, w: w, st: st, ts: newToolset(w, start, s.Caller().ClientType)}
 	r.env = &toolEnv{gl: gl, session: s, projectID: w.ProjectID}
 	r.sentFrom = len(st.log)
-	enter := statusEventFor(w.StatusName)
+	enter := humanloop.EnterEvent(w.StatusName)
 	if err := gl.StatusEvent(ctx, w.ID, enter); err != nil {
 		return "", err
 	}
 	if st.goal == "" {
 		st.goal = start.GetGoal()
 	}
-	st.status = statusRunning
+	st.status = humanloop.StatusRunning
 	if enter == gitlabapi.EventResume {
 		if out, done, err := r.applyHumanEvents(ctx); done || err != nil {
 			return out, err
 		}
 	}
 
-	approved := false
-	if len(st.conv.Pending) > 0 {
-		switch d := start.GetApproval().GetUserDecision().(type) {
-		case *contract.Approval_Approval:
-			pending := st.conv.Pending[0].Function.Name
-			approved = true
-			if d.Approval.GetRememberApproval() && !slices.Contains(st.conv.Remembered, pending) && len(st.conv.Remembered) < maxRemembered {
-				st.conv.Remembered = append(st.conv.Remembered, pending)
-			}
-		case *contract.Approval_Rejection:
-			r.rejectPending(d.Rejection.GetMessage())
-		default:
-			r.rejectPending("")
-		}
+	d := st.conv.Decide(start)
+	st.conv.Messages = append(st.conv.Messages, d.Results...)
+	if d.Note != "" {
+		st.addLog(gitlabapi.UIChatLogEntry{MessageType: "user", Content: d.Note, Status: ptr("success")})
 	}
 	if start.GetApproval() == nil && start.GetGoal() != "" {
 		st.addLog(gitlabapi.UIChatLogEntry{MessageType: "user", Content: start.GetGoal(), Status: ptr("success")})
@@ -151,7 +139,7 @@ func (a *Agent) Run(ctx context.Context, s flow.Session) (flow.Outcome, error) {
 	if err := r.notify(ctx, true); err != nil {
 		return "", err
 	}
-	if out, done, err := r.runPending(ctx, approved); done || err != nil {
+	if out, done, err := r.runPending(ctx, d.Approved); done || err != nil {
 		return out, err
 	}
 	for range a.o.MaxToolRounds {
@@ -160,19 +148,7 @@ func (a *Agent) Run(ctx context.Context, s flow.Session) (flow.Outcome, error) {
 		}
 	}
 	st.addLog(gitlabapi.UIChatLogEntry{MessageType: "agent", Content: fmt.Sprintf("I stopped after %d rounds of tool calls. Tell me how to continue.", a.o.MaxToolRounds), Status: ptr("success")})
-	return r.finishOutcome(ctx, statusInputRequired, gitlabapi.EventRequireInput, flow.InputRequired)
-}
-
-// statusEventFor picks how to (re)enter the workflow, as Rails expects.
-func statusEventFor(status string) string {
-	switch status {
-	case "created", "":
-		return gitlabapi.EventStart
-	case "input_required", "tool_call_approval_required", "plan_approval_required", "paused":
-		return gitlabapi.EventResume
-	default:
-		return gitlabapi.EventRetry
-	}
+	return r.finishOutcome(ctx, humanloop.StatusInputRequired, gitlabapi.EventRequireInput, flow.InputRequired)
 }
 
 // turn is one model call and the tools it asks for. done reports that the
@@ -209,7 +185,7 @@ func (r *run) turn(ctx context.Context) (out flow.Outcome, done bool, err error)
 		}
 		r.st.log[idx].Content = "The model could not answer: " + modelErrorText(err)
 		r.st.log[idx].Status = ptr("failure")
-		_, _, ferr := r.finish(ctx, statusFailed, gitlabapi.EventDrop, "")
+		_, _, ferr := r.finish(ctx, humanloop.StatusFailed, gitlabapi.EventDrop, "")
 		if ferr != nil {
 			return "", true, ferr
 		}
@@ -223,10 +199,10 @@ func (r *run) turn(ctx context.Context) (out flow.Outcome, done bool, err error)
 	}
 	r.st.conv.Messages = append(r.st.conv.Messages, model.Message{Role: "assistant", Content: res.Text, ToolCalls: res.ToolCalls})
 	if len(res.ToolCalls) == 0 {
-		out, err := r.finishOutcome(ctx, statusInputRequired, gitlabapi.EventRequireInput, flow.InputRequired)
+		out, err := r.finishOutcome(ctx, humanloop.StatusInputRequired, gitlabapi.EventRequireInput, flow.InputRequired)
 		return out, true, err
 	}
-	r.st.conv.Pending = res.ToolCalls
+	r.st.conv.Wait(res.ToolCalls)
 	if out, done, err := r.runPending(ctx, false); done || err != nil {
 		return out, done, err
 	}
@@ -248,12 +224,9 @@ func (r *run) runPending(ctx context.Context, approvedFirst bool) (flow.Outcome,
 		call := r.st.conv.Pending[0]
 		t := r.ts.byName[call.Function.Name]
 		args, argErr := parseArgs(call.Function.Arguments)
-		if t != nil && argErr == nil && !approvedFirst && !r.ts.preApproved(t) && !slices.Contains(r.st.conv.Remembered, t.name) {
-			r.st.addLog(gitlabapi.UIChatLogEntry{
-				MessageType: "request", Content: "Allow the tool " + t.name + "?",
-				ToolInfo: &gitlabapi.ToolInfo{Name: t.name, Args: args}, CorrelationID: ptr(call.ID),
-			})
-			out, err := r.finishOutcome(ctx, statusApprovalRequired, gitlabapi.EventRequireToolCallApproval, flow.ToolApprovalRequired)
+		if t != nil && argErr == nil && !approvedFirst && !r.ts.preApproved(t) && !r.st.conv.Remembers(t.name) {
+			r.st.addLog(humanloop.Request(t.name, args, call.ID))
+			out, err := r.finishOutcome(ctx, humanloop.StatusApprovalRequired, gitlabapi.EventRequireToolCallApproval, flow.ToolApprovalRequired)
 			return out, true, err
 		}
 		approvedFirst = false
@@ -296,24 +269,6 @@ func (r *run) runTool(ctx context.Context, t *tool, call model.ToolCall, args ma
 	r.st.log[idx].Status = ptr("success")
 	r.st.log[idx].ToolInfo.ToolResponse = out
 	return out, nil
-}
-
-// rejectPending answers every pending call with the user's refusal.
-func (r *run) rejectPending(message string) {
-	text := "The user rejected this tool call."
-	if message != "" {
-		text += " Their reason: " + message
-	}
-	for _, call := range r.st.conv.Pending {
-		r.st.conv.Messages = append(r.st.conv.Messages, model.Message{Role: "tool", ToolCallID: call.ID, Content: text})
-		text = "Not run: an earlier tool call of the same step was rejected."
-	}
-	r.st.conv.Pending = nil
-	entry := "Rejected the tool call."
-	if message != "" {
-		entry += " " + message
-	}
-	r.st.addLog(gitlabapi.UIChatLogEntry{MessageType: "user", Content: entry, Status: ptr("success")})
 }
 
 // finishOutcome persists the state with status, moves Rails' workflow with

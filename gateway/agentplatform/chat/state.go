@@ -5,30 +5,17 @@ import (
 	"time"
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabapi"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/humanloop"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/google/uuid"
 )
 
-// UI statuses of newCheckpoint and persisted checkpoints.
-const (
-	statusRunning          = "RUNNING"
-	statusInputRequired    = "INPUT_REQUIRED"
-	statusApprovalRequired = "TOOL_CALL_APPROVAL_REQUIRED"
-	statusFailed           = "FAILED"
-	statusStopped          = "STOPPED"
-	statusPaused           = "PAUSED"
-)
-
 // conversation is this service's private part of a checkpoint: the model
-// history and, while waiting for approval, the calls not yet run.
+// history and, while waiting for approval, the calls not yet run (the
+// embedded fields keep their JSON keys "pending" and "remembered").
 type conversation struct {
 	Messages []model.Message `json:"messages"`
-	// Pending are tool calls of the last assistant message still without
-	// a result (the first one awaits the user's approval).
-	Pending []model.ToolCall `json:"pending,omitempty"`
-	// Remembered are tools the user approved with "remember approval":
-	// later calls of them in this workflow run without asking.
-	Remembered []string `json:"remembered,omitempty"`
+	humanloop.Approvals
 }
 
 // state is one session's view of the workflow.
