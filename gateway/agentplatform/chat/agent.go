@@ -197,6 +197,7 @@ func (r *run) turn(ctx context.Context) (out flow.Outcome, done bool, err error)
 			r.sentFrom = len(r.st.log)
 		}
 	}
+	res.ToolCalls = humanloop.BoundCalls(res.ToolCalls)
 	r.st.conv.Messages = append(r.st.conv.Messages, model.Message{Role: "assistant", Content: res.Text, ToolCalls: res.ToolCalls})
 	if len(res.ToolCalls) == 0 {
 		out, err := r.finishOutcome(ctx, humanloop.StatusInputRequired, gitlabapi.EventRequireInput, flow.InputRequired)

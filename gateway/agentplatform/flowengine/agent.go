@@ -12,6 +12,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowconfig"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowtools"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabapi"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/humanloop"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 )
 
@@ -29,7 +30,8 @@ const answerTokens = 4096
 
 // conversation is one component's model history.
 type conversation struct {
-	msgs []model.Message
+	component string
+	msgs      []model.Message
 }
 
 func (r *run) start(c *flowconfig.Component) (*conversation, error) {
@@ -141,9 +143,10 @@ func (r *run) toolChoice(name string) any {
 
 // agent runs an AgentComponent: the model calls tools until it calls
 // final_response_tool (a plain-text answer also counts, for models that
-// ignore the protocol).
+// ignore the protocol). In an interactive flow a call that needs the
+// person's approval parks the step; the next session continues it there.
 func (r *run) agent(ctx context.Context, c *flowconfig.Component) error {
-	conv, err := r.start(c)
+	conv, err := r.conversationFor(c)
 	if err != nil {
 		return err
 	}
@@ -164,6 +167,10 @@ func (r *run) agent(ctx context.Context, c *flowconfig.Component) error {
 		specs = append(specs, t.ModelTool())
 	}
 	specs = append(specs, finalResponseSpec)
+	// Calls left from before a pause run first.
+	if done, err := r.runCalls(ctx, c, conv, byName); done || err != nil {
+		return err
+	}
 	for range r.e.o.Budget.MaxStepsPerComponent {
 		res, err := r.ask(ctx, c, conv, specs, r.toolChoice(""))
 		if err != nil {
@@ -171,31 +178,61 @@ func (r *run) agent(ctx context.Context, c *flowconfig.Component) error {
 		}
 		if len(res.ToolCalls) == 0 {
 			if strings.TrimSpace(res.Text) != "" {
+				conv.msgs = append(conv.msgs, model.Message{Role: "assistant", Content: res.Text})
 				return r.finalAnswer(c, res.Text)
 			}
 			conv.msgs = append(conv.msgs, model.Message{Role: "user", Content: "Call a tool, or " + FinalResponseTool + " when you are done."})
 			continue
 		}
+		res.ToolCalls = humanloop.BoundCalls(res.ToolCalls)
 		conv.msgs = append(conv.msgs, model.Message{Role: "assistant", Content: res.Text, ToolCalls: res.ToolCalls})
-		for _, call := range res.ToolCalls {
-			if call.Function.Name == FinalResponseTool {
-				args, err := flowtools.ParseArgs(call.Function.Arguments)
-				if err == nil {
-					if answer, _ := flowtools.String(args, "final_response", true); answer != "" {
-						return r.finalAnswer(c, answer)
-					}
-				}
-				conv.msgs = append(conv.msgs, model.Message{Role: "tool", ToolCallID: call.ID, Content: "Error: final_response must be a non-empty string."})
-				continue
-			}
-			out, err := r.agentCall(ctx, c, byName, call)
-			if err != nil {
-				return err
-			}
-			conv.msgs = append(conv.msgs, model.Message{Role: "tool", ToolCallID: call.ID, Content: out})
+		r.approvals.Wait(res.ToolCalls)
+		if done, err := r.runCalls(ctx, c, conv, byName); done || err != nil {
+			return err
 		}
 	}
 	return &BudgetError{Budget: "model steps of component " + c.Name, Limit: fmt.Sprint(r.e.o.Budget.MaxStepsPerComponent)}
+}
+
+// runCalls runs the pending calls of the last model answer in order (the
+// first one approved when the person just approved it). done reports that
+// the step ended with a final answer; errWaitApproval that a call waits.
+func (r *run) runCalls(ctx context.Context, c *flowconfig.Component, conv *conversation, byName map[string]*flowtools.Tool) (done bool, err error) {
+	approved := r.approved
+	r.approved = false
+	for ; len(r.approvals.Pending) > 0; approved = false {
+		call := r.approvals.Pending[0]
+		if call.Function.Name == FinalResponseTool {
+			args, err := flowtools.ParseArgs(call.Function.Arguments)
+			if err == nil {
+				if answer, _ := flowtools.String(args, "final_response", true); answer != "" {
+					// Every call gets a result, so the history stays valid
+					// when the person's next message continues it.
+					conv.msgs = append(conv.msgs, model.Message{Role: "tool", ToolCallID: call.ID, Content: "Your answer was delivered."})
+					for _, rest := range r.approvals.Pending[1:] {
+						conv.msgs = append(conv.msgs, model.Message{Role: "tool", ToolCallID: rest.ID, Content: "Not run: the step ended with your answer."})
+					}
+					r.approvals.Pending = nil
+					return true, r.finalAnswer(c, answer)
+				}
+			}
+			conv.msgs = append(conv.msgs, model.Message{Role: "tool", ToolCallID: call.ID, Content: "Error: final_response must be a non-empty string."})
+			r.approvals.Pending = r.approvals.Pending[1:]
+			continue
+		}
+		if t := byName[call.Function.Name]; t != nil && !approved && r.mustAsk(t) {
+			if args, perr := flowtools.ParseArgs(call.Function.Arguments); perr == nil {
+				return false, r.askApproval(t, args, call)
+			}
+		}
+		out, err := r.agentCall(ctx, c, byName, call)
+		if err != nil {
+			return false, err
+		}
+		conv.msgs = append(conv.msgs, model.Message{Role: "tool", ToolCallID: call.ID, Content: out})
+		r.approvals.Pending = r.approvals.Pending[1:]
+	}
+	return false, nil
 }
 
 func (r *run) agentCall(ctx context.Context, c *flowconfig.Component, byName map[string]*flowtools.Tool, call model.ToolCall) (string, error) {
@@ -251,9 +288,11 @@ func containsEvent(c *flowconfig.Component, e string) bool {
 
 // oneOff runs a OneOffComponent: one forced call of its tool; a failed
 // call goes back to the model, which may correct it up to
-// MaxCorrectionAttempts times.
+// MaxCorrectionAttempts times. In an interactive flow a call that needs
+// the person's approval parks the step; a rejection goes back to the model
+// like a failed call.
 func (r *run) oneOff(ctx context.Context, c *flowconfig.Component) error {
-	conv, err := r.start(c)
+	conv, err := r.conversationFor(c)
 	if err != nil {
 		return err
 	}
@@ -263,6 +302,15 @@ func (r *run) oneOff(ctx context.Context, c *flowconfig.Component) error {
 	}
 	specs := []model.Tool{t.ModelTool()}
 	last := "the model did not call " + c.ToolName
+	if w := r.approvals.Waiting(); w != nil {
+		approved := r.approved
+		r.approved = false
+		done, text, err := r.oneOffCall(ctx, c, t, conv, *w, approved)
+		if done || err != nil {
+			return err
+		}
+		last = text
+	}
 	for attempt := 0; attempt <= c.MaxCorrectionAttempts; attempt++ {
 		res, err := r.ask(ctx, c, conv, specs, r.toolChoice(c.ToolName))
 		if err != nil {
@@ -281,26 +329,43 @@ func (r *run) oneOff(ctx context.Context, c *flowconfig.Component) error {
 			continue
 		}
 		conv.msgs = append(conv.msgs, model.Message{Role: "assistant", Content: res.Text, ToolCalls: []model.ToolCall{*call}})
-		args, perr := flowtools.ParseArgs(call.Function.Arguments)
-		var out string
-		ok := false
-		if perr != nil {
-			if err := r.chargeToolCall(); err != nil {
-				return err
-			}
-			out = "Error: " + perr.Error()
-		} else if out, ok, err = r.callTool(ctx, c, t, args); err != nil {
+		done, text, err := r.oneOffCall(ctx, c, t, conv, *call, false)
+		if done || err != nil {
 			return err
 		}
-		if ok {
-			r.values[c.Name+".tool_responses"] = out
-			r.values[c.Name+".final_answer"] = out
-			return nil
-		}
-		last = strings.TrimPrefix(out, "Error: ")
-		conv.msgs = append(conv.msgs, model.Message{Role: "tool", ToolCallID: call.ID, Content: out + "\nCorrect the call and try again."})
+		last = text
 	}
 	return &StepError{Component: c.Name, Reason: fmt.Sprintf("%s failed after %d correction attempts", c.ToolName, c.MaxCorrectionAttempts), Detail: bound(last, 300)}
+}
+
+// oneOffCall runs the one-off step's call. done reports success; else
+// text is the failure the model was told to correct.
+func (r *run) oneOffCall(ctx context.Context, c *flowconfig.Component, t *flowtools.Tool, conv *conversation, call model.ToolCall, approved bool) (done bool, text string, err error) {
+	r.approvals.Pending = nil
+	args, perr := flowtools.ParseArgs(call.Function.Arguments)
+	var out string
+	ok := false
+	switch {
+	case perr != nil:
+		if err := r.chargeToolCall(); err != nil {
+			return false, "", err
+		}
+		out = "Error: " + perr.Error()
+	case !approved && r.mustAsk(t):
+		r.approvals.Wait([]model.ToolCall{call})
+		return false, "", r.askApproval(t, args, call)
+	default:
+		if out, ok, err = r.callTool(ctx, c, t, args); err != nil {
+			return false, "", err
+		}
+	}
+	if ok {
+		r.values[c.Name+".tool_responses"] = out
+		r.values[c.Name+".final_answer"] = out
+		return true, "", nil
+	}
+	conv.msgs = append(conv.msgs, model.Message{Role: "tool", ToolCallID: call.ID, Content: out + "\nCorrect the call and try again."})
+	return false, strings.TrimPrefix(out, "Error: "), nil
 }
 
 // Token estimates: no tokenizer for every model, so count conservatively.

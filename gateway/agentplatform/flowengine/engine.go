@@ -11,6 +11,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowconfig"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowtools"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabapi"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/humanloop"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 )
 
@@ -148,14 +149,33 @@ func (e *Engine) Run(ctx context.Context, s flow.Session, cfg *flowconfig.Config
 		return "", err
 	}
 	r := newRun(e, s, gl, w, cfg, feature)
-	if err := gl.StatusEvent(ctx, w.ID, statusEventFor(w.StatusName)); err != nil {
+	if r.interactive() {
+		// A decision about another tool than the one waiting is refused
+		// before anything changes in GitLab.
+		if err := r.approvals.CheckDecision(start); err != nil {
+			return "", err
+		}
+	}
+	enter := humanloop.EnterEvent(w.StatusName)
+	if err := gl.StatusEvent(ctx, w.ID, enter); err != nil {
 		return "", err
+	}
+	if r.interactive() {
+		if out, done, err := r.takeTurn(ctx, enter); done || err != nil {
+			return out, err
+		}
 	}
 	runCtx, cancel := context.WithTimeoutCause(ctx, e.o.Budget.WallTime, &BudgetError{Budget: "wall time", Limit: e.o.Budget.WallTime.String()})
 	defer cancel()
 	err = r.walk(runCtx)
-	if err == nil {
+	switch {
+	case err == nil && r.interactive():
+		// A chat flow's turn is over: wait for the person's next message.
+		return r.park(ctx, humanloop.StatusInputRequired, gitlabapi.EventRequireInput, flow.InputRequired, waitInput)
+	case err == nil:
 		return r.end(ctx, statusFinished, gitlabapi.EventFinish, "")
+	case errors.Is(err, errWaitApproval):
+		return r.park(ctx, humanloop.StatusApprovalRequired, gitlabapi.EventRequireToolCallApproval, flow.ToolApprovalRequired, waitApproval)
 	}
 	if c := context.Cause(runCtx); ctx.Err() == nil && c != nil {
 		err = c
@@ -170,16 +190,4 @@ func (e *Engine) Run(ctx context.Context, s flow.Session, cfg *flowconfig.Config
 		return "", err
 	}
 	return "", err
-}
-
-// statusEventFor picks how to (re)enter the workflow, as Rails expects.
-func statusEventFor(status string) string {
-	switch status {
-	case "created", "":
-		return gitlabapi.EventStart
-	case "input_required", "tool_call_approval_required", "plan_approval_required", "paused":
-		return gitlabapi.EventResume
-	default:
-		return gitlabapi.EventRetry
-	}
 }

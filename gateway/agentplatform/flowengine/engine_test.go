@@ -460,30 +460,6 @@ func TestLargeArgumentsStayOutOfCheckpoints(t *testing.T) {
 	}
 }
 
-// TestApprovalByEnvironment: a permitted write tool runs in an ambient
-// flow (a CI job has nobody to ask) but not in a chat-partial flow unless
-// its privilege is pre-approved.
-func TestApprovalByEnvironment(t *testing.T) {
-	for env, want := range map[string]string{"ambient": "ran", "chat-partial": "needs a person's approval"} {
-		api := gitlabtest.NewAPI("t")
-		api.Workflow("5").Privileges = []string{flowtools.ReadOnlyGitLab, flowtools.RunCommands}
-		s := newSession(t, api, "")
-		cfg, err := flowconfig.Parse([]byte(`{version: v1, environment: `+env+`, prompts: [{prompt_id: p, prompt_template: {user: go}}],
-  components: [{name: a, type: AgentComponent, prompt_id: p, toolset: [shell]}], routers: [{from: a, to: end}], flow: {entry_point: a}}`), flowconfig.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := &scriptedModel{results: []model.Result{{ToolCalls: []model.ToolCall{call("1", "shell", `{}`)}}, {Text: "done"}}}
-		e, _ := New(Options{Model: m, Tools: testTools})
-		if _, err := (&Defined{Engine: e, Config: cfg}).Run(context.Background(), s); err != nil {
-			t.Fatal(err)
-		}
-		if got := m.reqs[1].Messages[len(m.reqs[1].Messages)-1].Content; !strings.Contains(got, want) {
-			t.Errorf("%s: tool result %q, want %q", env, got, want)
-		}
-	}
-}
-
 // TestMCPToolsInFlows: a client MCP tool named in a component's toolset is
 // offered when the workflow may run MCP tools, and runs as runMCPTool.
 func TestMCPToolsInFlows(t *testing.T) {

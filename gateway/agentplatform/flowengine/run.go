@@ -14,14 +14,16 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowconfig"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowtools"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabapi"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/humanloop"
+	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/google/uuid"
 )
 
 // UI statuses (newCheckpoint and persisted checkpoints).
 const (
-	statusRunning  = "RUNNING"
-	statusFinished = "FINISHED"
-	statusFailed   = "FAILED"
+	statusRunning  = humanloop.StatusRunning
+	statusFinished = humanloop.StatusFinished
+	statusFailed   = humanloop.StatusFailed
 )
 
 // compressFlag is the feature flag with which Rails asks for compressed
@@ -53,6 +55,18 @@ type run struct {
 	// next is the component to run next (flowconfig.End when done); it is
 	// persisted so a retry continues there.
 	next string
+	// resumed: the state came from the workflow's last checkpoint.
+	resumed bool
+
+	// Interactive flows (persisted): what the flow waits for, the last
+	// agent or one-off step's history, and the approval state.
+	waiting   string
+	conv      *conversation
+	approvals humanloop.Approvals
+	// This session's input (not persisted): cont makes the first step
+	// continue conv; decided says the person decided on a waiting call,
+	// approved that they approved it.
+	cont, decided, approved bool
 }
 
 func newRun(e *Engine, s flow.Session, gl *gitlabapi.Client, w *gitlabapi.Workflow, cfg *flowconfig.Config, feature string) *run {
@@ -95,7 +109,7 @@ func newRun(e *Engine, s flow.Session, gl *gitlabapi.Client, w *gitlabapi.Workfl
 	if b := v["inputs.agent_platform_standard_context.primary_branch"]; b != "" {
 		v["project_default_branch"] = b
 	}
-	if r.resume() {
+	if r.resumed = r.resume(); r.resumed {
 		e.o.Logger.Info("flow: resuming", "workflow_id", w.ID, "flow", cfg.Name, "component", r.next)
 	}
 	return r
@@ -148,6 +162,8 @@ func (r *run) walk(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// The person's input belongs to the first step only.
+		r.cont, r.decided, r.approved = false, false, false
 		next := r.cfg.Next(c.Name, r.lookup)
 		if next == "" {
 			return &StepError{Component: c.Name, Reason: "no route matches its answer"}
@@ -217,15 +233,6 @@ func (r *run) callTool(ctx context.Context, c *flowconfig.Component, t *flowtool
 			return "", false, err
 		}
 	}
-	// Ambient flows run in a CI job with nobody to ask: the workflow's
-	// privileges are the grant. Chat flows need a person's approval for
-	// write tools outside the pre-approved set, which this engine does not
-	// ask for, so those calls are refused.
-	if r.cfg.Environment != flowconfig.EnvAmbient && !flowtools.PreApproved(t, r.w.PreApprovedPrivileges, r.s.Start().GetPreapprovedTools()) {
-		out := "Error: " + t.Name + " needs a person's approval, and its privilege is not pre-approved for this flow; continue without it."
-		r.toolLog(c, t, args, "", false)
-		return out, false, nil
-	}
 	out, terr := t.Run(ctx, r.env, args)
 	r.e.o.Logger.Debug("flow: tool ran", "workflow_id", r.w.ID, "component", c.Name, "tool", t.Name, "ok", terr == nil)
 	if terr != nil {
@@ -266,6 +273,20 @@ func (r *run) deterministic(ctx context.Context, c *flowconfig.Component) error 
 	for k, v := range in {
 		args[k] = v
 	}
+	// In an interactive flow a write tool outside the pre-approved set
+	// waits for the person; a rejection fails the step.
+	if resumed := r.decided && r.cont; !(resumed && r.approved) && r.mustAsk(t) {
+		if resumed {
+			return &StepError{Component: c.Name, Reason: "the user rejected the tool call " + t.Name}
+		}
+		call := model.ToolCall{ID: "step-" + c.Name, Type: "function", Function: model.ToolCallFunction{Name: t.Name}}
+		if b, err := json.Marshal(args); err == nil {
+			call.Function.Arguments = string(b)
+		}
+		r.approvals.Wait([]model.ToolCall{call})
+		return r.askApproval(t, args, call)
+	}
+	r.approvals.Pending = nil
 	out, ok, err := r.callTool(ctx, c, t, args)
 	if err != nil {
 		return err

@@ -38,9 +38,16 @@ func EnterEvent(status string) string {
 // MaxRemembered bounds the tools one workflow remembers as approved.
 const MaxRemembered = 64
 
-// maxPending bounds the calls kept waiting: one model answer's tool calls
-// (the first awaits the decision, the rest run after it).
-const maxPending = 32
+// MaxCalls bounds the tool calls of one model answer that a flow runs or
+// keeps pending (the first pending one awaits the decision, the rest run
+// after it).
+const MaxCalls = 32
+
+// BoundCalls cuts a model answer's tool calls to MaxCalls; cut it before
+// it enters the history, so every call kept gets a result.
+func BoundCalls(calls []model.ToolCall) []model.ToolCall {
+	return calls[:min(len(calls), MaxCalls)]
+}
 
 // Approvals is a workflow's persisted approval state.
 type Approvals struct {
@@ -53,9 +60,9 @@ type Approvals struct {
 }
 
 // Wait records calls (an assistant message's, from the one that needs a
-// decision on) as pending, bounded.
+// decision on) as pending, bounded by MaxCalls.
 func (a *Approvals) Wait(calls []model.ToolCall) {
-	a.Pending = slices.Clone(calls[:min(len(calls), maxPending)])
+	a.Pending = slices.Clone(BoundCalls(calls))
 }
 
 // Waiting returns the call awaiting a decision, or nil.

@@ -1,0 +1,159 @@
+package flowengine
+
+import (
+	"context"
+	"errors"
+
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowconfig"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowtools"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabapi"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/humanloop"
+	"github.com/duo-confidential/duo-confidential/gateway/model"
+)
+
+// What an interactive flow waits for between sessions (persisted).
+const (
+	waitApproval = "approval"
+	waitInput    = "input"
+)
+
+// errWaitApproval unwinds a step whose tool call needs the person's
+// approval; Run persists the pending call and ends the session with
+// TOOL_CALL_APPROVAL_REQUIRED.
+var errWaitApproval = errors.New("a tool call waits for the person's approval")
+
+// interactive reports whether a person takes part in the flow (chat and
+// chat-partial environments): write tools outside the pre-approved set
+// wait for their approval, and the flow ends each turn waiting for their
+// next message instead of finishing. Ambient flows run in a CI job with
+// nobody to ask: the workflow's privileges are the grant.
+func (r *run) interactive() bool { return r.cfg.Environment != flowconfig.EnvAmbient }
+
+// mustAsk reports whether running t needs the person's approval first.
+func (r *run) mustAsk(t *flowtools.Tool) bool {
+	return r.interactive() && !flowtools.PreApproved(t, r.w.PreApprovedPrivileges, r.s.Start().GetPreapprovedTools()) &&
+		!r.approvals.Remembers(t.Name)
+}
+
+// askApproval parks call (and the calls after it, already in
+// r.approvals.Pending) for the person's decision.
+func (r *run) askApproval(t *flowtools.Tool, args map[string]any, call model.ToolCall) error {
+	r.addLog(humanloop.Request(t.Name, logArgs(args), call.ID))
+	return errWaitApproval
+}
+
+// takeTurn brings the person's input into a resumed interactive flow: the
+// events they queued, the decision on a waiting tool call, and their next
+// message, which continues the last agent step's conversation (or starts
+// the flow over with it as the goal when no agent step ran). done reports
+// that the session ends with out.
+func (r *run) takeTurn(ctx context.Context, enter string) (out flow.Outcome, done bool, err error) {
+	start := r.s.Start()
+	waiting := r.waiting
+	r.waiting = ""
+	if waiting == "" {
+		if !r.resumed && r.cfg.Environment == flowconfig.EnvChat && start.GetGoal() != "" {
+			r.addLog(gitlabapi.UIChatLogEntry{MessageType: "user", Content: bound(start.GetGoal(), maxValueBytes), Status: ptr("success")})
+		}
+		return "", false, nil
+	}
+	var msgs []string
+	if enter == gitlabapi.EventResume {
+		q, err := humanloop.ReadQueued(ctx, r.gl, r.w.ID, r.approvals.Waiting() != nil)
+		if err != nil {
+			return "", true, err
+		}
+		msgs = q.Messages
+		switch {
+		case q.Stop:
+			r.userMessages(msgs)
+			out, err := r.park(ctx, humanloop.StatusStopped, gitlabapi.EventStop, flow.Stopped, waiting)
+			return out, true, err
+		case q.Paused:
+			r.userMessages(msgs)
+			out, err := r.park(ctx, humanloop.StatusPaused, gitlabapi.EventPause, flow.Paused, waiting)
+			return out, true, err
+		}
+	}
+	if waiting == waitApproval {
+		d := r.approvals.Decide(start)
+		r.approved, r.decided = d.Approved, true
+		if r.conv != nil {
+			r.conv.msgs = append(r.conv.msgs, d.Results...)
+		}
+		if d.Note != "" {
+			r.addLog(gitlabapi.UIChatLogEntry{MessageType: "user", Content: d.Note, Status: ptr("success")})
+		}
+	}
+	if start.GetApproval() == nil && start.GetGoal() != "" {
+		msgs = append(msgs, start.GetGoal())
+	}
+	if waiting == waitInput && len(msgs) == 0 {
+		// Nothing new (a reconnect): keep waiting.
+		out, err := r.park(ctx, humanloop.StatusInputRequired, gitlabapi.EventRequireInput, flow.InputRequired, waitInput)
+		return out, true, err
+	}
+	r.userMessages(msgs)
+	if waiting == waitInput && len(msgs) > 0 {
+		if c := r.cfg.Component(r.convComponent()); c != nil && c.Type == flowconfig.TypeAgent {
+			r.next = c.Name
+		} else {
+			r.conv = nil
+			r.next = r.cfg.Flow.EntryPoint
+			r.values["goal"] = bound(msgs[len(msgs)-1], maxValueBytes)
+		}
+	}
+	r.cont = true
+	return "", false, nil
+}
+
+// userMessages records the person's messages in the UI log and, when an
+// agent step's conversation continues, in its history.
+func (r *run) userMessages(msgs []string) {
+	for _, m := range msgs {
+		r.addLog(gitlabapi.UIChatLogEntry{MessageType: "user", Content: bound(m, maxValueBytes), Status: ptr("success")})
+		if r.conv != nil {
+			r.conv.msgs = append(r.conv.msgs, model.Message{Role: "user", Content: m})
+		}
+	}
+}
+
+// park persists the flow waiting for the person (or stopped/paused by
+// them), moves Rails' workflow with event and tells the client.
+func (r *run) park(ctx context.Context, status, event string, out flow.Outcome, waiting string) (flow.Outcome, error) {
+	r.status, r.waiting = status, waiting
+	if err := r.persist(ctx); err != nil {
+		return "", err
+	}
+	if err := r.gl.StatusEvent(ctx, r.w.ID, event); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// conversationFor returns the model history component c works with: the
+// resumed one when c continues after the person's input, else a new one.
+func (r *run) conversationFor(c *flowconfig.Component) (*conversation, error) {
+	if r.cont && r.conv != nil && r.conv.component == c.Name {
+		r.cont = false
+		return r.conv, nil
+	}
+	r.cont = false
+	r.approvals.Pending = nil
+	conv, err := r.start(c)
+	if err != nil {
+		return nil, err
+	}
+	conv.component = c.Name
+	r.conv = conv
+	return conv, nil
+}
+
+// convComponent names the step whose history r.conv is ("" for none).
+func (r *run) convComponent() string {
+	if r.conv == nil {
+		return ""
+	}
+	return r.conv.component
+}
