@@ -69,6 +69,7 @@ type harness struct {
 
 type harnessOptions struct {
 	flows       map[string]flow.Flow
+	inline      flow.Flow
 	maxSessions int
 	idle        time.Duration
 	metrics     Metrics
@@ -94,6 +95,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 		Validator:   v,
 		Signer:      TokenSigner(signer),
 		Flows:       ho.flows,
+		InlineFlow:  ho.inline,
 		Models:      testModels,
 		MaxSessions: ho.maxSessions,
 		IdleTimeout: ho.idle,
