@@ -175,6 +175,9 @@ func (e *Engine) Run(ctx context.Context, s flow.Session, cfg *flowconfig.Config
 	case err == nil:
 		return r.end(ctx, statusFinished, gitlabapi.EventFinish, "")
 	case errors.Is(err, errWaitApproval):
+		if w := r.approvals.Waiting(); w != nil {
+			e.o.Logger.Info("flow: waiting for tool approval", "workflow_id", r.w.ID, "flow", cfg.Name, "component", r.next, "tool", bound(w.Function.Name, 64))
+		}
 		return r.park(ctx, humanloop.StatusApprovalRequired, gitlabapi.EventRequireToolCallApproval, flow.ToolApprovalRequired, waitApproval)
 	}
 	if c := context.Cause(runCtx); ctx.Err() == nil && c != nil {

@@ -76,6 +76,12 @@ func (r *run) takeTurn(ctx context.Context, enter string) (out flow.Outcome, don
 			return out, true, err
 		}
 	}
+	if waiting == waitApproval && start.GetApproval() == nil && start.GetGoal() == "" && len(msgs) == 0 && r.approvals.Waiting() != nil {
+		// Nothing decided (a reconnect): keep waiting rather than take
+		// silence for a rejection.
+		out, err := r.park(ctx, humanloop.StatusApprovalRequired, gitlabapi.EventRequireToolCallApproval, flow.ToolApprovalRequired, waitApproval)
+		return out, true, err
+	}
 	if waiting == waitApproval {
 		d := r.approvals.Decide(start)
 		r.approved, r.decided = d.Approved, true

@@ -32,6 +32,7 @@ func chatFlow(t *testing.T, env string) *flowconfig.Config {
 // turn is one session of a workflow: the startRequest's goal and
 // decision, and what the session must end with.
 type turn struct {
+	events   [][2]string // human events queued before the session: type, message
 	goal     string
 	decision *contract.Approval
 	out      flow.Outcome
@@ -157,6 +158,37 @@ func TestInteractiveFlows(t *testing.T) {
 			},
 		},
 		{
+			name: "a reconnect without a decision keeps waiting", env: "chat",
+			model: []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}, {Text: "Done."}},
+			turns: []turn{
+				{goal: "run", out: flow.ToolApprovalRequired, status: paused, rails: "tool_call_approval_required"},
+				{out: flow.ToolApprovalRequired, status: paused, rails: "tool_call_approval_required"},
+				{decision: approve(false), out: flow.InputRequired, status: "INPUT_REQUIRED", rails: "input_required"},
+			},
+			shellRuns: 1,
+		},
+		{
+			name: "queued message is the next turn", env: "chat",
+			model: []model.Result{{Text: "Hi."}, {Text: "Answered."}},
+			turns: []turn{
+				{goal: "hi", out: flow.InputRequired, status: "INPUT_REQUIRED", rails: "input_required"},
+				{events: [][2]string{{"message", "typed in the web UI"}}, out: flow.InputRequired, status: "INPUT_REQUIRED", rails: "input_required"},
+			},
+			check: func(t *testing.T, reqs []model.ChatRequest, _ []map[string]any) {
+				if lastContent(reqs[1]) != "typed in the web UI" {
+					t.Errorf("second request ends with %q", lastContent(reqs[1]))
+				}
+			},
+		},
+		{
+			name: "queued stop stops", env: "chat",
+			model: []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}},
+			turns: []turn{
+				{goal: "run", out: flow.ToolApprovalRequired, status: paused, rails: "tool_call_approval_required"},
+				{events: [][2]string{{"stop", ""}}, decision: approve(false), out: flow.Stopped, status: "STOPPED", rails: "stopped"},
+			},
+		},
+		{
 			name: "remembered approval", env: "chat",
 			model: []model.Result{
 				{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}},
@@ -204,6 +236,9 @@ func TestInteractiveFlows(t *testing.T) {
 			d := &Defined{Engine: e, Config: chatFlow(t, tc.env)}
 			var s *fakeSession
 			for i, tr := range tc.turns {
+				for _, ev := range tr.events {
+					api.QueueEvent("5", ev[0], ev[1])
+				}
 				s = newSession(t, api, "")
 				s.start.Goal, s.start.Approval = tr.goal, tr.decision
 				out, err := d.Run(context.Background(), s)
@@ -313,5 +348,45 @@ func TestDeterministicStepWaitsForApproval(t *testing.T) {
 		if !approved && (err == nil || err.Error() != "component run failed: the user rejected the tool call shell" || api.Workflow("5").Status != "failed") {
 			t.Fatalf("rejected: %v %v", out, err)
 		}
+	}
+}
+
+// TestOneOffStepWaitsForApproval: a chat flow's one-off step pauses at its
+// forced call; a rejection goes back to the model, whose corrected call
+// waits again and runs once approved.
+func TestOneOffStepWaitsForApproval(t *testing.T) {
+	api := gitlabtest.NewAPI("t")
+	api.Workflow("5").Privileges = []string{flowtools.ReadOnlyGitLab, flowtools.RunCommands}
+	cfg, err := flowconfig.Parse([]byte(`{version: v1, environment: chat, prompts: [{prompt_id: p, prompt_template: {user: "{{goal}}"}}],
+  components: [{name: once, type: OneOffComponent, prompt_id: p, inputs: ["context:goal"], tool_name: shell, max_correction_attempts: 1}],
+  routers: [{from: once, to: end}], flow: {entry_point: once}}`), flowconfig.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []string
+	tools := flowtools.Merge([]*flowtools.Tool{{Name: "shell", Privilege: flowtools.RunCommands, Write: true, Params: flowtools.Schema(nil),
+		Run: func(_ context.Context, _ *flowtools.Env, a map[string]any) (string, error) {
+			runs = append(runs, a["cmd"].(string))
+			return "ran", nil
+		}}})
+	m := &scriptedModel{results: []model.Result{
+		{ToolCalls: []model.ToolCall{call("c1", "shell", `{"cmd":"make clean"}`)}},
+		{ToolCalls: []model.ToolCall{call("c2", "shell", `{"cmd":"make"}`)}},
+	}}
+	e, _ := New(Options{Model: m, Tools: tools})
+	d := &Defined{Engine: e, Config: cfg}
+	for i, tr := range []turn{
+		{goal: "build", out: flow.ToolApprovalRequired},
+		{decision: reject("do not clean"), out: flow.ToolApprovalRequired},
+		{decision: approve(false), out: flow.InputRequired},
+	} {
+		s := newSession(t, api, "")
+		s.start.Goal, s.start.Approval = tr.goal, tr.decision
+		if out, err := d.Run(context.Background(), s); err != nil || out != tr.out {
+			t.Fatalf("turn %d: %v %v, want %v", i, out, err, tr.out)
+		}
+	}
+	if len(runs) != 1 || runs[0] != "make" || len(m.reqs) != 2 || !strings.Contains(toolResultOf(m.reqs[1], "c1"), "do not clean") {
+		t.Fatalf("runs %v, %d model calls", runs, len(m.reqs))
 	}
 }
