@@ -203,14 +203,14 @@ func TestInteractiveFlows(t *testing.T) {
 		},
 		{
 			name: "pre-approved privilege runs at once", env: "chat", preApprove: []string{flowtools.RunCommands},
-			model: []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}, {Text: "Done."}},
-			turns: []turn{{goal: "run", out: flow.InputRequired, status: "INPUT_REQUIRED", rails: "input_required"}},
+			model:     []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}, {Text: "Done."}},
+			turns:     []turn{{goal: "run", out: flow.InputRequired, status: "INPUT_REQUIRED", rails: "input_required"}},
 			shellRuns: 1,
 		},
 		{
 			name: "ambient never waits", env: "ambient",
-			model: []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}, {Text: "Done."}},
-			turns: []turn{{goal: "run", out: flow.Finished, status: "FINISHED", rails: "finished"}},
+			model:     []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}, {Text: "Done."}},
+			turns:     []turn{{goal: "run", out: flow.Finished, status: "FINISHED", rails: "finished"}},
 			shellRuns: 1,
 		},
 		{
@@ -230,7 +230,10 @@ func TestInteractiveFlows(t *testing.T) {
 			api.Workflow("5").PreApproved = append([]string{flowtools.ReadOnlyGitLab}, tc.preApprove...)
 			var shellRuns atomic.Int32
 			tools := flowtools.Merge([]*flowtools.Tool{testTools["echo"], {Name: "shell", Privilege: flowtools.RunCommands, Write: true, Params: flowtools.Schema(nil),
-				Run: func(context.Context, *flowtools.Env, map[string]any) (string, error) { shellRuns.Add(1); return "ran", nil }}})
+				Run: func(context.Context, *flowtools.Env, map[string]any) (string, error) {
+					shellRuns.Add(1)
+					return "ran", nil
+				}}})
 			m := &scriptedModel{results: tc.model}
 			e, _ := New(Options{Model: m, Tools: tools})
 			d := &Defined{Engine: e, Config: chatFlow(t, tc.env)}
