@@ -45,8 +45,9 @@ func (r *run) askApproval(t *flowtools.Tool, args map[string]any, call model.Too
 
 // takeTurn brings the person's input into a resumed interactive flow: the
 // events they queued, the decision on a waiting tool call, and their next
-// message, which continues the last agent step's conversation (or starts
-// the flow over with it as the goal when no agent step ran). done reports
+// message, which continues the conversation of the last model step when
+// that was an agent step, else starts the flow over with it as the goal
+// (a one-off step's forced call is no conversation). done reports
 // that the session ends with out.
 func (r *run) takeTurn(ctx context.Context, enter string) (out flow.Outcome, done bool, err error) {
 	start := r.s.Start()
@@ -85,7 +86,9 @@ func (r *run) takeTurn(ctx context.Context, enter string) (out flow.Outcome, don
 	if waiting == waitApproval {
 		d := r.approvals.Decide(start)
 		r.approved, r.decided = d.Approved, true
-		if r.conv != nil {
+		// The refusals answer calls of the paused step's history only (a
+		// paused deterministic step has none).
+		if r.conv != nil && r.conv.component == r.next {
 			r.conv.msgs = append(r.conv.msgs, d.Results...)
 		}
 		if d.Note != "" {
