@@ -136,29 +136,29 @@ func TestWorkspaceFlowConventions(t *testing.T) {
 		files        map[string]string // files after the step (exact)
 		git          []string
 	}{{
-		name: "developer edits the file the issue names",
-		w:    &workspace{files: map[string]string{"lib/cart.js": cartJS}, issues: map[int]string{3: issue(3, "Cart total ignores quantity", "e.g. `total` in lib/cart.js sums prices only.")}},
+		name:  "developer edits the file the issue names",
+		w:     &workspace{files: map[string]string{"lib/cart.js": cartJS}, issues: map[int]string{3: issue(3, "Cart total ignores quantity", "e.g. `total` in lib/cart.js sums prices only.")}},
 		tools: developerTools, system: branchSystem, user: "Issue to implement: https://gitlab.example/g/p/-/issues/3 (project 1).",
 		calls: "get_issue run_git_command read_file edit_file run_git_command run_git_command run_git_command final_response_tool",
 		final: []string{"pushed branch `duo/workflow-7` for issue #3", "lib/cart.js", "nothing was implemented"},
 		files: map[string]string{"lib/cart.js": "// " + standIn + ": issue #3 \"Cart total ignores quantity\" names this file; a model would implement the issue here.\n" + cartJS},
 		git:   []string{"checkout -b 'duo/workflow-7'", "add 'lib/cart.js'", "commit -m 'Sandbox stand-in for issue #3: Cart total ignores quantity'", "push -u origin 'duo/workflow-7'"},
 	}, {
-		name: "developer: a script's shebang stays first",
-		w:    &workspace{files: map[string]string{"bin/run.py": "#!/usr/bin/env python3\nprint('hi')\n"}, issues: map[int]string{5: issue(5, "Greet by name", "bin/run.py prints hi")}},
+		name:  "developer: a script's shebang stays first",
+		w:     &workspace{files: map[string]string{"bin/run.py": "#!/usr/bin/env python3\nprint('hi')\n"}, issues: map[int]string{5: issue(5, "Greet by name", "bin/run.py prints hi")}},
 		tools: developerTools, system: branchSystem, user: "Issue to implement: 5 (project 1).",
 		calls: "get_issue run_git_command read_file edit_file run_git_command run_git_command run_git_command final_response_tool",
 		files: map[string]string{"bin/run.py": "#!/usr/bin/env python3\n# " + standIn + ": issue #5 \"Greet by name\" names this file; a model would implement the issue here.\nprint('hi')\n"},
 	}, {
-		name: "developer: no file named, a labelled note file",
-		w:    &workspace{files: map[string]string{}, issues: map[int]string{2: issue(2, "Add dark mode", "Users ask for a dark theme.")}},
+		name:  "developer: no file named, a labelled note file",
+		w:     &workspace{files: map[string]string{}, issues: map[int]string{2: issue(2, "Add dark mode", "Users ask for a dark theme.")}},
 		tools: developerTools, system: branchSystem, user: "Issue to implement: #2 (project 1).",
 		calls: "get_issue run_git_command create_file_with_contents run_git_command run_git_command run_git_command final_response_tool",
 		final: []string{"SANDBOX-issue-2.md"},
 		files: map[string]string{"SANDBOX-issue-2.md": "# Issue #2: Add dark mode\n\n" + standIn + ". The issue names no readable file with a known comment syntax, so this note is the whole change.\n"},
 	}, {
-		name: "developer: the named file is missing, a note file",
-		w:    &workspace{files: map[string]string{}, issues: map[int]string{4: issue(4, "Fix src/gone.go", "")}},
+		name:  "developer: the named file is missing, a note file",
+		w:     &workspace{files: map[string]string{}, issues: map[int]string{4: issue(4, "Fix src/gone.go", "")}},
 		tools: developerTools, system: branchSystem, user: "Issue to implement: 4 (project 1).",
 		calls: "get_issue run_git_command read_file create_file_with_contents run_git_command run_git_command run_git_command final_response_tool",
 		final: []string{"SANDBOX-issue-4.md"},
@@ -167,8 +167,8 @@ func TestWorkspaceFlowConventions(t *testing.T) {
 		w:    &workspace{issues: map[int]string{}}, tools: developerTools, system: branchSystem, user: "Issue to implement: 9 (project 1).",
 		calls: "get_issue final_response_tool", final: []string{standIn + ": stopped: get_issue failed: Error: 404 Issue Not Found"},
 	}, {
-		name: "developer: a failed push ends the step",
-		w:    &workspace{files: map[string]string{"lib/cart.js": cartJS}, issues: map[int]string{3: issue(3, "t", "lib/cart.js")}, fail: gitTool},
+		name:  "developer: a failed push ends the step",
+		w:     &workspace{files: map[string]string{"lib/cart.js": cartJS}, issues: map[int]string{3: issue(3, "t", "lib/cart.js")}, fail: gitTool},
 		tools: developerTools, system: branchSystem, user: "Issue to implement: 3 (project 1).",
 		calls: "get_issue run_git_command final_response_tool", final: []string{"stopped: run_git_command failed"},
 	}, {
@@ -179,8 +179,8 @@ func TestWorkspaceFlowConventions(t *testing.T) {
 		calls: "get_pipeline_failing_jobs get_job_logs read_file final_response_tool",
 		final: []string{"job `test` (401) of pipeline 301 failed: `not ok 1 - total multiplies price by quantity`", "At fault: lib/cart.js:2 (`return items.reduce((s, i) => s + i.price, 0)`)"},
 	}, {
-		name: "pipeline diagnosis: a log without a location",
-		w:    &workspace{jobs: `[{"id":5,"name":"build","status":"failed"}]`, logs: map[int]string{5: "$ make\nERROR: out of memory\n"}},
+		name:  "pipeline diagnosis: a log without a location",
+		w:     &workspace{jobs: `[{"id":5,"name":"build","status":"failed"}]`, logs: map[int]string{5: "$ make\nERROR: out of memory\n"}},
 		tools: diagnoseTools, system: "x", user: "Failed pipeline: 12.",
 		calls: "get_pipeline_failing_jobs get_job_logs final_response_tool", final: []string{"job `build` (5) of pipeline 12 failed: `ERROR: out of memory`; its log names no file:line"},
 	}, {
@@ -188,8 +188,8 @@ func TestWorkspaceFlowConventions(t *testing.T) {
 		w:    &workspace{jobs: `[]`}, tools: diagnoseTools, system: "x", user: "Failed pipeline: 12.",
 		calls: "get_pipeline_failing_jobs final_response_tool", final: []string{"pipeline 12 lists no failed job"},
 	}, {
-		name: "pipeline fix marks the line the diagnosis names",
-		w:    &workspace{files: map[string]string{"lib/cart.js": cartJS}},
+		name:  "pipeline fix marks the line the diagnosis names",
+		w:     &workspace{files: map[string]string{"lib/cart.js": cartJS}},
 		tools: fixTools, system: branchSystem, user: "Pipeline: https://gitlab.example/g/p/-/pipelines/301\n\nDiagnosis:\n" + standIn + ": job `test` failed. At fault: lib/cart.js:2 (`x`).",
 		calls: "run_git_command read_file edit_file run_git_command run_git_command run_git_command final_response_tool",
 		final: []string{"pushed branch `duo/workflow-7`", "above lib/cart.js:2"},
@@ -197,8 +197,8 @@ func TestWorkspaceFlowConventions(t *testing.T) {
 			"  return items.reduce((s, i) => s + i.price, 0)\n}\n"},
 		git: []string{"checkout -b 'duo/workflow-7'", "add 'lib/cart.js'", "commit -m 'Sandbox stand-in: mark lib/cart.js:2 named by the failed pipeline'", "push -u origin 'duo/workflow-7'"},
 	}, {
-		name: "pipeline fix: a diagnosis from elsewhere (a path:line of its own)",
-		w:    &workspace{files: map[string]string{"a/b.go": "package b\n\nfunc F() {}\n"}},
+		name:  "pipeline fix: a diagnosis from elsewhere (a path:line of its own)",
+		w:     &workspace{files: map[string]string{"a/b.go": "package b\n\nfunc F() {}\n"}},
 		tools: fixTools, system: branchSystem, user: "Pipeline: 1\n\nDiagnosis:\nThe build breaks at a/b.go:3 because F is unused.",
 		calls: "run_git_command read_file edit_file run_git_command run_git_command run_git_command final_response_tool",
 		files: map[string]string{"a/b.go": "package b\n\n// " + standIn + ": the failed pipeline's log points at this line; a model would fix it here.\nfunc F() {}\n"},
@@ -294,7 +294,7 @@ func TestWorkspaceConventionsStayOff(t *testing.T) {
 	}
 	user := msg("user", "Issue to implement: 3 (project 1).")
 	for _, g := range []*genRequest{
-		mk([]string{readTool, "grep", finalTool}, ``, user),                                  // the review's explorer
+		mk([]string{readTool, "grep", finalTool}, ``, user),                                 // the review's explorer
 		mk([]string{editTool, gitTool, finalTool}, ``, msg("user", "Convert: Jenkinsfile")), // no write tool
 		mk(developerTools, `"none"`, user),
 		mk(developerTools, `{"type":"function","function":{"name":"grep"}}`, user),
