@@ -11,6 +11,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // TestCodeReviewMultiFile: code_review/v1 on the demo's two-file merge
@@ -101,7 +102,7 @@ func asString(v any) string {
 // branch in the executor's checkout, pushes it and opens a merge request
 // whose branch builds.
 func TestDeveloperFlow(t *testing.T) {
-	dir, origin := demoCheckout(t, map[string]string{
+	dir, origin := testutil.GitCheckout(t, map[string]string{
 		"README.md":   "# Demo shop\n",
 		"src/cart.js": "export function total(items) {\n  return items.reduce((s, i) => s + i.price, 0)\n}\n",
 	})
@@ -133,7 +134,7 @@ func TestDeveloperFlow(t *testing.T) {
 	if err != nil || out != flow.Finished {
 		t.Fatalf("%v %v", out, err)
 	}
-	if got := showBranchFile(t, origin, "duo/workflow-7", "src/cart.js"); !strings.Contains(got, "i.price * i.quantity") {
+	if got := testutil.GitShow(t, origin, "duo/workflow-7", "src/cart.js"); !strings.Contains(got, "i.price * i.quantity") {
 		t.Fatalf("branch file:\n%s", got)
 	}
 	mrs := api.CreatedMergeRequests()
@@ -154,7 +155,7 @@ func TestDeveloperFlow(t *testing.T) {
 // TestFixPipelineFlow: fix_pipeline/v1 reads the failed job's log and
 // changes the file the log points at.
 func TestFixPipelineFlow(t *testing.T) {
-	dir, origin := demoCheckout(t, map[string]string{
+	dir, origin := testutil.GitCheckout(t, map[string]string{
 		"src/cart.js":        "export function total(items) {\n  return items.reduce((s, i) => s + i.price, 0)\n}\n",
 		"test/cart.test.js":  "import test from 'node:test'\n",
 		"package.json":       "{\"name\":\"shop\"}\n",
@@ -201,7 +202,7 @@ func TestFixPipelineFlow(t *testing.T) {
 // TestConvertToGitLabCI: convert_to_gl_ci/v1 writes .gitlab-ci.yml from a
 // Jenkinsfile on a branch and opens a merge request.
 func TestConvertToGitLabCI(t *testing.T) {
-	dir, origin := demoCheckout(t, map[string]string{
+	dir, origin := testutil.GitCheckout(t, map[string]string{
 		"Jenkinsfile": "pipeline {\n  agent { docker { image 'node:22' } }\n  stages {\n    stage('Test') { steps { sh 'npm ci && npm test' } }\n  }\n}\n",
 	})
 	api := gitlabtest.NewAPI("t")
@@ -224,7 +225,7 @@ func TestConvertToGitLabCI(t *testing.T) {
 	if err != nil || out != flow.Finished {
 		t.Fatalf("%v %v", out, err)
 	}
-	if got := showBranchFile(t, origin, "duo/workflow-9", ".gitlab-ci.yml"); got != ci {
+	if got := testutil.GitShow(t, origin, "duo/workflow-9", ".gitlab-ci.yml"); got != ci {
 		t.Fatalf("ci file %q", got)
 	}
 }
