@@ -1,11 +1,10 @@
 package sandbox
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -133,9 +132,13 @@ func annotate(p, content string, line int, note string) map[string]any {
 	}
 	indent := lines[at][:len(lines[at])-len(strings.TrimLeft(lines[at], " \t"))]
 	text := indent + c.open + note + c.close + "\n"
+	// Widen by doubling steps: a file of identical lines costs O(n log n).
 	lo, hi := at, at+1
-	for strings.Count(content, strings.Join(lines[lo:hi], "")) != 1 && (lo > 0 || hi < len(lines)) {
-		lo, hi = max(lo-1, 0), min(hi+1, len(lines))
+	// Unique means one occurrence even counting overlaps (strings.Count
+	// does not: "a\na\n" occurs once in "a\na\na\n" by its count).
+	unique := func(s string) bool { return strings.Index(content, s) == strings.LastIndex(content, s) }
+	for step := 1; !unique(strings.Join(lines[lo:hi], "")) && (lo > 0 || hi < len(lines)); step *= 2 {
+		lo, hi = max(lo-step, 0), min(hi+step, len(lines))
 	}
 	old := strings.Join(lines[lo:hi], "")
 	before := strings.Join(lines[lo:at], "")
@@ -250,12 +253,6 @@ func jobName(stage string, seen map[string]bool) string {
 	return n
 }
 
-// yamlString is s as a YAML double-quoted scalar (JSON's escapes are
-// YAML's).
-func yamlString(s string) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)
-	return strings.TrimSuffix(b.String(), "\n")
-}
+// yamlString is s as a YAML double-quoted scalar: Go's quoting escapes
+// are YAML's, and it escapes every control character YAML refuses.
+func yamlString(s string) string { return strconv.Quote(s) }

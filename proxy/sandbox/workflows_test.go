@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // workspace is a fake world for the workspace-flow stand-ins: files, an
@@ -311,86 +309,5 @@ func TestWorkspaceConventionsStayOff(t *testing.T) {
 	tc := workflowCall(mk(developerTools, ``, user, foreign, res))
 	if tc == nil || tc.Name != finalTool || !strings.Contains(tc.Args, "stopped: the conversation's call 1 is grep, not the get_issue this stand-in plays") {
 		t.Fatalf("foreign history: %+v", tc)
-	}
-}
-
-// TestAnnotate: the comment goes above the line with its indentation, in
-// the file's comment syntax; old_str grows until it is unique; a line past
-// the end appends.
-func TestAnnotate(t *testing.T) {
-	tests := []struct {
-		path, content string
-		line          int
-		want          string
-	}{
-		{"a.js", "x\ny\n", 2, "x\n// N\ny\n"},
-		{"a.py", "def f():\n    pass\n    pass\n", 2, "def f():\n    # N\n    pass\n    pass\n"},
-		{"a.py", "a\na\na\n", 2, "a\n# N\na\na\n"},
-		{"README.md", "# T\n", 1, "<!-- N -->\n# T\n"},
-		{"q.sql", "select 1;", 1, "-- N\nselect 1;"},
-		{"a.go", "package a\n", 5, "package a\n// N\n"},
-		{"a.go", "package a", 5, "package a\n// N"},
-		{"a.rb", "", 1, "# N\n"},
-	}
-	for _, tt := range tests {
-		a := annotate(tt.path, tt.content, tt.line, "N")
-		old, nw := a["old_str"].(string), a["new_str"].(string)
-		if tt.content != "" && strings.Count(tt.content, old) != 1 {
-			t.Errorf("%s line %d: old_str %q is not unique", tt.path, tt.line, old)
-		}
-		if got := strings.Replace(tt.content, old, nw, 1); got != tt.want {
-			t.Errorf("%s %q line %d:\n got %q\nwant %q", tt.path, tt.content, tt.line, got, tt.want)
-		}
-	}
-}
-
-// TestJenkinsToGitLabCI: every translation is YAML with a job per stage,
-// each with a script; names are valid and unique; odd input still gives
-// a pipeline with a job that says what it found.
-func TestJenkinsToGitLabCI(t *testing.T) {
-	tests := []struct {
-		name, in string
-		jobs     map[string][]string // job → script
-		image    string
-	}{
-		{"declarative", "pipeline { agent { docker { image 'maven:3' } }\n stages {\n stage('Build') { steps { sh 'mvn -B package' } }\n" +
-			" stage('Unit tests') { agent { docker { image \"eclipse-temurin:21\" } } steps { sh(\"mvn test\"); sh 'echo ok' } } } }",
-			map[string][]string{"build": {"mvn -B package"}, "unit_tests": {"mvn test", "echo ok"}}, "maven:3"},
-		{"scripted, no stages", "node { sh 'make' ; bat 'dir' }", map[string][]string{"build": {"make", "dir"}}, ""},
-		{"stage without steps, reserved and duplicate names", "stage('Stages') { echo 'x' }\nstage('stages') { sh 'a: b' }",
-			map[string][]string{"stage_stages": nil, "stage_stages_2": {"a: b"}}, ""},
-		{"empty", "", map[string][]string{"build": nil}, ""},
-	}
-	for _, tt := range tests {
-		out, n := jenkinsToGitLabCI("Jenkinsfile", tt.in)
-		var doc map[string]any
-		if err := yaml.Unmarshal([]byte(out), &doc); err != nil {
-			t.Fatalf("%s: %v\n%s", tt.name, err, out)
-		}
-		if n != len(tt.jobs) {
-			t.Errorf("%s: %d jobs, want %d", tt.name, n, len(tt.jobs))
-		}
-		for job, script := range tt.jobs {
-			j, _ := doc[job].(map[string]any)
-			lines, _ := j["script"].([]any)
-			if j == nil || len(lines) == 0 || j["stage"] != job {
-				t.Fatalf("%s: job %s: %v\n%s", tt.name, job, j, out)
-			}
-			if script == nil {
-				if !strings.Contains(lines[0].(string), "Sandbox stand-in: no sh steps") {
-					t.Errorf("%s: %s: %v", tt.name, job, lines)
-				}
-				continue
-			}
-			if fmt.Sprint(lines) != fmt.Sprint(script) {
-				t.Errorf("%s: %s script %v, want %v", tt.name, job, lines, script)
-			}
-		}
-		if d, _ := doc["default"].(map[string]any); fmt.Sprint(d["image"]) != tt.image && tt.image != "" {
-			t.Errorf("%s: default image %v", tt.name, d)
-		}
-		if !strings.HasPrefix(out, "# "+standIn) {
-			t.Errorf("%s: not labelled:\n%s", tt.name, out)
-		}
 	}
 }

@@ -30,13 +30,6 @@ func (s *execSession) Do(ctx context.Context, a *contract.Action) (*contract.Act
 	return s.ex.Execute(ctx, a), nil
 }
 
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestToolsAgainstLocalExecutor: every executor tool, called as a model
 // would, does its job in a real git checkout; errors come back as tool
 // errors with the executor's text.
