@@ -113,6 +113,8 @@ func hasTool(g *genRequest, name string) bool {
 	return false
 }
 
+// systemText is the system prompt: Anthropic's system field and every
+// system or developer message.
 func systemText(g *genRequest) string {
 	s := contentText(g.System)
 	for _, m := range g.Messages {
