@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -42,10 +43,11 @@ import (
 //     read the named file (a Jenkinsfile); branch; write .gitlab-ci.yml with
 //     one job per stage('…') running its sh steps (jenkinsToGitLabCI); add,
 //     commit, push; answer with the branch.
-//   - merge request (create_merge_request offered without final_response_tool,
-//     the flows' last step): open it from the branch named in the work
-//     summary ("branch `…`", else duo/workflow-<n>), with a labelled title and
-//     description.
+//   - merge request (create_merge_request the only tool offered and a "Work
+//     summary:" in the user message: the flows' last step, a OneOffComponent
+//     with our open_merge_request prompt; Agentic Chat offers the tool among
+//     many): open it from the branch named in the work summary ("branch `…`",
+//     else duo/workflow-<n>), with a labelled title and description.
 //
 // A tool error, or a history that is not this plan's (another model's calls),
 // ends the step at once with a final answer saying so.
@@ -62,6 +64,9 @@ const (
 
 	// standIn opens every text these conventions write.
 	standIn = "Sandbox stand-in (NOT CONFIDENTIAL; no model was consulted)"
+	// workSummary marks the merge request step's user message (the
+	// open_merge_request prompt's template).
+	workSummary = "Work summary:"
 	// ciFile is what the CI conversion writes.
 	ciFile = ".gitlab-ci.yml"
 )
@@ -80,7 +85,7 @@ func workflowCall(g *genRequest) *toolCall {
 	if len(users) == 0 {
 		return nil
 	}
-	if offered(g, mergeTool) != nil && !hasTool(g, finalTool) {
+	if offered(g, mergeTool) != nil && len(g.Tools) == 1 && slices.ContainsFunc(users, func(u string) bool { return strings.Contains(u, workSummary) }) {
 		return mergeRequestCall(users)
 	}
 	if offered(g, finalTool) == nil {
@@ -435,7 +440,7 @@ func convertPlan(p *plan, user, system string) {
 // summary names.
 func mergeRequestCall(users []string) *toolCall {
 	text := strings.Join(users, "\n")
-	goal, summary, _ := strings.Cut(text, "Work summary:")
+	goal, summary, _ := strings.Cut(text, workSummary)
 	goal = oneLine(strings.TrimPrefix(strings.TrimSpace(goal), "Goal:"), 200)
 	branch := ""
 	if m := summaryBranch.FindStringSubmatch(summary); m != nil {

@@ -297,6 +297,8 @@ func TestWorkspaceConventionsStayOff(t *testing.T) {
 		mk(developerTools, `"none"`, user),
 		mk(developerTools, `{"type":"function","function":{"name":"grep"}}`, user),
 		mk([]string{mergeTool, finalTool}, ``, msg("user", "Goal: x\nWork summary: branch `a`")),
+		mk([]string{issueTool, "create_work_item_note", mergeTool}, ``, msg("user", "What is wrong in issue 1? Work summary: branch `a`")), // Agentic Chat
+		mk([]string{mergeTool}, ``, msg("user", "Open a merge request for branch `a`")),                                                    // not our prompt
 	} {
 		if tc := workflowCall(g); tc != nil {
 			t.Errorf("tools %v, choice %s: %+v", g.Tools, g.ToolChoice, tc)
