@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -66,9 +67,9 @@ func (w *workspace) run(t *testing.T, name string, args map[string]any) string {
 // playStep runs one agent step against w until the sandbox answers with
 // final_response_tool (or anything but a tool call), as the flow engine
 // does, and returns the calls' names and the final answer.
-func playStep(t *testing.T, w *workspace, tools []string, system, user string) (calls []string, final string) {
+func playStep(t *testing.T, w *workspace, tools []string, choice json.RawMessage, system, user string) (calls []string, final string) {
 	t.Helper()
-	g := &genRequest{Model: ModelChat, Messages: []message{msg("system", system), msg("user", user)}}
+	g := &genRequest{Model: ModelChat, ToolChoice: choice, Messages: []message{msg("system", system), msg("user", user)}}
 	for _, n := range tools {
 		g.Tools = append(g.Tools, namedTool(t, n, `{"type":"object","properties":{}}`))
 	}
@@ -221,32 +222,40 @@ func TestWorkspaceFlowConventions(t *testing.T) {
 		calls: "read_file final_response_tool", final: []string{"stopped: read_file failed"},
 	}}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := map[string]string{}
-			for k, v := range tt.w.files {
-				before[k] = v
-			}
-			calls, final := playStep(t, tt.w, tt.tools, tt.system, tt.user)
-			if got := strings.Join(calls, " "); got != tt.calls {
-				t.Fatalf("calls\n got %s\nwant %s\nfinal: %s", got, tt.calls, final)
-			}
-			if !strings.HasPrefix(final, standIn+": ") {
-				t.Fatalf("final answer not labelled: %q", final)
-			}
-			for _, want := range tt.final {
-				if !strings.Contains(final, want) {
-					t.Errorf("final answer lacks %q:\n%s", want, final)
-				}
-			}
-			for f, want := range tt.files {
-				if got := tt.w.files[f]; got != want {
-					t.Errorf("%s:\n got %q\nwant %q", f, got, want)
-				}
-			}
-			if tt.git != nil && strings.Join(tt.w.git, "\n") != strings.Join(tt.git, "\n") {
-				t.Errorf("git commands:\n%s", strings.Join(tt.w.git, "\n"))
-			}
-		})
+		// Agents get tool_choice "auto" (absent) or, where the engine
+		// forces tool use, "required": the plan is the same.
+		for _, choice := range []string{``, `"required"`} {
+			t.Run(tt.name+" "+choice, func(t *testing.T) {
+				w := *tt.w
+				w.files = maps.Clone(tt.w.files)
+				calls, final := playStep(t, &w, tt.tools, json.RawMessage(choice), tt.system, tt.user)
+				checkStep(t, &w, calls, final, tt.calls, tt.final, tt.files, tt.git)
+			})
+		}
+	}
+}
+
+// checkStep compares a played step with what the table wants.
+func checkStep(t *testing.T, w *workspace, calls []string, final, wantCalls string, wantFinal []string, files map[string]string, git []string) {
+	t.Helper()
+	if got := strings.Join(calls, " "); got != wantCalls {
+		t.Fatalf("calls\n got %s\nwant %s\nfinal: %s", got, wantCalls, final)
+	}
+	if !strings.HasPrefix(final, standIn+": ") {
+		t.Fatalf("final answer not labelled: %q", final)
+	}
+	for _, want := range wantFinal {
+		if !strings.Contains(final, want) {
+			t.Errorf("final answer lacks %q:\n%s", want, final)
+		}
+	}
+	for f, want := range files {
+		if got := w.files[f]; got != want {
+			t.Errorf("%s:\n got %q\nwant %q", f, got, want)
+		}
+	}
+	if git != nil && strings.Join(w.git, "\n") != strings.Join(git, "\n") {
+		t.Errorf("git commands:\n%s", strings.Join(w.git, "\n"))
 	}
 }
 
