@@ -20,10 +20,6 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// foundationalPrivileges are what Rails grants (and pre-approves for) a
-// foundational flow's workflow.
-var foundationalPrivileges = []string{"read_write_files", "use_git", "run_commands", "read_write_gitlab", "read_only_gitlab"}
-
 // checkWorkspaceFlows runs the flows that change code through the real
 // binary, each with a duo-cli-like executor (localexec) in a fresh git
 // checkout of the demo project and the demo GitLab behind runHTTPRequest.
@@ -89,8 +85,7 @@ func checkWorkspaceFlows(ctx context.Context, t *testing.T, client contract.DuoW
 	for _, tt := range tests {
 		t.Run(tt.definition, func(t *testing.T) {
 			dir, origin := testutil.GitCheckout(t, gitlabtest.DemoFiles())
-			wf := api.Workflow(tt.id)
-			wf.Privileges, wf.PreApproved = foundationalPrivileges, foundationalPrivileges
+			api.FoundationalWorkflow(tt.id)
 			ex := &localexec.Executor{Dir: dir, Env: testutil.GitEnv, Timeout: 30 * time.Second}
 			s := workhorse.Session{Metadata: md, GitLab: api, OAuthToken: api.Token, Execute: func(a *contract.Action) *contract.ActionResponse {
 				if localexec.Handles(a) {

@@ -58,6 +58,22 @@ func NewAPI(token string) *API {
 	}}
 }
 
+// FoundationalFlowPrivileges are the agent privileges Rails grants a
+// foundational flow's workflow, all pre-approved (an ambient flow in a CI
+// job has nobody to ask).
+var FoundationalFlowPrivileges = []string{"read_write_files", "use_git", "run_commands", "read_write_gitlab", "read_only_gitlab"}
+
+// FoundationalWorkflow returns the record of workflow id with
+// FoundationalFlowPrivileges, as Rails creates it for a foundational flow.
+func (a *API) FoundationalWorkflow(id string) *Workflow {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.workflowLocked(id)
+	w.Privileges = append([]string(nil), FoundationalFlowPrivileges...)
+	w.PreApproved = append([]string(nil), FoundationalFlowPrivileges...)
+	return w
+}
+
 // Workflow returns (creating if needed) the record of workflow id, with
 // web-chat privileges (read-only and read-write GitLab, read-only
 // pre-approved) as Rails creates them.

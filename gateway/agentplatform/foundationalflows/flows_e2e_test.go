@@ -21,8 +21,7 @@ import (
 // accept.
 func TestCodeReviewMultiFile(t *testing.T) {
 	api := gitlabtest.NewAPI("t")
-	wf := api.Workflow("11")
-	wf.Privileges, wf.PreApproved = allPrivileges, allPrivileges
+	api.FoundationalWorkflow("11")
 	review := `<review>
 <summary>Discounts work, but the total breaks for items without quantity.</summary>
 <comment file="src/cart.js" old_line="" new_line="4">
@@ -107,8 +106,7 @@ func TestDeveloperFlow(t *testing.T) {
 		"src/cart.js": "export function total(items) {\n  return items.reduce((s, i) => s + i.price, 0)\n}\n",
 	})
 	api := gitlabtest.NewAPI("t")
-	wf := api.Workflow("7")
-	wf.Privileges, wf.PreApproved = allPrivileges, allPrivileges
+	api.FoundationalWorkflow("7")
 	check := []any{"src/cart.js"}
 	prog := "node"
 	if _, err := exec.LookPath("node"); err != nil {
@@ -163,8 +161,7 @@ func TestFixPipelineFlow(t *testing.T) {
 		"docs/unrelated.txt": "x\n",
 	})
 	api := gitlabtest.NewAPI("t")
-	wf := api.Workflow("8")
-	wf.Privileges, wf.PreApproved = allPrivileges, allPrivileges
+	api.FoundationalWorkflow("8")
 	model := &scripted{}
 	model.steps = append(model.steps,
 		tc("get_pipeline_failing_jobs", map[string]any{"pipeline_id": gitlabtest.DemoFailedPipelineID}),
@@ -206,8 +203,7 @@ func TestConvertToGitLabCI(t *testing.T) {
 		"Jenkinsfile": "pipeline {\n  agent { docker { image 'node:22' } }\n  stages {\n    stage('Test') { steps { sh 'npm ci && npm test' } }\n  }\n}\n",
 	})
 	api := gitlabtest.NewAPI("t")
-	wf := api.Workflow("9")
-	wf.Privileges, wf.PreApproved = allPrivileges, allPrivileges
+	api.FoundationalWorkflow("9")
 	ci := "stages: [test]\n\ntest:\n  stage: test\n  image: node:22\n  script:\n    - npm ci\n    - npm test\n"
 	model := &scripted{}
 	model.steps = append(model.steps,

@@ -86,10 +86,6 @@ func final(text string) []model.ToolCall {
 	return tc("final_response_tool", map[string]any{"final_response": text})
 }
 
-// allPrivileges are a foundational flow's privileges, all pre-approved
-// (as Rails configures foundational flows).
-var allPrivileges = []string{"read_write_files", "use_git", "run_commands", "read_write_gitlab", "read_only_gitlab"}
-
 func newFlows(t *testing.T, m *scripted) *Flows {
 	t.Helper()
 	f, err := New(Options{Model: m})
