@@ -73,8 +73,10 @@ flow:
 // conditional router runs to FINISHED against the demo GitLab (its model
 // call through the attested proxy); code_review/v1 on the demo merge
 // requests finishes and posts a review GitLab's parser accepts (the sandbox
-// model's review convention), which becomes merge request notes; an unknown
-// flow and an invalid inline config fail at once with named errors.
+// model's review convention), which becomes merge request notes;
+// developer/v1, fix_pipeline/v1 and convert_to_gl_ci/v1 change a checkout
+// through an executor and open merge requests (checkWorkspaceFlows); an
+// unknown flow and an invalid inline config fail at once with named errors.
 func TestFlowsEndToEnd(t *testing.T) {
 	e := startListenersEnv(t, "", nil)
 	agentAddr := e.agentAddr(t)
@@ -96,7 +98,7 @@ func TestFlowsEndToEnd(t *testing.T) {
 	}
 	md.Set(agentplatform.HeaderModelMetadata, `{"provider":"openai","name":"general","api_key":"placeholder","identifier":"custom_openai/`+sandbox.ModelChat+`"}`)
 	md.Set("x-gitlab-oauth-token", api.Token)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	e.serve.waitUntil(t, "the Agent Platform to answer ListTools", func() bool {
 		_, err := agentplatform.Probe(ctx, agentAddr, &tls.Config{RootCAs: e.roots, ServerName: "localhost"}, md)
@@ -200,9 +202,17 @@ func TestFlowsEndToEnd(t *testing.T) {
 		}
 	}
 
-	// The diff went to the sandbox only encrypted.
-	if wire := string(e.backend.Bytes()); strings.Contains(wire, "i.price * i.quantity") || strings.Contains(wire, "SAVE10") {
-		t.Fatal("the merge request's diff reached the backend unencrypted")
+	// developer/v1, fix_pipeline/v1 and convert_to_gl_ci/v1 with an
+	// executor in a checkout of the demo project (flows_work_e2e_test.go).
+	checkWorkspaceFlows(ctx, t, client, md, api)
+
+	// The diff, the issue, the job log and the Jenkinsfile went to the
+	// sandbox only encrypted.
+	wire := string(e.backend.Bytes())
+	for _, plain := range []string{"i.price * i.quantity", "SAVE10", "sums prices only", "4 !== 8", "docker { image"} {
+		if strings.Contains(wire, plain) {
+			t.Fatalf("%q (a tool result) reached the backend unencrypted", plain)
+		}
 	}
 
 	// The command the demo prints: `agent flow` plays Workhorse from a
@@ -223,12 +233,15 @@ func TestFlowsEndToEnd(t *testing.T) {
 		t.Fatalf("agent flow CLI: %d reviews posted", len(cliAPI.ReviewPosts()))
 	}
 
-	// An unknown foundational flow fails at once, named.
-	_, err = workhorse.Run(ctx, client, workhorse.Session{Metadata: md, GitLab: api, OAuthToken: api.Token,
-		Start: &contract.StartWorkflowRequest{WorkflowID: "22", WorkflowDefinition: "sast_fp_detection/v1", Goal: "x"}})
-	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), `Unsupported workflow definition "sast_fp_detection/v1"`) ||
-		!strings.Contains(st.Message(), "code_review/v1") {
-		t.Fatalf("unknown flow: %v", err)
+	// An unknown flow fails at once, named — a flow not implemented yet and
+	// a version we do not have alike (never rerouted to developer/v1).
+	for _, name := range []string{"sast_fp_detection/v1", "developer/v2"} {
+		_, err = workhorse.Run(ctx, client, workhorse.Session{Metadata: md, GitLab: api, OAuthToken: api.Token,
+			Start: &contract.StartWorkflowRequest{WorkflowID: "22", WorkflowDefinition: name, Goal: "x"}})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), `Unsupported workflow definition "`+name+`"`) ||
+			!strings.Contains(st.Message(), "code_review/v1") {
+			t.Fatalf("unknown flow %s: %v", name, err)
+		}
 	}
 	// An invalid inline config is refused with the key that is wrong.
 	cfg.Fields["flow"] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"entry_point": structpb.NewStringValue("nowhere")}})

@@ -58,6 +58,22 @@ func NewAPI(token string) *API {
 	}}
 }
 
+// FoundationalFlowPrivileges are the agent privileges Rails grants a
+// foundational flow's workflow, all pre-approved (an ambient flow in a CI
+// job has nobody to ask).
+var FoundationalFlowPrivileges = []string{"read_write_files", "use_git", "run_commands", "read_write_gitlab", "read_only_gitlab"}
+
+// FoundationalWorkflow returns the record of workflow id with
+// FoundationalFlowPrivileges, as Rails creates it for a foundational flow.
+func (a *API) FoundationalWorkflow(id string) *Workflow {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.workflowLocked(id)
+	w.Privileges = append([]string(nil), FoundationalFlowPrivileges...)
+	w.PreApproved = append([]string(nil), FoundationalFlowPrivileges...)
+	return w
+}
+
 // Workflow returns (creating if needed) the record of workflow id, with
 // web-chat privileges (read-only and read-write GitLab, read-only
 // pre-approved) as Rails creates them.
@@ -90,9 +106,27 @@ func (a *API) Notes(key string) []map[string]any {
 	return append([]map[string]any(nil), a.notes[key]...)
 }
 
+// demoFiles is the sample project's repository on its default branch: the
+// cart whose total ignores quantity (issue 1), the test that fails because
+// of it (the failed pipeline's log) and the Jenkinsfile the project still
+// has (for Convert to GitLab CI).
 var demoFiles = map[string]string{
-	"README.md":   "# Demo shop\n\nA tiny web shop used by the duo-confidential demo.\n",
-	"src/cart.js": "export function total(items) {\n  return items.reduce((s, i) => s + i.price, 0)\n}\n",
+	"README.md":         "# Demo shop\n\nA tiny web shop used by the duo-confidential demo.\n",
+	"src/cart.js":       "export function total(items) {\n  return items.reduce((s, i) => s + i.price, 0)\n}\n",
+	"package.json":      "{\n  \"name\": \"shop\",\n  \"version\": \"1.0.0\",\n  \"type\": \"module\",\n  \"scripts\": { \"test\": \"node --test\" }\n}\n",
+	"test/cart.test.js": "import test from 'node:test'\nimport assert from 'node:assert'\nimport { total } from '../src/cart.js'\n\ntest('total multiplies price by quantity', () => {\n  assert.strictEqual(total([{ price: 4, quantity: 2 }]), 8)\n})\n",
+	"Jenkinsfile": "pipeline {\n  agent { docker { image 'node:22' } }\n  stages {\n    stage('Install') { steps { sh 'npm ci' } }\n" +
+		"    stage('Test') { steps { sh 'npm test' } }\n  }\n}\n",
+}
+
+// DemoFiles returns a copy of the sample project's repository (path →
+// content), for a test's checkout of the project an executor works in.
+func DemoFiles() map[string]string {
+	out := make(map[string]string, len(demoFiles))
+	for k, v := range demoFiles {
+		out[k] = v
+	}
+	return out
 }
 
 var demoIssues = []map[string]any{
@@ -310,7 +344,8 @@ func (a *API) projectRoute(w http.ResponseWriter, r *http.Request, sub string, b
 	case sub == "/merge_requests/1/diffs" && get:
 		writeJSON(w, 200, demoDiffs)
 	case sub == "/repository/tree" && get:
-		writeJSON(w, 200, []map[string]any{{"name": "README.md", "type": "blob", "path": "README.md"}, {"name": "src", "type": "tree", "path": "src"}})
+		writeJSON(w, 200, []map[string]any{{"name": "Jenkinsfile", "type": "blob", "path": "Jenkinsfile"}, {"name": "README.md", "type": "blob", "path": "README.md"},
+			{"name": "package.json", "type": "blob", "path": "package.json"}, {"name": "src", "type": "tree", "path": "src"}, {"name": "test", "type": "tree", "path": "test"}})
 	case reRawFile.MatchString(sub) && get:
 		name := strings.ReplaceAll(reRawFile.FindStringSubmatch(sub)[1], "%2F", "/")
 		if c, ok := demoFiles[name]; ok {

@@ -30,10 +30,12 @@ type message struct {
 	Role      string          `json:"role"`
 	Content   json.RawMessage `json:"content"`
 	ToolCalls []struct {
+		ID       string `json:"id"`
 		Function struct {
 			Name string `json:"name"`
 		} `json:"function"`
 	} `json:"tool_calls"`
+	ToolCallID string `json:"tool_call_id"` // a tool result's call
 }
 
 // part is a content part of either API.
@@ -214,6 +216,9 @@ func compose(lead []string, seed string, limit int) *reply {
 func chatReply(g *genRequest) *reply {
 	last, prompt := g.lastUser()
 	tc := reviewCall(g) // review.go's flow conventions
+	if tc == nil {
+		tc = workflowCall(g) // workflows.go's stand-ins
+	}
 	if tc == nil {
 		tc = pickTool(g, last)
 	}

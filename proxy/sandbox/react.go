@@ -41,12 +41,7 @@ var (
 // reactReply returns the ReAct reply for g, or nil when the convention does
 // not apply.
 func reactReply(g *genRequest) *reply {
-	system := contentText(g.System)
-	for _, m := range g.Messages {
-		if m.Role == "system" || m.Role == "developer" {
-			system += "\n" + contentText(m.Content)
-		}
-	}
+	system := systemText(g)
 	if !strings.Contains(system, reactMarker) {
 		return nil
 	}

@@ -2,9 +2,7 @@ package executortools_test
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/executortools/localexec"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowtools"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // execSession sends every action to a local executor.
@@ -31,49 +30,12 @@ func (s *execSession) Do(ctx context.Context, a *contract.Action) (*contract.Act
 	return s.ex.Execute(ctx, a), nil
 }
 
-// gitRepo makes a checkout with one commit and a bare "origin".
-func gitRepo(t *testing.T) (dir, origin string) {
-	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
-	base := t.TempDir()
-	dir, origin = filepath.Join(base, "work"), filepath.Join(base, "origin.git")
-	run := func(d string, args ...string) {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = d
-		cmd.Env = append(os.Environ(), GitEnv...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	must(t, os.MkdirAll(dir, 0o755))
-	run(base, "init", "-q", "--bare", "-b", "main", origin)
-	run(dir, "init", "-q", "-b", "main")
-	must(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() {\n\tprintln(\"hi\")\n}\n"), 0o644))
-	run(dir, "add", ".")
-	run(dir, "commit", "-q", "-m", "init")
-	run(dir, "remote", "add", "origin", origin)
-	run(dir, "push", "-q", "origin", "main")
-	return dir, origin
-}
-
-// GitEnv is a fixed git identity for tests.
-var GitEnv = []string{"GIT_AUTHOR_NAME=Duo", "GIT_AUTHOR_EMAIL=duo@example.com", "GIT_COMMITTER_NAME=Duo", "GIT_COMMITTER_EMAIL=duo@example.com", "GIT_CONFIG_GLOBAL=/dev/null"}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestToolsAgainstLocalExecutor: every executor tool, called as a model
 // would, does its job in a real git checkout; errors come back as tool
 // errors with the executor's text.
 func TestToolsAgainstLocalExecutor(t *testing.T) {
-	dir, origin := gitRepo(t)
-	s := &execSession{ex: &localexec.Executor{Dir: dir, Env: GitEnv}}
+	dir, origin := testutil.GitCheckout(t, map[string]string{"main.go": "package main\n\nfunc main() {\n\tprintln(\"hi\")\n}\n"})
+	s := &execSession{ex: &localexec.Executor{Dir: dir, Env: testutil.GitEnv}}
 	env := &flowtools.Env{Session: s}
 	cat := flowtools.Merge(executortools.Tools())
 	call := func(name string, args map[string]any) (string, error) {

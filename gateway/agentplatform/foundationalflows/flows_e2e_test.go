@@ -11,6 +11,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // TestCodeReviewMultiFile: code_review/v1 on the demo's two-file merge
@@ -20,8 +21,7 @@ import (
 // accept.
 func TestCodeReviewMultiFile(t *testing.T) {
 	api := gitlabtest.NewAPI("t")
-	wf := api.Workflow("11")
-	wf.Privileges, wf.PreApproved = allPrivileges, allPrivileges
+	api.FoundationalWorkflow("11")
 	review := `<review>
 <summary>Discounts work, but the total breaks for items without quantity.</summary>
 <comment file="src/cart.js" old_line="" new_line="4">
@@ -101,13 +101,12 @@ func asString(v any) string {
 // branch in the executor's checkout, pushes it and opens a merge request
 // whose branch builds.
 func TestDeveloperFlow(t *testing.T) {
-	dir, origin := demoCheckout(t, map[string]string{
+	dir, origin := testutil.GitCheckout(t, map[string]string{
 		"README.md":   "# Demo shop\n",
 		"src/cart.js": "export function total(items) {\n  return items.reduce((s, i) => s + i.price, 0)\n}\n",
 	})
 	api := gitlabtest.NewAPI("t")
-	wf := api.Workflow("7")
-	wf.Privileges, wf.PreApproved = allPrivileges, allPrivileges
+	api.FoundationalWorkflow("7")
 	check := []any{"src/cart.js"}
 	prog := "node"
 	if _, err := exec.LookPath("node"); err != nil {
@@ -133,7 +132,7 @@ func TestDeveloperFlow(t *testing.T) {
 	if err != nil || out != flow.Finished {
 		t.Fatalf("%v %v", out, err)
 	}
-	if got := showBranchFile(t, origin, "duo/workflow-7", "src/cart.js"); !strings.Contains(got, "i.price * i.quantity") {
+	if got := testutil.GitShow(t, origin, "duo/workflow-7", "src/cart.js"); !strings.Contains(got, "i.price * i.quantity") {
 		t.Fatalf("branch file:\n%s", got)
 	}
 	mrs := api.CreatedMergeRequests()
@@ -154,7 +153,7 @@ func TestDeveloperFlow(t *testing.T) {
 // TestFixPipelineFlow: fix_pipeline/v1 reads the failed job's log and
 // changes the file the log points at.
 func TestFixPipelineFlow(t *testing.T) {
-	dir, origin := demoCheckout(t, map[string]string{
+	dir, origin := testutil.GitCheckout(t, map[string]string{
 		"src/cart.js":        "export function total(items) {\n  return items.reduce((s, i) => s + i.price, 0)\n}\n",
 		"test/cart.test.js":  "import test from 'node:test'\n",
 		"package.json":       "{\"name\":\"shop\"}\n",
@@ -162,8 +161,7 @@ func TestFixPipelineFlow(t *testing.T) {
 		"docs/unrelated.txt": "x\n",
 	})
 	api := gitlabtest.NewAPI("t")
-	wf := api.Workflow("8")
-	wf.Privileges, wf.PreApproved = allPrivileges, allPrivileges
+	api.FoundationalWorkflow("8")
 	model := &scripted{}
 	model.steps = append(model.steps,
 		tc("get_pipeline_failing_jobs", map[string]any{"pipeline_id": gitlabtest.DemoFailedPipelineID}),
@@ -201,12 +199,11 @@ func TestFixPipelineFlow(t *testing.T) {
 // TestConvertToGitLabCI: convert_to_gl_ci/v1 writes .gitlab-ci.yml from a
 // Jenkinsfile on a branch and opens a merge request.
 func TestConvertToGitLabCI(t *testing.T) {
-	dir, origin := demoCheckout(t, map[string]string{
+	dir, origin := testutil.GitCheckout(t, map[string]string{
 		"Jenkinsfile": "pipeline {\n  agent { docker { image 'node:22' } }\n  stages {\n    stage('Test') { steps { sh 'npm ci && npm test' } }\n  }\n}\n",
 	})
 	api := gitlabtest.NewAPI("t")
-	wf := api.Workflow("9")
-	wf.Privileges, wf.PreApproved = allPrivileges, allPrivileges
+	api.FoundationalWorkflow("9")
 	ci := "stages: [test]\n\ntest:\n  stage: test\n  image: node:22\n  script:\n    - npm ci\n    - npm test\n"
 	model := &scripted{}
 	model.steps = append(model.steps,
@@ -224,7 +221,7 @@ func TestConvertToGitLabCI(t *testing.T) {
 	if err != nil || out != flow.Finished {
 		t.Fatalf("%v %v", out, err)
 	}
-	if got := showBranchFile(t, origin, "duo/workflow-9", ".gitlab-ci.yml"); got != ci {
+	if got := testutil.GitShow(t, origin, "duo/workflow-9", ".gitlab-ci.yml"); got != ci {
 		t.Fatalf("ci file %q", got)
 	}
 }

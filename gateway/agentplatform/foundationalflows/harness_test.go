@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +15,7 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabapi"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
+	"github.com/duo-confidential/duo-confidential/internal/testutil"
 )
 
 // ciSession plays Workhorse plus a duo-cli executor in a CI job:
@@ -88,54 +86,6 @@ func final(text string) []model.ToolCall {
 	return tc("final_response_tool", map[string]any{"final_response": text})
 }
 
-// allPrivileges are a foundational flow's privileges, all pre-approved
-// (as Rails configures foundational flows).
-var allPrivileges = []string{"read_write_files", "use_git", "run_commands", "read_write_gitlab", "read_only_gitlab"}
-
-var gitEnv = []string{"GIT_AUTHOR_NAME=Duo", "GIT_AUTHOR_EMAIL=duo@example.com", "GIT_COMMITTER_NAME=Duo", "GIT_COMMITTER_EMAIL=duo@example.com", "GIT_CONFIG_GLOBAL=/dev/null"}
-
-// demoCheckout is a git checkout of the demo project with a bare origin.
-func demoCheckout(t *testing.T, files map[string]string) (dir, origin string) {
-	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
-	base := t.TempDir()
-	dir, origin = filepath.Join(base, "shop"), filepath.Join(base, "origin.git")
-	git := func(d string, args ...string) {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = d
-		cmd.Env = append(os.Environ(), gitEnv...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	for p, c := range files {
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	git(base, "init", "-q", "--bare", "-b", "main", origin)
-	git(dir, "init", "-q", "-b", "main")
-	git(dir, "add", ".")
-	git(dir, "commit", "-q", "-m", "init")
-	git(dir, "remote", "add", "origin", origin)
-	git(dir, "push", "-q", "origin", "main")
-	return dir, origin
-}
-
-func showBranchFile(t *testing.T, origin, branch, file string) string {
-	t.Helper()
-	out, err := exec.Command("git", "--git-dir", origin, "show", branch+":"+file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("git show %s:%s: %v\n%s", branch, file, err, out)
-	}
-	return string(out)
-}
-
 func newFlows(t *testing.T, m *scripted) *Flows {
 	t.Helper()
 	f, err := New(Options{Model: m})
@@ -145,7 +95,9 @@ func newFlows(t *testing.T, m *scripted) *Flows {
 	return f
 }
 
-func newExecutor(dir string) *localexec.Executor { return &localexec.Executor{Dir: dir, Env: gitEnv} }
+func newExecutor(dir string) *localexec.Executor {
+	return &localexec.Executor{Dir: dir, Env: testutil.GitEnv}
+}
 
 func gitlabClient(s *ciSession) *gitlabapi.Client { return gitlabapi.New(s) }
 

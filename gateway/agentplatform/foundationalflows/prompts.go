@@ -8,7 +8,11 @@ type prompt struct {
 	id, version, system, user string
 }
 
-// branchRule is shared by the flows that change code.
+// branchRule is shared by the flows that change code. The sandbox
+// backend's stand-ins (proxy/sandbox/workflows.go) read its "branch named"
+// and the "Diagnosis:", "Convert:" and "Work summary:" lines of the user
+// templates below; TestFlowsEndToEnd in cmd/duo-confidential fails if they
+// drift.
 const branchRule = "Work on a new branch named duo/workflow-{{workflow_id}} (run_git_command checkout with args \"-b duo/workflow-{{workflow_id}}\"). " +
 	"When the change is complete, stage it (add), commit it with a short message that says what and why, and push the branch " +
 	"(push with args \"-u origin duo/workflow-{{workflow_id}}\"). Do not open the merge request yourself; the next step does.\n"
