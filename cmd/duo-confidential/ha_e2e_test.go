@@ -20,7 +20,8 @@ type haRequest struct {
 	kind       string
 	start, end time.Time
 	status     int
-	servedBy   string // X-Served-By: the HAProxy server name
+	servedBy   string // X-Served-By: the HAProxy server name (sessions: the replica's log)
+	workflowID string // Agent Platform sessions: their workflow id
 	err        string // empty when the answer was complete and correct
 }
 
@@ -107,6 +108,10 @@ func (c *haCluster) startLoad(perKind, maxRequests int) *haLoad {
 	}
 	l.wg.Add(1)
 	go l.agentWorker(maxRequests)
+	for range perKind {
+		l.wg.Add(1)
+		go l.sessionWorker(maxRequests)
+	}
 	return l
 }
 
@@ -177,12 +182,14 @@ func summary(reqs []haRequest) string {
 
 // TestHARollingRestartAndKill: three replicas of the real binary with
 // shared keys behind HAProxy, under steady load of completions, SSE
-// generations and chat streams. Restarting each replica in turn (SIGTERM:
-// /readyz fails, in-flight requests and streams finish, then it exits)
-// fails no request; a token minted on one replica is accepted by the
-// others; after kill -9 of one replica only the requests it had in flight
-// fail, and once HAProxy's health check has marked it down no request is
-// sent to it. Needs Debian's haproxy (CI installs it); skips without.
+// generations, chat streams and Agent Platform calls and sessions (full
+// Agentic Chat ExecuteWorkflow sessions with a tool call). Restarting each
+// replica in turn (SIGTERM: /readyz fails, in-flight requests, streams and
+// sessions finish, then it exits) fails no request and no session; a token
+// minted on one replica is accepted by the others; after kill -9 of one
+// replica only the requests and sessions it had in flight fail, and once
+// HAProxy's health check has marked it down no request is sent to it.
+// Needs Debian's haproxy (CI installs it); skips without.
 func TestHARollingRestartAndKill(t *testing.T) {
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		t.Skip("haproxy not installed (apt-get install haproxy)")
@@ -230,7 +237,9 @@ func TestHARollingRestartAndKill(t *testing.T) {
 	t.Run("rolling restart under load: no failed request", func(t *testing.T) {
 		load := c.startLoad(2, 3000)
 		time.Sleep(time.Second)
+		drainStart := map[string]time.Time{}
 		for _, r := range c.replicas {
+			drainStart[r.name] = time.Now().Add(haShutdownDelay)
 			if err := r.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
@@ -251,6 +260,8 @@ func TestHARollingRestartAndKill(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 		reqs := load.finish()
+		c.sessionReplicas(reqs)
+		checkSessions(t, reqs, drainStart)
 		failed := 0
 		for _, q := range reqs {
 			if q.err != "" {
@@ -269,6 +280,9 @@ func TestHARollingRestartAndKill(t *testing.T) {
 	t.Run("kill -9: only its in-flight requests fail, then no request goes to it", func(t *testing.T) {
 		load := c.startLoad(2, 3000)
 		time.Sleep(1500 * time.Millisecond)
+		// An Agent Platform session held at its tool call on every replica:
+		// the victim's must fail, the others must finish.
+		parkedSessions, releaseSessions := c.parkSessions(t)
 		// A code generation streaming from some replica: that replica dies
 		// mid-stream, so at least this request is in flight at the kill.
 		k := haKinds[1]
@@ -306,10 +320,18 @@ func TestHARollingRestartAndKill(t *testing.T) {
 			t.Errorf("the stream from the killed replica %s completed: the kill came too late to test anything", victim.name)
 		}
 		load.record(streamed)
+		for _, r := range releaseSessions() {
+			load.record(r)
+			if r.servedBy == victim.name && r.err == "" {
+				t.Errorf("session %s, held at its tool call on the killed replica %s, completed", r.workflowID, victim.name)
+			}
+		}
+		t.Logf("sessions held at their tool call during the kill: %d on replicas %v", len(parkedSessions), parkedReplicas(parkedSessions))
 		detect := c.waitServer(victim.name, "DOWN")
 		down := killed.Add(detect)
 		time.Sleep(2 * time.Second)
 		reqs := load.finish()
+		c.sessionReplicas(reqs)
 		failed, inFlight := 0, 0
 		for _, q := range reqs {
 			wasInFlight := q.start.Before(killed) && q.end.After(killed)

@@ -133,6 +133,7 @@ func (s *Service) execute(stream contract.DuoWorkflow_ExecuteWorkflowServer, sta
 	}
 	defer s.unregister(ss)
 	s.o.Metrics.SessionStarted()
+	s.log.Info("agent platform: session started", "workflow_id", start.GetWorkflowID(), "definition", def)
 	*started = true
 	go ss.receive()
 	go ss.watchIdle()
