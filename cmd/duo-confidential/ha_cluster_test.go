@@ -205,6 +205,7 @@ func (c *haCluster) startHAProxy(caFile, certFile, keyFile string) {
 	}
 	cfg := fmt.Sprintf(`global
   maxconn 1024
+  log stdout format raw local0 info
   stats socket %[1]s mode 600 level admin
 defaults
   mode http
@@ -233,6 +234,10 @@ frontend agent
   mode tcp
   timeout client 60s
   bind %[9]s
+  # One line per connection at its end, naming the replica it went to:
+  # the test attributes gRPC calls to replicas by their client port.
+  log global
+  option tcplog
   default_backend agents
 backend agents
   mode tcp
