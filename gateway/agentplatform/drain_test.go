@@ -6,15 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
 
 // TestShutdownLetsSessionsFinish: a session running when the drain begins
-// goes on to its end (OK, its last checkpoint delivered), Shutdown waits
-// for it, and a session opened during the drain is refused with
-// UNAVAILABLE so the client retries on another replica.
+// goes on to its end (OK, its last checkpoint delivered) and Shutdown
+// waits for it; a session opened during the drain is refused with
+// UNAVAILABLE (the GOAWAY: the client retries on another replica) or, when
+// the server accepted its stream before the GOAWAY, served to its end too.
 func TestShutdownLetsSessionsFinish(t *testing.T) {
 	h := newHarness(t, harnessOptions{flows: map[string]flow.Flow{"chat": scriptFlow(echoHTTP)}})
 	st, err := h.client.ExecuteWorkflow(h.ctx(h.railsMD("duo_chat")))
@@ -35,12 +38,22 @@ func TestShutdownLetsSessionsFinish(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	late, err := h.client.ExecuteWorkflow(h.ctx(h.railsMD("duo_chat")))
+	var la *contract.Action
 	if err == nil {
 		_ = late.Send(start("chat"))
-		_, err = late.Recv()
+		la, err = late.Recv()
 	}
-	if status.Code(err) != codes.Unavailable {
-		t.Errorf("a session opened during the drain: %v, want UNAVAILABLE", err)
+	switch {
+	case err == nil && la.GetRunHTTPRequest() != nil:
+		must(t, late.Send(answer(la, "late")))
+		if cp, err := late.Recv(); err != nil || cp.GetNewCheckpoint().GetStatus() != "FINISHED" {
+			t.Errorf("a session accepted during the drain: %v %v", cp, err)
+		}
+		if _, err := late.Recv(); err != io.EOF {
+			t.Errorf("a session accepted during the drain ended with %v, want OK", err)
+		}
+	case status.Code(err) != codes.Unavailable:
+		t.Errorf("a session opened during the drain: %v %v, want UNAVAILABLE or to be served", la, err)
 	}
 	select {
 	case <-done:
@@ -103,9 +116,8 @@ func TestSessionGrace(t *testing.T) {
 	}
 }
 
-// isDraining reports whether Shutdown has begun.
+// isDraining reports whether Shutdown has begun (health NOT_SERVING).
 func (s *Service) isDraining() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.draining
+	r, err := s.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	return err == nil && r.Status == healthpb.HealthCheckResponse_NOT_SERVING
 }

@@ -93,7 +93,10 @@ type Service struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
-	draining bool
+	// stopping: the drain's grace for sessions is over; sessions that
+	// still start (accepted before the GOAWAY reached their client) are
+	// refused with UNAVAILABLE.
+	stopping bool
 }
 
 // New builds the service and its gRPC server; Serve starts it.
@@ -168,9 +171,6 @@ func (s *Service) Serve(ln net.Listener) error {
 // the workflow elsewhere); when ctx ends, remaining connections are closed.
 func (s *Service) Shutdown(ctx context.Context) {
 	s.health.Shutdown()
-	s.mu.Lock()
-	s.draining = true
-	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	var stopAt <-chan time.Time
@@ -208,10 +208,12 @@ func sessionGrace(left time.Duration) time.Duration {
 	return left - sessionStopReserve
 }
 
-// stopSessions stops every running session with reason.
+// stopSessions stops every running session with reason and refuses new
+// ones.
 func (s *Service) stopSessions(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopping = true
 	for ss := range s.sessions {
 		ss.stop(reason)
 	}

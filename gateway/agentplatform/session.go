@@ -248,7 +248,7 @@ func (s *Service) callerFrom(ctx context.Context) (flow.Caller, error) {
 func (s *Service) register(ss *session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining {
+	if s.stopping {
 		return false
 	}
 	s.sessions[ss] = struct{}{}
