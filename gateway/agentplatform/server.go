@@ -199,8 +199,9 @@ func (s *Service) Shutdown(ctx context.Context) {
 // ends (each bounded by stopReportTimeout).
 const sessionStopReserve = stopReportTimeout + time.Second
 
-// sessionGrace is how long running sessions may go on of a drain that has
-// left: all but sessionStopReserve, or half when that is less.
+// sessionGrace is how much of the drain time left running sessions may
+// use: all but sessionStopReserve, or half when the drain is shorter than
+// two reserves.
 func sessionGrace(left time.Duration) time.Duration {
 	if left < 2*sessionStopReserve {
 		return max(left/2, 0)
