@@ -116,8 +116,9 @@ func (a *Appliance) runAgentPlatform(ln net.Listener, errc chan<- error) {
 		"gitlab_setting", "Duo Agent Platform service URL = "+ln.Addr().String())
 }
 
-// shutdownAgentPlatform drains running sessions (they end as a server
-// shutdown, so Workhorse retries elsewhere) within ctx.
+// shutdownAgentPlatform drains within ctx: running sessions may finish;
+// those still running near its deadline end as a server shutdown, so
+// Workhorse resumes them elsewhere.
 func (a *Appliance) shutdownAgentPlatform(ctx context.Context) {
 	if a.agent != nil && a.agentServing.Load() {
 		a.agent.Shutdown(ctx)

@@ -381,14 +381,17 @@ func (a *Appliance) RunListeners(ctx context.Context, ls Listeners, drain time.D
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	errs := []error{a.shutdownAdmin(dctx)}
-	// Agent sessions call the model through the gateway's client and the
-	// proxy: end them first.
-	a.shutdownAgentPlatform(dctx)
+	// Agent sessions and gateway requests drain side by side (a session
+	// may take most of the drain); both call the model through the
+	// gateway's client and the proxy, which close after them.
+	agentDrained := make(chan struct{})
+	go func() { a.shutdownAgentPlatform(dctx); close(agentDrained) }()
 	if a.front != nil {
 		if err := a.front.gw.Shutdown(dctx); err != nil {
 			errs = append(errs, fmt.Errorf("drain gateway: %w", err))
 		}
 	}
+	<-agentDrained
 	if err := a.proxy.Shutdown(dctx); err != nil {
 		errs = append(errs, fmt.Errorf("drain: %w", err))
 	}

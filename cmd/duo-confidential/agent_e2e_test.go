@@ -199,9 +199,12 @@ func TestAgentPlatformGitLabDownAtStart(t *testing.T) {
 	})
 }
 
-// TestAgentPlatformDrainOnSIGTERM: a session waiting on its client when
-// the service is told to stop gets a STOPPED checkpoint and UNAVAILABLE
-// (Workhorse retries), and the process exits cleanly.
+// TestAgentPlatformDrainOnSIGTERM: a session running when the process is
+// told to stop goes on through the drain: its client answers the tool
+// call it was waiting on after SIGTERM, and the session still ends
+// INPUT_REQUIRED with the agent's answer; then the process exits cleanly.
+// (A session that outlasts the drain is stopped with a STOPPED checkpoint
+// and UNAVAILABLE: gateway/agentplatform's TestShutdownStopsSessionsAtTheGraceLimit.)
 func TestAgentPlatformDrainOnSIGTERM(t *testing.T) {
 	e := startListenersEnv(t, "", nil)
 	agentAddr := e.agentAddr(t)
@@ -210,44 +213,44 @@ func TestAgentPlatformDrainOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	opts := gitlabtest.TokenOptions{Audiences: []string{agentplatform.ServiceName}, Scopes: []string{"duo_chat"}}
-	tok, _ := e.gitlab.Token(opts)
-	md := metadata.MD{}
-	for k, v := range e.gitlab.Headers(tok, opts) {
-		md.Set(strings.ToLower(k), v...)
-	}
-	md.Set(agentplatform.HeaderModelMetadata, `{"provider":"openai","name":"general","identifier":"custom_openai/`+sandbox.ModelChat+`"}`)
+	api := gitlabtest.NewAPI("oauth-" + rand.Text())
+	md := e.agentMD(t, "duo_chat")
+	md.Set("x-gitlab-oauth-token", api.Token)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := contract.NewDuoWorkflowClient(conn).ExecuteWorkflow(metadata.NewOutgoingContext(ctx, md))
-	if err != nil {
-		t.Fatal(err)
+	e.serve.waitUntil(t, "the Agent Platform to answer ListTools", func() bool {
+		_, err := agentplatform.Probe(ctx, agentAddr, &tls.Config{RootCAs: e.roots, ServerName: "localhost"}, e.agentMD(t, "duo_agent_platform"))
+		return err == nil
+	})
+	// The session's first GitLab call waits until the drain has begun.
+	gitlab := &parked{h: api, arrived: make(chan struct{}), release: make(chan struct{})}
+	type result struct {
+		status string
+		err    error
+		out    string
 	}
-	if err := st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_StartRequest{StartRequest: &contract.StartWorkflowRequest{WorkflowID: "1", WorkflowDefinition: "chat", Goal: "hi"}}}); err != nil {
-		t.Fatal(err)
-	}
-	// The first action (the workflow fetch) is never answered.
-	if a, err := st.Recv(); err != nil || a.GetRunHTTPRequest() == nil {
-		t.Fatalf("first action %v %v", a, err)
+	done := make(chan result, 1)
+	go func() {
+		var out strings.Builder
+		st, err := workhorse.RunChat(ctx, contract.NewDuoWorkflowClient(conn), workhorse.Session{Metadata: md, GitLab: gitlab, OAuthToken: api.Token},
+			"1", "call get_issue for issue 1", false, &out)
+		done <- result{st, err, out.String()}
+	}()
+	select {
+	case <-gitlab.arrived:
+	case r := <-done:
+		t.Fatalf("the session ended before its first GitLab call: %s %v\n%s", r.status, r.err, r.out)
 	}
 	if err := e.serve.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	var last *contract.NewCheckpoint
-	for {
-		a, err := st.Recv()
-		if err != nil {
-			if status.Code(err) != codes.Unavailable {
-				t.Fatalf("end of the session: %v", err)
-			}
-			break
-		}
-		if cp := a.GetNewCheckpoint(); cp != nil {
-			last = cp
-		}
-	}
-	if last == nil || last.Status != "STOPPED" {
-		t.Fatalf("last checkpoint %v", last)
+	e.serve.waitUntil(t, "the drain to begin", func() bool {
+		return strings.Contains(e.serve.stderr.String(), "shutting down: draining in-flight requests")
+	})
+	close(gitlab.release)
+	r := <-done
+	if r.err != nil || r.status != "INPUT_REQUIRED" || !strings.Contains(r.out, "[tool] get_issue issue_iid=1 → success") {
+		t.Fatalf("the session running at SIGTERM: %s %v\n%s", r.status, r.err, r.out)
 	}
 	if code := e.serve.wait(t); code != 0 {
 		t.Fatalf("serve exited %d\n%s", code, e.serve.stderr.String())

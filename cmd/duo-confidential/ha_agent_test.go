@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"strings"
 	"time"
@@ -10,20 +9,18 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 )
 
 // agentWorker calls the Agent Platform through HAProxy (TCP, TLS end to
 // end) until stop: GitLab's health call (ListTools) and GenerateToken, each
-// with a fresh token, over one gRPC connection that follows the replicas as
-// they come and go. Calls wait for a connection rather than fail fast, as
-// a client should while a load balancer moves it.
+// with a fresh token, over one gRPC connection (dialAgent) that follows the
+// replicas as they come and go.
 func (l *haLoad) agentWorker(maxCalls int) {
 	defer l.wg.Done()
 	c := l.c
-	conn, err := grpc.NewClient(c.agentFront, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: c.caPool, ServerName: "localhost"})))
+	conn, err := c.dialAgent()
 	if err != nil {
 		l.record(haRequest{kind: "agent-rpc", start: time.Now(), end: time.Now(), err: err.Error()})
 		return
@@ -37,29 +34,25 @@ func (l *haLoad) agentWorker(maxCalls int) {
 		default:
 		}
 		r := haRequest{kind: "agent-rpc", start: time.Now()}
-		r.err = agentCall(c, client, i%2 == 0)
-		r.end = time.Now()
+		var p peer.Peer
+		r.err = agentCall(recordPeer(context.Background(), &p), c, client, i%2 == 0)
+		r.end, r.localAddr = time.Now(), localAddr(&p)
 		l.record(r)
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 // agentCall makes one ListTools or GenerateToken call; "" when it worked.
-func agentCall(c *haCluster, client contract.DuoWorkflowClient, listTools bool) string {
-	opts := gitlabtest.TokenOptions{Audiences: []string{agentplatform.ServiceName}, Scopes: []string{"duo_agent_platform", "duo_chat"}}
-	tok, err := c.gitlab.Token(opts)
+func agentCall(ctx context.Context, c *haCluster, client contract.DuoWorkflowClient, listTools bool) string {
+	md, err := c.agentMD()
 	if err != nil {
 		return err.Error()
 	}
-	md := metadata.MD{}
-	for k, v := range c.gitlab.Headers(tok, opts) {
-		md.Set(strings.ToLower(k), v...)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	ctx = metadata.NewOutgoingContext(ctx, md)
 	if listTools {
-		tools, err := client.ListTools(ctx, &contract.ListToolsRequest{}, grpc.WaitForReady(true))
+		tools, err := client.ListTools(ctx, &contract.ListToolsRequest{})
 		if err != nil {
 			return "ListTools: " + err.Error()
 		}
@@ -68,7 +61,7 @@ func agentCall(c *haCluster, client contract.DuoWorkflowClient, listTools bool) 
 		}
 		return ""
 	}
-	t, err := client.GenerateToken(ctx, &contract.GenerateTokenRequest{}, grpc.WaitForReady(true))
+	t, err := client.GenerateToken(ctx, &contract.GenerateTokenRequest{})
 	if err != nil {
 		return "GenerateToken: " + err.Error()
 	}
@@ -76,4 +69,19 @@ func agentCall(c *haCluster, client contract.DuoWorkflowClient, listTools bool) 
 		return "GenerateToken: empty token"
 	}
 	return ""
+}
+
+// agentMD is what Rails sends with an Agent Platform call: a fresh token
+// for the Agent Platform and the GitLab headers.
+func (c *haCluster) agentMD() (metadata.MD, error) {
+	opts := gitlabtest.TokenOptions{Audiences: []string{agentplatform.ServiceName}, Scopes: []string{"duo_agent_platform", "duo_chat"}}
+	tok, err := c.gitlab.Token(opts)
+	if err != nil {
+		return nil, err
+	}
+	md := metadata.MD{}
+	for k, v := range c.gitlab.Headers(tok, opts) {
+		md.Set(strings.ToLower(k), v...)
+	}
+	return md, nil
 }

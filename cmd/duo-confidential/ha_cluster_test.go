@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -41,6 +42,12 @@ type haCluster struct {
 	caPool     *x509.CertPool
 	haDone     chan struct{}
 	haLog      testutil.LogBuffer // haproxy's output: its health-check verdicts
+	// api is the GitLab API the Agent Platform sessions' tool calls go to
+	// (the client, as Workhorse, calls it).
+	api *gitlabtest.API
+	// workflowIDs numbers the sessions: each has its own workflow id, which
+	// the replica that runs it logs.
+	workflowIDs atomic.Int64
 }
 
 // haReplica is one `serve` process and what it needs to be started again.
@@ -52,7 +59,13 @@ type haReplica struct {
 	agent   string // the Agent Platform's gRPC listener
 	state   string
 	proc    *proc
+	past    []*proc // earlier processes of this replica (their logs)
 }
+
+// haShutdownDelay outlasts HAProxy's fall (2 × 300 ms): after SIGTERM
+// readiness fails and the checks mark the replica down before it stops
+// accepting and begins to drain.
+const haShutdownDelay = 1500 * time.Millisecond
 
 // Health checks: every 300 ms, down after 2 failures, up after 2 successes.
 const (
@@ -69,6 +82,8 @@ func startHACluster(t *testing.T, replicas int) *haCluster {
 	c.sandbox = startSandboxProc(t, "--tokens-per-second", "2000")
 	iss, gl := startGitLab(t)
 	c.gitlab = iss
+	c.api = newSessionAPI()
+	c.workflowIDs.Store(5000)
 	// One CA for every replica's certificate: the chart's shared local CA.
 	ca := testutil.NewCA(t, "ha test CA", 24*time.Hour)
 	certPEM, keyPEM := ca.LeafPEM(t, []string{"localhost", "127.0.0.1"}, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
@@ -146,9 +161,11 @@ func (c *haCluster) write(name string, data []byte, mode os.FileMode) string {
 // start runs (or runs again) a replica's serve process.
 func (c *haCluster) start(r *haReplica) {
 	c.t.Helper()
-	// The shutdown delay outlasts HAProxy's fall (2 × 300 ms): readiness
-	// fails and the checks mark the replica down before it stops accepting.
-	r.proc = startProc(c.t, []string{config.EnvPrefix + "AGENT_PLATFORM_LISTEN=" + r.agent}, "--config", r.config, "serve", "--sandbox", c.sandbox, "--drain", "20s", "--shutdown-delay", "1500ms")
+	if r.proc != nil {
+		r.past = append(r.past, r.proc)
+	}
+	r.proc = startProc(c.t, []string{config.EnvPrefix + "AGENT_PLATFORM_LISTEN=" + r.agent}, "--config", r.config, "serve", "--sandbox", c.sandbox,
+		"--drain", "20s", "--shutdown-delay", haShutdownDelay.String())
 }
 
 // replicaClient trusts the cluster's CA and names localhost (the
@@ -188,6 +205,7 @@ func (c *haCluster) startHAProxy(caFile, certFile, keyFile string) {
 	}
 	cfg := fmt.Sprintf(`global
   maxconn 1024
+  log stdout format raw local0 info
   stats socket %[1]s mode 600 level admin
 defaults
   mode http
@@ -216,6 +234,10 @@ frontend agent
   mode tcp
   timeout client 60s
   bind %[9]s
+  # One line per connection at its end, naming the replica it went to:
+  # the test attributes gRPC calls to replicas by their client port.
+  log global
+  option tcplog
   default_backend agents
 backend agents
   mode tcp

@@ -20,7 +20,9 @@ type haRequest struct {
 	kind       string
 	start, end time.Time
 	status     int
-	servedBy   string // X-Served-By: the HAProxy server name
+	servedBy   string // X-Served-By: the HAProxy server name (sessions: the replica's log)
+	workflowID string // Agent Platform sessions: their workflow id
+	localAddr  string // Agent Platform calls: the client's end of the TCP connection to HAProxy
 	err        string // empty when the answer was complete and correct
 }
 
@@ -107,6 +109,10 @@ func (c *haCluster) startLoad(perKind, maxRequests int) *haLoad {
 	}
 	l.wg.Add(1)
 	go l.agentWorker(maxRequests)
+	for range perKind {
+		l.wg.Add(1)
+		go l.sessionWorker(maxRequests)
+	}
 	return l
 }
 
@@ -177,12 +183,14 @@ func summary(reqs []haRequest) string {
 
 // TestHARollingRestartAndKill: three replicas of the real binary with
 // shared keys behind HAProxy, under steady load of completions, SSE
-// generations and chat streams. Restarting each replica in turn (SIGTERM:
-// /readyz fails, in-flight requests and streams finish, then it exits)
-// fails no request; a token minted on one replica is accepted by the
-// others; after kill -9 of one replica only the requests it had in flight
-// fail, and once HAProxy's health check has marked it down no request is
-// sent to it. Needs Debian's haproxy (CI installs it); skips without.
+// generations, chat streams and Agent Platform calls and sessions (full
+// Agentic Chat ExecuteWorkflow sessions with a tool call). Restarting each
+// replica in turn (SIGTERM: /readyz fails, in-flight requests, streams and
+// sessions finish, then it exits) fails no request and no session; a token
+// minted on one replica is accepted by the others; after kill -9 of one
+// replica only the requests and sessions it had in flight fail, and once
+// HAProxy's health check has marked it down no request is sent to it.
+// Needs Debian's haproxy (CI installs it); skips without.
 func TestHARollingRestartAndKill(t *testing.T) {
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		t.Skip("haproxy not installed (apt-get install haproxy)")
@@ -230,7 +238,9 @@ func TestHARollingRestartAndKill(t *testing.T) {
 	t.Run("rolling restart under load: no failed request", func(t *testing.T) {
 		load := c.startLoad(2, 3000)
 		time.Sleep(time.Second)
+		drainStart := map[string]time.Time{}
 		for _, r := range c.replicas {
+			drainStart[r.name] = time.Now().Add(haShutdownDelay)
 			if err := r.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
@@ -251,6 +261,8 @@ func TestHARollingRestartAndKill(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 		reqs := load.finish()
+		c.grpcReplicas(reqs)
+		checkSessions(t, reqs, drainStart)
 		failed := 0
 		for _, q := range reqs {
 			if q.err != "" {
@@ -269,6 +281,9 @@ func TestHARollingRestartAndKill(t *testing.T) {
 	t.Run("kill -9: only its in-flight requests fail, then no request goes to it", func(t *testing.T) {
 		load := c.startLoad(2, 3000)
 		time.Sleep(1500 * time.Millisecond)
+		// An Agent Platform session held at its tool call on every replica:
+		// the victim's must fail, the others must finish.
+		parkedSessions, releaseSessions := c.parkSessions(t)
 		// A code generation streaming from some replica: that replica dies
 		// mid-stream, so at least this request is in flight at the kill.
 		k := haKinds[1]
@@ -306,31 +321,44 @@ func TestHARollingRestartAndKill(t *testing.T) {
 			t.Errorf("the stream from the killed replica %s completed: the kill came too late to test anything", victim.name)
 		}
 		load.record(streamed)
+		for _, r := range releaseSessions() {
+			load.record(r)
+			if r.servedBy == victim.name && r.err == "" {
+				t.Errorf("session %s, held at its tool call on the killed replica %s, completed", r.workflowID, victim.name)
+			}
+		}
+		t.Logf("sessions held at their tool call during the kill: %d on replicas %v", len(parkedSessions), parkedReplicas(parkedSessions))
 		detect := c.waitServer(victim.name, "DOWN")
 		down := killed.Add(detect)
 		time.Sleep(2 * time.Second)
 		reqs := load.finish()
+		c.grpcReplicas(reqs)
 		failed, inFlight := 0, 0
+		var failures []string
 		for _, q := range reqs {
-			wasInFlight := q.start.Before(killed) && q.end.After(killed)
-			if wasInFlight && q.servedBy != "" && q.servedBy != victim.name {
-				wasInFlight = false
-			}
+			// In flight on the victim: sent to it (and not yet answered) when
+			// it died, or sent to it over a connection that was still open
+			// before the clients and HAProxy could know (gRPC calls on a
+			// kept-alive connection); where a call went is unknown only when
+			// it never reached a replica.
+			wasInFlight := q.end.After(killed) && (q.servedBy == victim.name && q.start.Before(down) ||
+				q.servedBy == "" && q.start.Before(killed))
 			if wasInFlight {
 				inFlight++
 			}
 			if q.err != "" {
 				failed++
+				failures = append(failures, q.kind+"@"+q.servedBy)
 				if !wasInFlight {
-					t.Errorf("%s started %s after the kill failed although it was not in flight on %s: %s",
-						q.kind, q.start.Sub(killed).Round(time.Millisecond), victim.name, q.err)
+					t.Errorf("%s via %q started %s after the kill failed although it was not in flight on %s: %s",
+						q.kind, q.servedBy, q.start.Sub(killed).Round(time.Millisecond), victim.name, q.err)
 				}
 			}
 			if q.servedBy == victim.name && q.start.After(down) {
 				t.Errorf("%s started %s after HAProxy marked %s DOWN was served by it", q.kind, q.start.Sub(down), victim.name)
 			}
 		}
-		t.Logf("kill -9 of %s: HAProxy marked it DOWN after %s (check every %s, fall %d); %d requests, %d in flight at the kill, %d failed; per kind@replica: %s",
-			victim.name, detect.Round(time.Millisecond), haCheckInter, haFall, len(reqs), inFlight, failed, summary(reqs))
+		t.Logf("kill -9 of %s: HAProxy marked it DOWN after %s (check every %s, fall %d); %d requests, %d in flight at the kill, %d failed %v; per kind@replica: %s",
+			victim.name, detect.Round(time.Millisecond), haCheckInter, haFall, len(reqs), inFlight, failed, failures, summary(reqs))
 	})
 }

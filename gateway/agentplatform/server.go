@@ -93,7 +93,10 @@ type Service struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
-	draining bool
+	// stopping: the drain's grace for sessions is over; sessions that
+	// still start (accepted before the GOAWAY reached their client) are
+	// refused with UNAVAILABLE.
+	stopping bool
 }
 
 // New builds the service and its gRPC server; Serve starts it.
@@ -159,25 +162,61 @@ func (s *Service) Serve(ln net.Listener) error {
 	return nil
 }
 
-// Shutdown drains: health turns NOT_SERVING, new sessions are refused,
-// running sessions are stopped as on a server shutdown (their streams end
-// with UNAVAILABLE so clients retry), and the server stops gracefully. When
-// ctx ends first, remaining connections are closed.
+// Shutdown drains within ctx: health turns NOT_SERVING and the gRPC
+// server stops gracefully (GOAWAY: clients open new streams on a new
+// connection, which a load balancer sends to another replica), while the
+// sessions already running may finish. Sessions still running
+// sessionStopReserve before ctx's deadline are stopped as on a server
+// shutdown (a STOPPED checkpoint, then UNAVAILABLE, so the client resumes
+// the workflow elsewhere); when ctx ends, remaining connections are closed.
 func (s *Service) Shutdown(ctx context.Context) {
 	s.health.Shutdown()
-	s.mu.Lock()
-	s.draining = true
-	for ss := range s.sessions {
-		ss.stop(stopServerShutdown)
-	}
-	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
+	var stopAt <-chan time.Time
+	if deadline, ok := ctx.Deadline(); ok {
+		t := time.NewTimer(sessionGrace(time.Until(deadline)))
+		defer t.Stop()
+		stopAt = t.C
+	}
+	select {
+	case <-done:
+		return
+	case <-stopAt:
+	case <-ctx.Done():
+	}
+	s.stopSessions(stopServerShutdown)
 	select {
 	case <-done:
 	case <-ctx.Done():
 		s.grpc.Stop()
 		<-done
+	}
+}
+
+// sessionStopReserve is what a drain keeps, at the end, for stopping the
+// sessions that did not finish: the STOPPED checkpoint and the streams'
+// ends (each bounded by stopReportTimeout).
+const sessionStopReserve = stopReportTimeout + time.Second
+
+// sessionGrace is how much of the drain time left running sessions may
+// use: all but sessionStopReserve, or half when the drain is shorter than
+// two reserves.
+func sessionGrace(left time.Duration) time.Duration {
+	if left < 2*sessionStopReserve {
+		return max(left/2, 0)
+	}
+	return left - sessionStopReserve
+}
+
+// stopSessions stops every running session with reason and refuses new
+// ones.
+func (s *Service) stopSessions(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopping = true
+	for ss := range s.sessions {
+		ss.stop(reason)
 	}
 }
 

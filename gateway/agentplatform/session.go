@@ -133,6 +133,7 @@ func (s *Service) execute(stream contract.DuoWorkflow_ExecuteWorkflowServer, sta
 	}
 	defer s.unregister(ss)
 	s.o.Metrics.SessionStarted()
+	s.log.Info("agent platform: session started", "workflow_id", start.GetWorkflowID(), "definition", def)
 	*started = true
 	go ss.receive()
 	go ss.watchIdle()
@@ -247,7 +248,7 @@ func (s *Service) callerFrom(ctx context.Context) (flow.Caller, error) {
 func (s *Service) register(ss *session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining {
+	if s.stopping {
 		return false
 	}
 	s.sessions[ss] = struct{}{}

@@ -282,31 +282,6 @@ func TestConcurrentSessions(t *testing.T) {
 	}
 }
 
-func TestShutdownInterruptsSessions(t *testing.T) {
-	h := newHarness(t, harnessOptions{flows: map[string]flow.Flow{"chat": waitingFlow()}})
-	st, err := h.client.ExecuteWorkflow(h.ctx(h.railsMD("duo_chat")))
-	must(t, err)
-	must(t, st.Send(start("chat")))
-	if _, err := st.Recv(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.svc.Shutdown(ctx)
-		close(done)
-	}()
-	cp, err := st.Recv()
-	if err != nil || cp.GetNewCheckpoint().GetStatus() != "STOPPED" {
-		t.Fatalf("want STOPPED, got %v %v", cp, err)
-	}
-	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
-		t.Fatalf("want UNAVAILABLE so the client retries, got %v", err)
-	}
-	<-done
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {

@@ -54,7 +54,7 @@ func Run(ctx context.Context, c contract.DuoWorkflowClient, s Session) (Result, 
 		return res, err
 	}
 	if err := st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_StartRequest{StartRequest: s.Start}}); err != nil {
-		return res, err
+		return res, sendError(st, err)
 	}
 	for {
 		a, err := st.Recv()
@@ -93,7 +93,23 @@ func Run(ctx context.Context, c contract.DuoWorkflowClient, s Session) (Result, 
 			resp.RequestID = a.RequestID
 		}
 		if err := st.Send(&contract.ClientEvent{Response: &contract.ClientEvent_ActionResponse{ActionResponse: resp}}); err != nil {
-			return res, err
+			return res, sendError(st, err)
+		}
+	}
+}
+
+// sendError is the error of a failed Send: io.EOF means the server ended
+// the stream, and its status comes from Recv.
+func sendError(st contract.DuoWorkflow_ExecuteWorkflowClient, err error) error {
+	if !errors.Is(err, io.EOF) {
+		return err
+	}
+	for {
+		if _, rerr := st.Recv(); rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				return errors.New("the server ended the session before reading the client's event")
+			}
+			return rerr
 		}
 	}
 }
