@@ -76,10 +76,13 @@ func BenchmarkProxyReceipts(b *testing.B) {
 		b.Fatal(err)
 	}
 	log.SetTrust(receipts.TrustLink{Seq: 1, Hash: receipts.TrustHash("4b39a8936b177a0eafead393a85ecb5c027b2fd5aa0c1a2cd61a13e6923d69a7")}, time.Now().Add(-time.Hour))
+	// DUO_BENCH_RECEIPTS_AA=1 runs the rig against itself: both proxies
+	// without receipts, so the ratios show the rig's own bias and noise.
+	aa := os.Getenv("DUO_BENCH_RECEIPTS_AA") != ""
 	servers := make([]*proxy.Server, 2)
 	for i := range servers {
 		o := proxy.Options{Upstream: up, AllowInsecureUpstream: true, APIKey: "bench", Secrets: fixedSecrets{}}
-		if i == 1 {
+		if i == 1 && !aa {
 			o.Receipts = benchSink{log}
 		}
 		if servers[i], err = proxy.New(o); err != nil {
@@ -142,7 +145,7 @@ func BenchmarkProxyReceipts(b *testing.B) {
 		wg.Wait()
 		d := time.Since(start)
 		busy[k] += d
-		if k == 1 {
+		if k == 1 && !aa {
 			recorded += uint64(len(all))
 		}
 		// Both sides then idle equally long (the writer catching up
@@ -181,7 +184,7 @@ func BenchmarkProxyReceipts(b *testing.B) {
 		b.Fatal(err)
 	}
 	st := log.Stats()
-	if st.Failures != 0 || written < uint64(len(lat[1])) {
+	if st.Failures != 0 || (written < uint64(len(lat[1])) && !aa) {
 		b.Fatalf("%d receipts written for %d requests, %d failures", written, len(lat[1]), st.Failures)
 	}
 	var size int64
