@@ -109,7 +109,7 @@ func (s receiptSink) Admit() error { return s.l.Admit() }
 func (s receiptSink) Receipt(r proxy.RequestRecord) {
 	rc := receipts.Receipt{
 		Time: r.Start.UTC().Truncate(time.Millisecond), Route: r.Route, Feature: r.Feature, Workflow: r.Workflow, Instance: r.Instance,
-		UserHash: receipts.HashUser(s.l.UserKey(), r.Instance, r.User),
+		UserHash: s.l.HashUser(r.Instance, r.User),
 		Model:    r.Model, Status: r.Status, Outcome: r.Outcome,
 		InTokens: r.InTokens, OutTokens: r.OutTokens, Millis: r.Duration.Milliseconds(),
 	}

@@ -326,7 +326,7 @@ func (s *Server) unaryResponse(ctx *fasthttp.RequestCtx, rt *route, resp *http.R
 	if len(b) > s.o.MaxResponseBody {
 		return newAPIError(fasthttp.StatusBadGateway, errUpstream, "the backend's answer is larger than allowed", nil)
 	}
-	plain, err := sess.DecryptJSON(b, rt.respPlain)
+	plain, err := tm.rec.decrypt(sess, nil, b, rt.respPlain)
 	if err != nil {
 		return newAPIError(fasthttp.StatusBadGateway, errUpstream, "the backend's answer failed decryption and was discarded", err)
 	}

@@ -130,7 +130,7 @@ func (f *fakeBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !req.Stream {
-		resp := fmt.Sprintf(`{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}],"usage":{"total_tokens":3}}`, "echo: "+echo)
+		resp := fmt.Sprintf(`{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}],"usage":{"prompt_tokens":2,"completion_tokens":1,"total_tokens":3}}`, "echo: "+echo)
 		enc, err := ss.EncryptJSON([]byte(resp), envelope.ChatResponsePlain)
 		if err != nil {
 			plainErr(500, err.Error())
@@ -147,7 +147,11 @@ func (f *fakeBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if i == 4 && mode != "done-no-finish" {
 			finish = `"stop"`
 		}
-		chunk := fmt.Sprintf(`{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"t%d "},"finish_reason":%s}]}`, i, finish)
+		usage := ""
+		if i == 4 {
+			usage = `,"usage":{"prompt_tokens":2,"completion_tokens":5}`
+		}
+		chunk := fmt.Sprintf(`{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"t%d "},"finish_reason":%s}]%s}`, i, finish, usage)
 		enc, err := ss.EncryptJSON([]byte(chunk), envelope.ChatResponsePlain)
 		if err != nil {
 			return

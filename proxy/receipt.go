@@ -1,10 +1,9 @@
 package proxy
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -106,8 +105,20 @@ func (rs *receiptState) sent(sec envelope.Secret, enc []byte) {
 func (rs *receiptState) received(b []byte) {
 	if rs.active {
 		rs.rec.ResponseSHA256, rs.rec.Received = sha256.Sum256(b), true
-		rs.usage(b)
 	}
+}
+
+// decrypt is sess.AppendDecryptJSON that, when a receipt is kept, also
+// takes the answer's or event's plain usage member from the same scan.
+func (rs *receiptState) decrypt(sess *envelope.Session, dst, body []byte, plain envelope.Fields) ([]byte, error) {
+	if !rs.active {
+		return sess.AppendDecryptJSON(dst, body, plain)
+	}
+	out, usage, err := sess.AppendDecryptJSONMember(dst, body, plain, "usage")
+	if err == nil && usage != nil {
+		rs.usage(usage)
+	}
+	return out, err
 }
 
 // hashing returns body, hashed as it is read when a receipt is kept.
@@ -120,28 +131,25 @@ func (rs *receiptState) hashing(body io.Reader) io.Reader {
 	return &rs.respSum
 }
 
-var usageKey = []byte(`"usage"`)
-
-// usage reads the plain usage object of an answer or event, if any.
-func (rs *receiptState) usage(b []byte) {
-	if !rs.active || !bytes.Contains(b, usageKey) {
+// usage reads token counts from a plain usage object (OpenAI's or
+// Anthropic's names); anything but a non-negative integer is ignored, and
+// counts only grow (a stream may report usage more than once).
+func (rs *receiptState) usage(raw []byte) {
+	n, err := envelope.RawMember(raw, "prompt_tokens", "input_tokens", "completion_tokens", "output_tokens")
+	if err != nil {
 		return
 	}
-	raw, err := envelope.RawMember(b, "usage")
-	if err != nil || raw[0] == nil {
-		return
+	for i, v := range n {
+		c, err := strconv.Atoi(string(v))
+		if v == nil || err != nil || c < 0 {
+			continue
+		}
+		if i < 2 {
+			rs.rec.InTokens = max(rs.rec.InTokens, c)
+		} else {
+			rs.rec.OutTokens = max(rs.rec.OutTokens, c)
+		}
 	}
-	var u struct {
-		Prompt     int `json:"prompt_tokens"`
-		Completion int `json:"completion_tokens"`
-		Input      int `json:"input_tokens"`
-		Output     int `json:"output_tokens"`
-	}
-	if json.Unmarshal(raw[0], &u) != nil {
-		return
-	}
-	rs.rec.InTokens = max(rs.rec.InTokens, u.Prompt, u.Input)
-	rs.rec.OutTokens = max(rs.rec.OutTokens, u.Completion, u.Output)
 }
 
 // finishReceipt emits the receipt of a request whose answer is complete

@@ -89,6 +89,10 @@ func TestReceiptPerRequestAndStreamOutcome(t *testing.T) {
 			}
 		}
 	}
+	// Token counts come from the answers' plain usage members.
+	if recs[0].InTokens != 2 || recs[0].OutTokens != 1 || recs[1].InTokens != 2 || recs[1].OutTokens != 5 {
+		t.Errorf("token counts: unary %d/%d, stream %d/%d", recs[0].InTokens, recs[0].OutTokens, recs[1].InTokens, recs[1].OutTokens)
+	}
 	if recs[0].Stream || recs[0].Outcome != "" || recs[0].Feature != "duo_chat" || recs[0].User != "user-123" || recs[0].Instance != "inst" || recs[0].Workflow != "wf" {
 		t.Errorf("unary receipt: %+v", recs[0])
 	}
@@ -139,5 +143,29 @@ func TestReceiptsRefuseSendsNothing(t *testing.T) {
 	}
 	if !errors.Is(sink.refuse, receipts.ErrUnavailable) || bytes.Contains([]byte(b), []byte(canary)) {
 		t.Fatal("unexpected")
+	}
+}
+
+// TestReceiptUsage reads token counts from plain usage objects, in
+// OpenAI's and Anthropic's names; counts only grow, and anything but a
+// non-negative integer is ignored.
+func TestReceiptUsage(t *testing.T) {
+	for _, c := range []struct {
+		usages  []string
+		in, out int
+	}{
+		{[]string{`{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46,"prompt_tokens_details":{"cached_tokens":5}}`}, 12, 34},
+		{[]string{`{"input_tokens":7}`, `{"output_tokens":9}`, `{"input_tokens":7,"output_tokens":15}`, `{"output_tokens":3}`}, 7, 15},
+		{[]string{`null`, `{"prompt_tokens":3,"completion_tokens":1}`, `{}`}, 3, 1},
+		{[]string{`{"prompt_tokens":"12","completion_tokens":1.5,"input_tokens":-3,"output_tokens":null}`}, 0, 0},
+		{[]string{`{"prompt_tokens":2`, `"usage"`, `[]`}, 0, 0},
+	} {
+		rs := receiptState{active: true}
+		for _, u := range c.usages {
+			rs.usage([]byte(u))
+		}
+		if rs.rec.InTokens != c.in || rs.rec.OutTokens != c.out {
+			t.Errorf("%v: in %d out %d, want %d %d", c.usages, rs.rec.InTokens, rs.rec.OutTokens, c.in, c.out)
+		}
 	}
 }

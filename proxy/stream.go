@@ -157,7 +157,6 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, sr *streamRelay) {
 				}
 				continue
 			}
-			tm.rec.usage(ev.Data)
 			if end.done && !rt.anthropic {
 				// Nothing may follow [DONE]: whatever does is not the
 				// backend's answer to this request.
@@ -165,7 +164,7 @@ func (s *Server) relayStream(ctx *fasthttp.RequestCtx, sr *streamRelay) {
 				return
 			}
 			before := sess.Decrypted()
-			plain, err := sess.AppendDecryptJSON(plainBuf[:0], ev.Data, rt.respPlain)
+			plain, err := tm.rec.decrypt(sess, plainBuf[:0], ev.Data, rt.respPlain)
 			if err != nil {
 				fail("an event from the confidential backend failed decryption; the stream was closed", err)
 				return

@@ -57,7 +57,7 @@ func (s *ServerSession) DecryptJSON(body []byte, plain Fields) ([]byte, error) {
 	if s.x.encUsed {
 		return nil, ErrDecryptAfterEncrypt
 	}
-	return s.x.appendDecryptObject(nil, body, plain)
+	return s.x.appendDecryptObject(nil, body, plain, "", nil)
 }
 
 // EncryptJSON encrypts a response object or one SSE chunk with a response

@@ -94,5 +94,17 @@ func (s *Session) DecryptJSON(body []byte, plain Fields) ([]byte, error) {
 
 // AppendDecryptJSON is DecryptJSON appending to dst; on error dst's new bytes are not returned.
 func (s *Session) AppendDecryptJSON(dst, body []byte, plain Fields) ([]byte, error) {
-	return s.x.appendDecryptObject(dst, body, plain)
+	return s.x.appendDecryptObject(dst, body, plain, "", nil)
+}
+
+// AppendDecryptJSONMember is AppendDecryptJSON that also returns the raw
+// value of body's top-level member name (nil when there is none), found by
+// the same scan, so a caller that wants one plain field (usage) does not
+// read the body twice. value points into body; on error it is nil.
+func (s *Session) AppendDecryptJSONMember(dst, body []byte, plain Fields, name string) (out, value []byte, err error) {
+	out, err = s.x.appendDecryptObject(dst, body, plain, name, &value)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, value, nil
 }

@@ -118,26 +118,33 @@ func (x *exchange) checkEnvelope(e *envRef) error {
 // appendDecryptObject is the strict inverse of appendEncryptObject: every
 // non-plain value must be an envelope of this exchange that authenticates at
 // its sequence number and decrypts to one JSON value. Any error poisons x.
-func (x *exchange) appendDecryptObject(dst, body []byte, plain Fields) ([]byte, error) {
+// When name is not empty, value is set to the raw value of the top-level
+// member name in body (nil when there is none).
+func (x *exchange) appendDecryptObject(dst, body []byte, plain Fields, name string, value *[]byte) ([]byte, error) {
 	if err := x.checkFailed(); err != nil {
 		return nil, err
 	}
 	x.decUsed = true
 	sc := getScratch()
 	defer putScratch(sc)
-	out, err := x.decryptObject(dst, body, plain, sc)
+	out, err := x.decryptObject(dst, body, plain, sc, name, value)
 	if err != nil {
 		return nil, x.fail(err)
 	}
 	return out, nil
 }
 
-func (x *exchange) decryptObject(dst, body []byte, plain Fields, sc *scratch) ([]byte, error) {
+func (x *exchange) decryptObject(dst, body []byte, plain Fields, sc *scratch, name string, value *[]byte) ([]byte, error) {
 	if err := scanObject(body, sc); err != nil {
 		return nil, err
 	}
 	if err := sc.sortMembers(); err != nil {
 		return nil, err
+	}
+	if name != "" {
+		if m := sc.findMember(name); m != nil {
+			*value = body[m.valStart:m.valEnd]
+		}
 	}
 	n, err := sc.assignSeqs(plain, x.decSeq)
 	if err != nil {

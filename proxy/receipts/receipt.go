@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -96,6 +95,9 @@ var (
 	chainTag  = []byte("duo-confidential-receipt/1\n")
 )
 
+// userHashTag starts every keyed user hash's input.
+const userHashTag = "duo-confidential-user/1\x00"
+
 // TrustHash renders a trust-log entry's hex hash as receipts store it
 // (base64url); anything that is not 32 bytes of hex is returned unchanged.
 func TrustHash(hexHash string) string {
@@ -111,28 +113,22 @@ func Digest(sum [32]byte) string { return b64.EncodeToString(sum[:]) }
 
 // chainHash is the hash of a receipt line body given the previous hash.
 func chainHash(prev string, body []byte) string {
-	h := sha256.New()
-	h.Write(chainTag)
-	h.Write([]byte(prev))
-	h.Write([]byte{'\n'})
-	h.Write(body)
-	var s [32]byte
-	h.Sum(s[:0])
-	return Digest(s)
+	var c chainHasher
+	return c.next(prev, body)
 }
 
 // appendReceipt appends r's line (with its chain hash, ending in '\n') to
-// buf and returns the new chain hash.
-func appendReceipt(buf []byte, r *Receipt, prev string) ([]byte, string, error) {
-	r.Hash = ""
-	body, err := json.Marshal(r)
+// buf and returns the new chain hash. The hash covers the line as written
+// without its hash member (the body ends in '}' there).
+func appendReceipt(buf []byte, r *Receipt, prev string, ch *chainHasher) ([]byte, string, error) {
+	start := len(buf)
+	buf, err := appendReceiptJSON(buf, r)
 	if err != nil {
-		return buf, "", fmt.Errorf("encode receipt: %w", err)
+		return buf[:start], "", err
 	}
-	h := chainHash(prev, body)
+	h := ch.next(prev, buf[start:])
 	r.Hash = h
-	buf = append(buf, body[:len(body)-1]...)
-	buf = append(buf, hashField...)
+	buf = append(buf[:len(buf)-1], hashField...)
 	buf = append(buf, h...)
 	buf = append(buf, '"', '}', '\n')
 	return buf, h, nil
@@ -165,7 +161,7 @@ func HashUser(key []byte, instance, user string) string {
 		return ""
 	}
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("duo-confidential-user/1\x00"))
+	m.Write([]byte(userHashTag))
 	m.Write([]byte(instance))
 	m.Write([]byte{0})
 	m.Write([]byte(user))

@@ -14,7 +14,9 @@ const retryEvery = time.Second
 // run is the writer goroutine: it batches queued receipts into one write,
 // signs checkpoints on a timer, and retries failed writes; while a batch
 // is pending it takes nothing more from the queue, so memory stays bounded
-// by the queue and one batch.
+// by the queue and one batch. After the first receipt of a batch it waits
+// FlushDelay without receiving, so senders fill the buffered queue without
+// waking it, then takes everything queued at once.
 func (l *Log) run() {
 	defer close(l.done)
 	tick := time.NewTicker(l.o.Interval)
@@ -36,6 +38,7 @@ func (l *Log) run() {
 		select {
 		case r := <-l.q:
 			l.pending = append(l.pending, r)
+			l.gather()
 			l.drain()
 			l.flush()
 		case <-tick.C:
@@ -46,6 +49,30 @@ func (l *Log) run() {
 			l.shutdown()
 			return
 		}
+	}
+}
+
+// gather waits FlushDelay for more receipts to queue, less when a whole
+// batch is queued or the log is closing.
+func (l *Log) gather() {
+	select {
+	case <-l.full: // from a batch already taken
+	default:
+	}
+	if l.o.FlushDelay < 0 || len(l.q) >= l.o.BatchMax-1 {
+		return
+	}
+	if l.linger == nil {
+		l.linger = time.NewTimer(l.o.FlushDelay)
+	} else {
+		l.linger.Reset(l.o.FlushDelay)
+	}
+	select {
+	case <-l.linger.C:
+	case <-l.full:
+		l.linger.Stop()
+	case <-l.stop:
+		l.linger.Stop()
 	}
 }
 
@@ -103,7 +130,7 @@ func (l *Log) flush() bool {
 		seq++
 		r.Seq = seq
 		var err error
-		if buf, head, err = appendReceipt(buf, r, head); err != nil {
+		if buf, head, err = appendReceipt(buf, r, head, &l.chain); err != nil {
 			l.fail(err, 0)
 			return false
 		}
