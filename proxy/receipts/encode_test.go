@@ -160,3 +160,28 @@ func TestWriterGathersBatches(t *testing.T) {
 		t.Fatalf("report %+v", r)
 	}
 }
+
+// FuzzAppendReceiptJSON checks the hand-written encoder against
+// encoding/json on arbitrary strings, numbers and times: the chain hash is
+// computed over these bytes, so any difference would break verification.
+func FuzzAppendReceiptJSON(f *testing.F) {
+	f.Add(uint64(1), int64(1_772_000_000), int64(123_000_000), "chat", "code_suggestions", "gpt-oss-120b", "sid", 200, 10, int64(5), true)
+	f.Add(uint64(0), int64(-62_135_596_800), int64(0), "", "", "", "", 0, 0, int64(0), false)
+	f.Add(uint64(1<<63), int64(253_402_300_799), int64(999_999_999), "a<b>&\"\\", "\u2028\xff", "\n\t\x00", "é", -1, -2, int64(-3), true)
+	f.Fuzz(func(t *testing.T, seq uint64, sec, nsec int64, route, feature, model, secret string, status, tokens int, millis int64, trust bool) {
+		r := Receipt{Seq: seq, Time: time.Unix(sec, nsec).UTC(), Route: route, Feature: feature, Workflow: secret,
+			Instance: model, UserHash: feature, Model: model, Status: status, Outcome: route, InTokens: tokens,
+			OutTokens: -tokens, Millis: millis, RequestSHA256: secret, ResponseSHA256: route, SecretID: secret}
+		if trust {
+			r.Trust = &TrustLink{Seq: tokens, Hash: TrustHash(model), Platform: feature}
+		}
+		want, wantErr := marshalled(t, r)
+		got, err := appendReceiptJSON(nil, &r)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("error %v, encoding/json's %v", err, wantErr)
+		}
+		if err == nil && !bytes.Equal(got, want) {
+			t.Fatalf("got  %s\nwant %s", got, want)
+		}
+	})
+}
