@@ -104,7 +104,7 @@ func (r *run) takeTurn(ctx context.Context, enter string) (out flow.Outcome, don
 		d := r.approvals.Decide(start)
 		r.approved, r.decided = d.Approved, true
 		// The refusals answer calls of the paused step's history only (a
-		// paused deterministic step has none). As in GitLab's flows, a
+		// deterministic step an earlier version paused has none). As in GitLab's flows, a
 		// rejection with a message (MODIFY) also gives the model the
 		// person's feedback and shows it in the UI log; a plain one adds
 		// nothing there (the UI closes the approval box).

@@ -20,8 +20,8 @@ const maxHistoryMessages = 400
 // a retry continues and what the finished components produced; for
 // flows that hold state between sessions (holdsState) also what the flow
 // waits for, the last agent or one-off step's history and the approval
-// state (the embedded fields keep
-// their JSON keys "pending" and "remembered").
+// state (the embedded fields keep their JSON keys "pending" and
+// "remembered").
 type flowState struct {
 	Flow      string            `json:"flow"`
 	Next      string            `json:"next"`
@@ -82,7 +82,7 @@ func dropOldest(msgs []model.Message) []model.Message {
 
 // resume restores a retried or resumed workflow's state from its last
 // checkpoint: the UI log, the finished components' values, the component
-// to continue with and, for interactive flows, the waiting step. It
+// to continue with and, for flows that hold state, the waiting step. It
 // reports false (start over) for a new workflow, another flow's state, or
 // a flow that had ended.
 func (r *run) resume() bool {
