@@ -93,7 +93,7 @@ func (p *parser) components(v any) error {
 }
 
 func (p *parser) component(key string, m map[string]any) (Component, error) {
-	p.ignoreUnknown(key, m, componentKeys)
+	p.ignoreUnknown(key, m, append(slices.Clip(componentKeys), agentKeys...))
 	var c Component
 	var err error
 	if c.Name, err = reqString(m, key, "name"); err != nil {
@@ -130,7 +130,9 @@ func (p *parser) component(key string, m map[string]any) (Component, error) {
 		if c.ToolName != "" {
 			return c, errAt(join(key, "tool_name"), "is not used by an AgentComponent (it ends with final_response_tool); list tools in toolset")
 		}
-		err = p.resolvePrompt(key, m, &c)
+		if err = p.resolvePrompt(key, m, &c); err == nil {
+			err = p.agentApproval(key, m, &c)
+		}
 	case TypeOneOff:
 		if c.ToolName == "" {
 			return c, errAt(join(key, "tool_name"), "is required for a OneOffComponent")
@@ -161,6 +163,9 @@ func (p *parser) component(key string, m map[string]any) (Component, error) {
 	}
 	if err != nil {
 		return c, err
+	}
+	if c.Type != TypeAgent {
+		p.ignoreKnown(key, m, agentKeys)
 	}
 	if c.ToolName != "" && !toolNameRE.MatchString(c.ToolName) {
 		return c, errAt(join(key, "tool_name"), "%q is not a tool name", bound(c.ToolName, 64))

@@ -112,36 +112,50 @@ func TestRangesPickHighestMatch(t *testing.T) {
 }
 
 // TestFromStruct: the inline flowConfig of a startRequest parses the same
-// as its YAML.
+// as its YAML (numbers such as max_cycles come back from structpb as
+// floats).
 func TestFromStruct(t *testing.T) {
-	data, _ := os.ReadFile("testdata/valid/inline_router.yaml")
-	want, err := Parse(data, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	b, _ := json.Marshal(want)
-	_ = b
-	raw := map[string]any{}
-	if err := json.Unmarshal(mustJSON(t, data), &raw); err != nil {
-		t.Fatal(err)
-	}
-	m = raw
-	s, err := structpb.NewStruct(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := FromStruct(s, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gb, _ := json.Marshal(got)
-	wb, _ := json.Marshal(want)
-	if string(gb) != string(wb) {
-		t.Fatalf("struct form differs:\n%s\n%s", gb, wb)
+	for _, f := range []string{"testdata/valid/inline_router.yaml", "testdata/valid/approval.yaml"} {
+		data, _ := os.ReadFile(f)
+		want, err := Parse(data, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := map[string]any{}
+		if err := json.Unmarshal(mustJSON(t, data), &raw); err != nil {
+			t.Fatal(err)
+		}
+		s, err := structpb.NewStruct(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := FromStruct(s, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gb, _ := json.Marshal(got)
+		wb, _ := json.Marshal(want)
+		if string(gb) != string(wb) {
+			t.Fatalf("%s: struct form differs:\n%s\n%s", f, gb, wb)
+		}
 	}
 	if _, err := FromStruct(nil, Options{}); err == nil {
 		t.Fatal("nil flowConfig accepted")
+	}
+}
+
+// TestMaxCyclesOffsets: an offset the config leaves out is derived as
+// GitLab derives it (ten cycles, or half a smaller limit, at least one;
+// none for a one-cycle limit).
+func TestMaxCyclesOffsets(t *testing.T) {
+	for threshold, want := range map[int]int{280: 10, 20: 10, 19: 9, 4: 2, 3: 1, 2: 1, 1: -1} {
+		got := derivedOffset(threshold)
+		switch {
+		case want < 0 && got != nil:
+			t.Errorf("threshold %d: offset %d, want none", threshold, *got)
+		case want >= 0 && (got == nil || *got != want):
+			t.Errorf("threshold %d: offset %v, want %d", threshold, got, want)
+		}
 	}
 }
 

@@ -30,6 +30,12 @@ func FuzzParse(f *testing.F) {
 			if (c.Type == TypeDeterministic || c.Type == TypeOneOff) && c.ToolName == "" {
 				t.Fatalf("component %s without tool", c.Name)
 			}
+			if c.Type != TypeAgent && (c.RequireToolApproval || c.PreApprovedTools != nil || c.MaxCycles != nil) {
+				t.Fatalf("%s %s has agent-only settings", c.Type, c.Name)
+			}
+			if m := c.MaxCycles; m != nil && (m.Threshold < 1 || m.WarningOffset != nil && (*m.WarningOffset < 0 || *m.WarningOffset >= m.Threshold)) {
+				t.Fatalf("component %s: max_cycles %+v", c.Name, m)
+			}
 		}
 		for _, rt := range cfg.Routers {
 			if rt.To != "" && rt.To != End && cfg.Component(rt.To) == nil {

@@ -109,6 +109,10 @@ var topKeys = []string{"version", "environment", "components", "routers", "flow"
 
 var componentKeys = []string{"name", "type", "prompt_id", "prompt_version", "toolset", "tool_name", "inputs", "ui_log_events", "ui_role_as", "max_correction_attempts"}
 
+// agentKeys are read for AgentComponents only; GitLab's other component
+// types do not have them and ignore them, so they are listed as ignored.
+var agentKeys = []string{"require_tool_approval", "pre_approved_tools", "max_cycles"}
+
 // parser walks the generic document keeping the key path for errors.
 type parser struct {
 	o       Options

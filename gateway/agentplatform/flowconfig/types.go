@@ -57,6 +57,25 @@ type Component struct {
 	UIRoleAs string `json:"ui_role_as,omitempty"`
 	// MaxCorrectionAttempts bounds a OneOffComponent's retries.
 	MaxCorrectionAttempts int `json:"max_correction_attempts,omitempty"`
+	// RequireToolApproval makes an AgentComponent ask the person before a
+	// tool call runs (GitLab's require_tool_approval; false by default).
+	RequireToolApproval bool `json:"require_tool_approval,omitempty"`
+	// PreApprovedTools are tools of an AgentComponent that run without
+	// asking even when RequireToolApproval is set.
+	PreApprovedTools []string `json:"pre_approved_tools,omitempty"`
+	// MaxCycles bounds an AgentComponent's model cycles; nil when the
+	// config leaves it out.
+	MaxCycles *MaxCycles `json:"max_cycles,omitempty"`
+}
+
+// MaxCycles is an AgentComponent's cycle limit: after Threshold model
+// cycles it must give its final answer; WarningOffset cycles before that
+// it is told the limit is near.
+type MaxCycles struct {
+	Threshold int `json:"threshold"`
+	// WarningOffset is how many cycles before Threshold the warning comes;
+	// nil means no warning.
+	WarningOffset *int `json:"iteration_warning_offset,omitempty"`
 }
 
 // Input maps a value of the flow's context (or a literal) to a name the

@@ -143,8 +143,10 @@ func (r *run) toolChoice(name string) any {
 
 // agent runs an AgentComponent: the model calls tools until it calls
 // final_response_tool (a plain-text answer also counts, for models that
-// ignore the protocol). In an interactive flow a call that needs the
+// ignore the protocol). With require_tool_approval a call that needs the
 // person's approval parks the step; the next session continues it there.
+// max_cycles (within the engine's own step budget) bounds its model
+// cycles: near the limit the model is warned, at it told to answer.
 func (r *run) agent(ctx context.Context, c *flowconfig.Component) error {
 	conv, err := r.conversationFor(c)
 	if err != nil {
@@ -171,7 +173,14 @@ func (r *run) agent(ctx context.Context, c *flowconfig.Component) error {
 	if done, err := r.runCalls(ctx, c, conv, byName); done || err != nil {
 		return err
 	}
-	for range r.e.o.Budget.MaxStepsPerComponent {
+	for steps := 0; ; steps++ {
+		if r.cycleLimitReached(c) {
+			return r.wrapUp(ctx, c, conv, specs)
+		}
+		if steps >= r.e.o.Budget.MaxStepsPerComponent {
+			return &BudgetError{Budget: "model steps of component " + c.Name, Limit: fmt.Sprint(r.e.o.Budget.MaxStepsPerComponent)}
+		}
+		r.countCycle(c, conv)
 		res, err := r.ask(ctx, c, conv, specs, r.toolChoice(""))
 		if err != nil {
 			return err
@@ -191,7 +200,6 @@ func (r *run) agent(ctx context.Context, c *flowconfig.Component) error {
 			return err
 		}
 	}
-	return &BudgetError{Budget: "model steps of component " + c.Name, Limit: fmt.Sprint(r.e.o.Budget.MaxStepsPerComponent)}
 }
 
 // runCalls runs the pending calls of the last model answer in order (the
@@ -220,7 +228,7 @@ func (r *run) runCalls(ctx context.Context, c *flowconfig.Component, conv *conve
 			r.approvals.Pending = r.approvals.Pending[1:]
 			continue
 		}
-		if t := byName[call.Function.Name]; t != nil && !approved && r.mustAsk(t) {
+		if t := byName[call.Function.Name]; t != nil && !approved && r.mustAsk(c, t) {
 			if args, perr := flowtools.ParseArgs(call.Function.Arguments); perr == nil {
 				return false, r.askApproval(t, args, call)
 			}
@@ -288,9 +296,10 @@ func containsEvent(c *flowconfig.Component, e string) bool {
 
 // oneOff runs a OneOffComponent: one forced call of its tool; a failed
 // call goes back to the model, which may correct it up to
-// MaxCorrectionAttempts times. In an interactive flow a call that needs
-// the person's approval parks the step; a rejection goes back to the model
-// like a failed call.
+// MaxCorrectionAttempts times. It never asks for approval (GitLab's
+// OneOffComponent has no require_tool_approval); a call an earlier
+// version paused for approval runs when approved, and a rejection went
+// back to the model like a failed call.
 func (r *run) oneOff(ctx context.Context, c *flowconfig.Component) error {
 	conv, err := r.conversationFor(c)
 	if err != nil {
@@ -303,9 +312,7 @@ func (r *run) oneOff(ctx context.Context, c *flowconfig.Component) error {
 	specs := []model.Tool{t.ModelTool()}
 	last := "the model did not call " + c.ToolName
 	if w := r.approvals.Waiting(); w != nil {
-		approved := r.approved
-		r.approved = false
-		done, text, err := r.oneOffCall(ctx, c, t, conv, *w, approved)
+		done, text, err := r.oneOffCall(ctx, c, t, conv, *w)
 		if done || err != nil {
 			return err
 		}
@@ -329,7 +336,7 @@ func (r *run) oneOff(ctx context.Context, c *flowconfig.Component) error {
 			continue
 		}
 		conv.msgs = append(conv.msgs, model.Message{Role: "assistant", Content: res.Text, ToolCalls: []model.ToolCall{*call}})
-		done, text, err := r.oneOffCall(ctx, c, t, conv, *call, false)
+		done, text, err := r.oneOffCall(ctx, c, t, conv, *call)
 		if done || err != nil {
 			return err
 		}
@@ -340,7 +347,7 @@ func (r *run) oneOff(ctx context.Context, c *flowconfig.Component) error {
 
 // oneOffCall runs the one-off step's call. done reports success; else
 // text is the failure the model was told to correct.
-func (r *run) oneOffCall(ctx context.Context, c *flowconfig.Component, t *flowtools.Tool, conv *conversation, call model.ToolCall, approved bool) (done bool, text string, err error) {
+func (r *run) oneOffCall(ctx context.Context, c *flowconfig.Component, t *flowtools.Tool, conv *conversation, call model.ToolCall) (done bool, text string, err error) {
 	r.approvals.Pending = nil
 	args, perr := flowtools.ParseArgs(call.Function.Arguments)
 	var out string
@@ -351,9 +358,6 @@ func (r *run) oneOffCall(ctx context.Context, c *flowconfig.Component, t *flowto
 			return false, "", err
 		}
 		out = "Error: " + perr.Error()
-	case !approved && r.mustAsk(t):
-		r.approvals.Wait([]model.ToolCall{call})
-		return false, "", r.askApproval(t, args, call)
 	default:
 		if out, ok, err = r.callTool(ctx, c, t, args); err != nil {
 			return false, "", err

@@ -149,7 +149,7 @@ func (e *Engine) Run(ctx context.Context, s flow.Session, cfg *flowconfig.Config
 		return "", err
 	}
 	r := newRun(e, s, gl, w, cfg, feature)
-	if r.interactive() {
+	if r.holdsState() {
 		// A decision about another tool than the one waiting is refused
 		// before anything changes in GitLab.
 		if err := r.approvals.CheckDecision(start); err != nil {
@@ -160,7 +160,7 @@ func (e *Engine) Run(ctx context.Context, s flow.Session, cfg *flowconfig.Config
 	if err := gl.StatusEvent(ctx, w.ID, enter); err != nil {
 		return "", err
 	}
-	if r.interactive() {
+	if r.holdsState() {
 		if out, done, err := r.takeTurn(ctx, enter); done || err != nil {
 			return out, err
 		}

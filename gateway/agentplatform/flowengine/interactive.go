@@ -3,6 +3,7 @@ package flowengine
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowconfig"
@@ -23,16 +24,32 @@ const (
 // TOOL_CALL_APPROVAL_REQUIRED.
 var errWaitApproval = errors.New("a tool call waits for the person's approval")
 
-// interactive reports whether a person takes part in the flow (chat and
-// chat-partial environments): write tools outside the pre-approved set
-// wait for their approval, and the flow ends each turn waiting for their
-// next message instead of finishing. Ambient flows run in a CI job with
-// nobody to ask: the workflow's privileges are the grant.
+// interactive reports whether a person takes turns in the flow (chat and
+// chat-partial environments): the flow ends each turn waiting for their
+// next message instead of finishing. Ambient flows run in a CI job and
+// finish.
 func (r *run) interactive() bool { return r.cfg.Environment != flowconfig.EnvAmbient }
 
-// mustAsk reports whether running t needs the person's approval first.
-func (r *run) mustAsk(t *flowtools.Tool) bool {
-	return r.interactive() && !flowtools.PreApproved(t, r.w.PreApprovedPrivileges, r.s.Start().GetPreapprovedTools()) &&
+// holdsState reports whether sessions of the flow carry state to the
+// next one beyond the finished steps' values: the waiting step's history
+// and the approval state. That is every interactive flow, and any flow
+// with an agent that asks for approval (GitLab allows
+// require_tool_approval in every environment).
+func (r *run) holdsState() bool {
+	return r.interactive() || slices.ContainsFunc(r.cfg.Components, func(c flowconfig.Component) bool { return c.RequireToolApproval })
+}
+
+// mustAsk reports whether component c needs the person's approval before
+// running t. As in GitLab's AgentComponent, only an AgentComponent with
+// require_tool_approval asks, and not for a tool it lists in
+// pre_approved_tools, one whose privilege the workflow pre-approves, one
+// the client lists as pre-approved, or one the person approved for the
+// rest of the workflow. Other component types never ask.
+func (r *run) mustAsk(c *flowconfig.Component, t *flowtools.Tool) bool {
+	if c.Type != flowconfig.TypeAgent || !c.RequireToolApproval || slices.Contains(c.PreApprovedTools, t.Name) {
+		return false
+	}
+	return !flowtools.Allowed(t, r.w.PreApprovedPrivileges) && !slices.Contains(r.s.Start().GetPreapprovedTools(), t.Name) &&
 		!r.approvals.Remembers(t.Name)
 }
 
@@ -87,12 +104,18 @@ func (r *run) takeTurn(ctx context.Context, enter string) (out flow.Outcome, don
 		d := r.approvals.Decide(start)
 		r.approved, r.decided = d.Approved, true
 		// The refusals answer calls of the paused step's history only (a
-		// paused deterministic step has none).
+		// deterministic step an earlier version paused has none). As in GitLab's flows, a
+		// rejection with a message (MODIFY) also gives the model the
+		// person's feedback and shows it in the UI log; a plain one adds
+		// nothing there (the UI closes the approval box).
 		if r.conv != nil && r.conv.component == r.next {
 			r.conv.msgs = append(r.conv.msgs, d.Results...)
+			if d.Feedback != "" {
+				r.conv.msgs = append(r.conv.msgs, model.Message{Role: "user", Content: d.Feedback})
+			}
 		}
-		if d.Note != "" {
-			r.addLog(gitlabapi.UIChatLogEntry{MessageType: "user", Content: d.Note, Status: ptr("success")})
+		if d.Feedback != "" {
+			r.addLog(gitlabapi.UIChatLogEntry{MessageType: "user", Content: bound(d.Feedback, maxValueBytes), Status: ptr("success")})
 		}
 	}
 	if start.GetApproval() == nil && start.GetGoal() != "" {

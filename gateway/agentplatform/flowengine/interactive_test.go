@@ -16,12 +16,19 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/model"
 )
 
+// asks is the agent setting that makes it ask before tool calls.
+const asks = "require_tool_approval: true"
+
 // chatFlow is a one-agent flow in the given environment whose agent may
-// run shell (a write tool under run_commands) and echo (a read tool).
-func chatFlow(t *testing.T, env string) *flowconfig.Config {
+// run shell (a write tool under run_commands) and echo (a read tool under
+// read_only_gitlab); keys are more settings of the agent ("" for none).
+func chatFlow(t *testing.T, env, keys string) *flowconfig.Config {
 	t.Helper()
+	if keys != "" {
+		keys = ", " + keys
+	}
 	cfg, err := flowconfig.Parse([]byte(`{version: v1, environment: `+env+`, prompts: [{prompt_id: p, prompt_template: {system: "Help.", user: "{{goal}}"}}],
-  components: [{name: helper, type: AgentComponent, prompt_id: p, inputs: ["context:goal"], toolset: [shell, echo], ui_log_events: [on_agent_final_answer, on_tool_execution_success]}],
+  components: [{name: helper, type: AgentComponent, prompt_id: p, inputs: ["context:goal"], toolset: [shell, echo], ui_log_events: [on_agent_final_answer, on_tool_execution_success]`+keys+`}],
   routers: [{from: helper, to: end}], flow: {entry_point: helper}}`), flowconfig.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -51,24 +58,32 @@ func reject(msg string) *contract.Approval {
 
 func lastContent(r model.ChatRequest) string { return r.Messages[len(r.Messages)-1].Content }
 
-// TestInteractiveFlows: chat and chat-partial flows pause for approval of
-// write tools outside the pre-approved set and resume exactly at the
-// paused call (approve runs it, reject feeds the refusal to the model),
-// end each turn with INPUT_REQUIRED and continue the agent's conversation
-// with the next message; ambient flows never wait.
+// TestInteractiveFlows: an agent with require_tool_approval pauses before
+// a tool the workflow does not pre-approve (by privilege, by the client's
+// list, by pre_approved_tools or a remembered approval) and resumes
+// exactly at the paused call (approve runs it, reject feeds the refusal
+// to the model, a rejection with a message also the message as
+// feedback), in any environment as in GitLab's AgentComponent; without
+// the setting nothing pauses. Chat and chat-partial flows end each turn
+// with INPUT_REQUIRED and continue the agent's conversation with the next
+// message.
 func TestInteractiveFlows(t *testing.T) {
 	paused := "TOOL_CALL_APPROVAL_REQUIRED"
 	tests := []struct {
 		name       string
 		env        string
+		keys       string // the agent's settings (asks for require_tool_approval)
 		preApprove []string
-		model      []model.Result
-		turns      []turn
-		shellRuns  int
-		check      func(t *testing.T, reqs []model.ChatRequest, log []map[string]any)
+		// bare: the workflow pre-approves no privilege at all.
+		bare      bool
+		waitFor   string // the tool a pause asks about ("shell" unless set)
+		model     []model.Result
+		turns     []turn
+		shellRuns int
+		check     func(t *testing.T, reqs []model.ChatRequest, log []map[string]any)
 	}{
 		{
-			name: "pause then approve", env: "chat",
+			name: "pause then approve", env: "chat", keys: asks,
 			model: []model.Result{
 				{Text: "Listing.", ToolCalls: []model.ToolCall{call("c1", "echo", `{"a":1}`), call("c2", "shell", `{"cmd":"ls"}`), call("c3", "echo", `{"b":2}`)}},
 				{Text: "The directory holds two files."},
@@ -88,7 +103,7 @@ func TestInteractiveFlows(t *testing.T) {
 			},
 		},
 		{
-			name: "reject with a message", env: "chat-partial",
+			name: "reject with a message", env: "chat-partial", keys: asks,
 			model: []model.Result{
 				{ToolCalls: []model.ToolCall{call("c1", "shell", `{"cmd":"rm -rf /"}`), call("c2", "echo", `{}`)}},
 				{Text: "Understood, I will not delete anything."},
@@ -104,13 +119,18 @@ func TestInteractiveFlows(t *testing.T) {
 				if r := toolResultOf(reqs[1], "c2"); !strings.HasPrefix(r, "Not run") {
 					t.Errorf("the call after the rejected one: %q", r)
 				}
-				if !hasEntry(log, "user", "Rejected the tool call. too dangerous") {
-					t.Errorf("rejection not in the UI log: %v", log)
+				// GitLab's MODIFY: the message is feedback for the model
+				// after the refusals, and a user entry in the UI log.
+				if lastContent(reqs[1]) != "too dangerous" || reqs[1].Messages[len(reqs[1].Messages)-1].Role != "user" {
+					t.Errorf("feedback not given to the model: %+v", reqs[1].Messages)
+				}
+				if !hasEntry(log, "user", "too dangerous") || hasEntry(log, "user", "Rejected the tool call. too dangerous") {
+					t.Errorf("feedback in the UI log: %v", log)
 				}
 			},
 		},
 		{
-			name: "a new message instead of a decision rejects the call", env: "chat",
+			name: "a new message instead of a decision rejects the call", env: "chat", keys: asks,
 			model: []model.Result{
 				{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}},
 				{Text: "Fine, no commands."},
@@ -158,7 +178,7 @@ func TestInteractiveFlows(t *testing.T) {
 			},
 		},
 		{
-			name: "a reconnect without a decision keeps waiting", env: "chat",
+			name: "a reconnect without a decision keeps waiting", env: "chat", keys: asks,
 			model: []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}, {Text: "Done."}},
 			turns: []turn{
 				{goal: "run", out: flow.ToolApprovalRequired, status: paused, rails: "tool_call_approval_required"},
@@ -181,7 +201,7 @@ func TestInteractiveFlows(t *testing.T) {
 			},
 		},
 		{
-			name: "queued stop stops", env: "chat",
+			name: "queued stop stops", env: "chat", keys: asks,
 			model: []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}},
 			turns: []turn{
 				{goal: "run", out: flow.ToolApprovalRequired, status: paused, rails: "tool_call_approval_required"},
@@ -189,7 +209,7 @@ func TestInteractiveFlows(t *testing.T) {
 			},
 		},
 		{
-			name: "remembered approval", env: "chat",
+			name: "remembered approval", env: "chat", keys: asks,
 			model: []model.Result{
 				{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}},
 				{ToolCalls: []model.ToolCall{call("c2", "shell", `{}`)}},
@@ -202,19 +222,68 @@ func TestInteractiveFlows(t *testing.T) {
 			shellRuns: 2,
 		},
 		{
-			name: "pre-approved privilege runs at once", env: "chat", preApprove: []string{flowtools.RunCommands},
+			name: "pre-approved privilege runs at once", env: "chat", keys: asks, preApprove: []string{flowtools.RunCommands},
 			model:     []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}, {Text: "Done."}},
 			turns:     []turn{{goal: "run", out: flow.InputRequired, status: "INPUT_REQUIRED", rails: "input_required"}},
 			shellRuns: 1,
 		},
 		{
-			name: "ambient never waits", env: "ambient",
+			name: "without require_tool_approval a chat flow never waits", env: "chat",
+			model:     []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}, {Text: "Done."}},
+			turns:     []turn{{goal: "run", out: flow.InputRequired, status: "INPUT_REQUIRED", rails: "input_required"}},
+			shellRuns: 1,
+		},
+		{
+			name: "without require_tool_approval an ambient flow never waits", env: "ambient", keys: "require_tool_approval: false",
 			model:     []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}, {Text: "Done."}},
 			turns:     []turn{{goal: "run", out: flow.Finished, status: "FINISHED", rails: "finished"}},
 			shellRuns: 1,
 		},
 		{
-			name: "approval naming another tool is refused", env: "chat",
+			name: "pre_approved_tools run at once", env: "chat", keys: asks + ", pre_approved_tools: [shell]",
+			model:     []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`), call("c2", "shell", `{}`)}}, {Text: "Done."}},
+			turns:     []turn{{goal: "run", out: flow.InputRequired, status: "INPUT_REQUIRED", rails: "input_required"}},
+			shellRuns: 2,
+		},
+		{
+			name: "a read tool asks when its privilege is not pre-approved", env: "chat", keys: asks, bare: true, waitFor: "echo",
+			model: []model.Result{{ToolCalls: []model.ToolCall{call("c1", "echo", `{"q":1}`)}}, {Text: "Done."}},
+			turns: []turn{
+				{goal: "look", out: flow.ToolApprovalRequired, status: paused, rails: "tool_call_approval_required"},
+				{decision: approve(false), out: flow.InputRequired, status: "INPUT_REQUIRED", rails: "input_required"},
+			},
+			check: func(t *testing.T, reqs []model.ChatRequest, _ []map[string]any) {
+				if toolResultOf(reqs[1], "c1") != `{"q":1}` {
+					t.Errorf("approved read call's result: %+v", reqs[1].Messages)
+				}
+			},
+		},
+		{
+			name: "an ambient flow with require_tool_approval waits; a plain rejection", env: "ambient", keys: asks,
+			model: []model.Result{
+				{ToolCalls: []model.ToolCall{call("c1", "shell", `{"cmd":"deploy"}`)}},
+				{ToolCalls: []model.ToolCall{call("f", FinalResponseTool, `{"final_response":"Not deployed."}`)}},
+			},
+			turns: []turn{
+				{goal: "deploy", out: flow.ToolApprovalRequired, status: paused, rails: "tool_call_approval_required"},
+				{decision: reject(""), out: flow.Finished, status: "FINISHED", rails: "finished"},
+			},
+			check: func(t *testing.T, reqs []model.ChatRequest, log []map[string]any) {
+				if !strings.Contains(toolResultOf(reqs[1], "c1"), "rejected") || reqs[1].Messages[len(reqs[1].Messages)-1].Role != "tool" {
+					t.Errorf("refusal not fed back (and nothing after it): %+v", reqs[1].Messages)
+				}
+				for _, e := range log {
+					if e["message_type"] == "user" {
+						t.Errorf("a plain rejection wrote a user entry: %v", e)
+					}
+				}
+				if !hasEntry(log, "agent", "Not deployed.") {
+					t.Errorf("final answer missing: %v", log)
+				}
+			},
+		},
+		{
+			name: "approval naming another tool is refused", env: "chat", keys: asks,
 			model: []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{}`)}}},
 			turns: []turn{
 				{goal: "run", out: flow.ToolApprovalRequired, status: paused, rails: "tool_call_approval_required"},
@@ -228,6 +297,13 @@ func TestInteractiveFlows(t *testing.T) {
 			api := gitlabtest.NewAPI("t")
 			api.Workflow("5").Privileges = []string{flowtools.ReadOnlyGitLab, flowtools.RunCommands}
 			api.Workflow("5").PreApproved = append([]string{flowtools.ReadOnlyGitLab}, tc.preApprove...)
+			if tc.bare {
+				api.Workflow("5").PreApproved = nil
+			}
+			waitFor := tc.waitFor
+			if waitFor == "" {
+				waitFor = "shell"
+			}
 			var shellRuns atomic.Int32
 			tools := flowtools.Merge([]*flowtools.Tool{testTools["echo"], {Name: "shell", Privilege: flowtools.RunCommands, Write: true, Params: flowtools.Schema(nil),
 				Run: func(context.Context, *flowtools.Env, map[string]any) (string, error) {
@@ -236,7 +312,7 @@ func TestInteractiveFlows(t *testing.T) {
 				}}})
 			m := &scriptedModel{results: tc.model}
 			e, _ := New(Options{Model: m, Tools: tools})
-			d := &Defined{Engine: e, Config: chatFlow(t, tc.env)}
+			d := &Defined{Engine: e, Config: chatFlow(t, tc.env, tc.keys)}
 			var s *fakeSession
 			for i, tr := range tc.turns {
 				for _, ev := range tr.events {
@@ -259,7 +335,7 @@ func TestInteractiveFlows(t *testing.T) {
 				if tr.status == paused {
 					log := uiLog(t, s)
 					e := log[len(log)-1]
-					if e["message_type"] != "request" || e["tool_info"].(map[string]any)["name"] != "shell" {
+					if e["message_type"] != "request" || e["tool_info"].(map[string]any)["name"] != waitFor {
 						t.Fatalf("turn %d: approval request entry %v", i, e)
 					}
 				}
@@ -306,7 +382,7 @@ func TestPendingCallSurvivesInCheckpoint(t *testing.T) {
 	s := newSession(t, api, "")
 	m := &scriptedModel{results: []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{"cmd":"make"}`)}}}}
 	e, _ := New(Options{Model: m, Tools: testTools})
-	if out, err := (&Defined{Engine: e, Config: chatFlow(t, "chat")}).Run(context.Background(), s); err != nil || out != flow.ToolApprovalRequired {
+	if out, err := (&Defined{Engine: e, Config: chatFlow(t, "chat", asks)}).Run(context.Background(), s); err != nil || out != flow.ToolApprovalRequired {
 		t.Fatalf("%v %v", out, err)
 	}
 	cps := api.Workflow("5").Checkpoints
@@ -324,72 +400,38 @@ func TestPendingCallSurvivesInCheckpoint(t *testing.T) {
 	}
 }
 
-// TestDeterministicStepWaitsForApproval: a chat flow's deterministic step
-// with a write tool waits for approval; a rejection fails the step.
-func TestDeterministicStepWaitsForApproval(t *testing.T) {
-	for _, approved := range []bool{true, false} {
-		api := gitlabtest.NewAPI("t")
-		api.Workflow("5").Privileges = []string{flowtools.ReadOnlyGitLab, flowtools.RunCommands}
-		cfg, err := flowconfig.Parse([]byte(`{version: v1, environment: chat, components: [{name: run, type: DeterministicStepComponent, tool_name: shell}], routers: [{from: run, to: end}], flow: {entry_point: run}}`), flowconfig.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, _ := New(Options{Model: &scriptedModel{}, Tools: testTools})
-		d := &Defined{Engine: e, Config: cfg}
-		if out, err := d.Run(context.Background(), newSession(t, api, "")); err != nil || out != flow.ToolApprovalRequired {
-			t.Fatalf("%v %v", out, err)
-		}
-		s := newSession(t, api, "")
-		s.start.Approval = reject("")
-		if approved {
-			s.start.Approval = approve(false)
-		}
-		out, err := d.Run(context.Background(), s)
-		if approved && (err != nil || out != flow.InputRequired) {
-			t.Fatalf("approved: %v %v", out, err)
-		}
-		if !approved && (err == nil || err.Error() != "component run failed: the user rejected the tool call shell" || api.Workflow("5").Status != "failed") {
-			t.Fatalf("rejected: %v %v", out, err)
-		}
-	}
-}
-
-// TestOneOffStepWaitsForApproval: a chat flow's one-off step pauses at its
-// forced call; a rejection goes back to the model, whose corrected call
-// waits again and runs once approved.
-func TestOneOffStepWaitsForApproval(t *testing.T) {
-	api := gitlabtest.NewAPI("t")
-	api.Workflow("5").Privileges = []string{flowtools.ReadOnlyGitLab, flowtools.RunCommands}
-	cfg, err := flowconfig.Parse([]byte(`{version: v1, environment: chat, prompts: [{prompt_id: p, prompt_template: {user: "{{goal}}"}}],
-  components: [{name: once, type: OneOffComponent, prompt_id: p, inputs: ["context:goal"], tool_name: shell, max_correction_attempts: 1}],
-  routers: [{from: once, to: end}], flow: {entry_point: once}}`), flowconfig.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var runs []string
-	tools := flowtools.Merge([]*flowtools.Tool{{Name: "shell", Privilege: flowtools.RunCommands, Write: true, Params: flowtools.Schema(nil),
-		Run: func(_ context.Context, _ *flowtools.Env, a map[string]any) (string, error) {
-			runs = append(runs, a["cmd"].(string))
-			return "ran", nil
-		}}})
-	m := &scriptedModel{results: []model.Result{
-		{ToolCalls: []model.ToolCall{call("c1", "shell", `{"cmd":"make clean"}`)}},
-		{ToolCalls: []model.ToolCall{call("c2", "shell", `{"cmd":"make"}`)}},
-	}}
-	e, _ := New(Options{Model: m, Tools: tools})
-	d := &Defined{Engine: e, Config: cfg}
-	for i, tr := range []turn{
-		{goal: "build", out: flow.ToolApprovalRequired},
-		{decision: reject("do not clean"), out: flow.ToolApprovalRequired},
-		{decision: approve(false), out: flow.InputRequired},
+// TestOtherStepsNeverAsk: deterministic and one-off steps have no
+// require_tool_approval in GitLab's schema (the key is ignored and
+// listed), so even in a chat flow their write tool runs at once.
+func TestOtherStepsNeverAsk(t *testing.T) {
+	for name, component := range map[string]string{
+		"deterministic": `{name: step, type: DeterministicStepComponent, tool_name: shell, require_tool_approval: true}`,
+		"one-off":       `{name: step, type: OneOffComponent, prompt_id: p, inputs: ["context:goal"], tool_name: shell, require_tool_approval: true}`,
 	} {
-		s := newSession(t, api, "")
-		s.start.Goal, s.start.Approval = tr.goal, tr.decision
-		if out, err := d.Run(context.Background(), s); err != nil || out != tr.out {
-			t.Fatalf("turn %d: %v %v, want %v", i, out, err, tr.out)
-		}
-	}
-	if len(runs) != 1 || runs[0] != "make" || len(m.reqs) != 2 || !strings.Contains(toolResultOf(m.reqs[1], "c1"), "do not clean") {
-		t.Fatalf("runs %v, %d model calls", runs, len(m.reqs))
+		t.Run(name, func(t *testing.T) {
+			api := gitlabtest.NewAPI("t")
+			api.Workflow("5").Privileges = []string{flowtools.ReadOnlyGitLab, flowtools.RunCommands}
+			cfg, err := flowconfig.Parse([]byte(`{version: v1, environment: chat, prompts: [{prompt_id: p, prompt_template: {user: "{{goal}}"}}],
+  components: [`+component+`], routers: [{from: step, to: end}], flow: {entry_point: step}}`), flowconfig.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(cfg.Ignored, ",") != "components[0].require_tool_approval" {
+				t.Fatalf("ignored %v", cfg.Ignored)
+			}
+			var runs atomic.Int32
+			tools := flowtools.Merge([]*flowtools.Tool{{Name: "shell", Privilege: flowtools.RunCommands, Write: true, Params: flowtools.Schema(nil),
+				Run: func(context.Context, *flowtools.Env, map[string]any) (string, error) {
+					runs.Add(1)
+					return "ran", nil
+				}}})
+			m := &scriptedModel{results: []model.Result{{ToolCalls: []model.ToolCall{call("c1", "shell", `{"cmd":"make"}`)}}}}
+			e, _ := New(Options{Model: m, Tools: tools})
+			s := newSession(t, api, "")
+			s.start.Goal = "build"
+			if out, err := (&Defined{Engine: e, Config: cfg}).Run(context.Background(), s); err != nil || out != flow.InputRequired || runs.Load() != 1 {
+				t.Fatalf("%v %v, shell ran %d times", out, err, runs.Load())
+			}
+		})
 	}
 }

@@ -18,9 +18,10 @@ const maxHistoryMessages = 400
 
 // flowState is the engine's private part of a persisted checkpoint: where
 // a retry continues and what the finished components produced; for
-// interactive flows also what the flow waits for, the last agent or
-// one-off step's history and the approval state (the embedded fields keep
-// their JSON keys "pending" and "remembered").
+// flows that hold state between sessions (holdsState) also what the flow
+// waits for, the last agent or one-off step's history and the approval
+// state (the embedded fields keep their JSON keys "pending" and
+// "remembered").
 type flowState struct {
 	Flow      string            `json:"flow"`
 	Next      string            `json:"next"`
@@ -28,7 +29,9 @@ type flowState struct {
 	ToolCalls int               `json:"tool_calls"`
 	Tokens    int               `json:"tokens"`
 	Waiting   string            `json:"waiting,omitempty"`
-	Step      *stepState        `json:"step,omitempty"`
+	// Cycles counts each agent component's model cycles (max_cycles).
+	Cycles map[string]int `json:"cycles,omitempty"`
+	Step   *stepState     `json:"step,omitempty"`
 	humanloop.Approvals
 }
 
@@ -41,8 +44,8 @@ type stepState struct {
 // stateJSON encodes the state for the checkpoint, dropping the oldest step
 // history until it fits; nil when it does not.
 func (r *run) stateJSON() json.RawMessage {
-	st := flowState{Flow: r.cfg.Name, Next: r.next, Values: r.values, ToolCalls: r.toolCalls, Tokens: r.tokens}
-	if r.interactive() {
+	st := flowState{Flow: r.cfg.Name, Next: r.next, Values: r.values, ToolCalls: r.toolCalls, Tokens: r.tokens, Cycles: r.cycles}
+	if r.holdsState() {
 		st.Waiting, st.Approvals = r.waiting, r.approvals
 		if r.conv != nil {
 			st.Step = &stepState{Component: r.conv.component, Messages: r.conv.msgs}
@@ -79,7 +82,7 @@ func dropOldest(msgs []model.Message) []model.Message {
 
 // resume restores a retried or resumed workflow's state from its last
 // checkpoint: the UI log, the finished components' values, the component
-// to continue with and, for interactive flows, the waiting step. It
+// to continue with and, for flows that hold state, the waiting step. It
 // reports false (start over) for a new workflow, another flow's state, or
 // a flow that had ended.
 func (r *run) resume() bool {
@@ -91,7 +94,7 @@ func (r *run) resume() bool {
 	if json.Unmarshal(cp.ChannelValues.Conversation, &st) != nil || st.Flow != r.cfg.Name {
 		return false
 	}
-	waiting := r.interactive() && (st.Waiting == waitApproval || st.Waiting == waitInput)
+	waiting := (r.holdsState() && st.Waiting == waitApproval) || (r.interactive() && st.Waiting == waitInput)
 	if !waiting && (st.Next == "" || st.Next == flowconfig.End || r.cfg.Component(st.Next) == nil) {
 		return false
 	}
@@ -112,7 +115,12 @@ func (r *run) resume() bool {
 		// A later message of a chat is not the flow's goal.
 		r.values["goal"] = bound(g.Goal, maxValueBytes)
 	}
-	if r.interactive() {
+	for name, n := range st.Cycles {
+		if c := r.cfg.Component(name); c != nil && c.MaxCycles != nil && n > 0 {
+			r.cycles[name] = n
+		}
+	}
+	if r.holdsState() {
 		if waiting {
 			r.waiting = st.Waiting
 		}

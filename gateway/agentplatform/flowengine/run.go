@@ -15,7 +15,6 @@ import (
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowtools"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabapi"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/humanloop"
-	"github.com/duo-confidential/duo-confidential/gateway/model"
 	"github.com/google/uuid"
 )
 
@@ -67,6 +66,9 @@ type run struct {
 	// continue conv; decided says the person decided on a waiting call,
 	// approved that they approved it.
 	cont, decided, approved bool
+	// cycles counts model cycles of agent components with max_cycles
+	// (persisted).
+	cycles map[string]int
 }
 
 func newRun(e *Engine, s flow.Session, gl *gitlabapi.Client, w *gitlabapi.Workflow, cfg *flowconfig.Config, feature string) *run {
@@ -74,7 +76,7 @@ func newRun(e *Engine, s flow.Session, gl *gitlabapi.Client, w *gitlabapi.Workfl
 	r := &run{
 		e: e, s: s, gl: gl, w: w, cfg: cfg, feature: feature, status: statusRunning, goal: start.GetGoal(),
 		env:    &flowtools.Env{Session: s, GitLab: gl, Workflow: w},
-		values: map[string]string{},
+		values: map[string]string{}, cycles: map[string]int{},
 	}
 	r.next = cfg.Flow.EntryPoint
 	if w.Checkpoint != nil {
@@ -273,18 +275,11 @@ func (r *run) deterministic(ctx context.Context, c *flowconfig.Component) error 
 	for k, v := range in {
 		args[k] = v
 	}
-	// In an interactive flow a write tool outside the pre-approved set
-	// waits for the person; a rejection fails the step.
-	if resumed := r.decided && r.cont; !(resumed && r.approved) && r.mustAsk(t) {
-		if resumed {
-			return &StepError{Component: c.Name, Reason: "the user rejected the tool call " + t.Name}
-		}
-		call := model.ToolCall{ID: "step-" + c.Name, Type: "function", Function: model.ToolCallFunction{Name: t.Name}}
-		if b, err := json.Marshal(args); err == nil {
-			call.Function.Arguments = string(b)
-		}
-		r.approvals.Wait([]model.ToolCall{call})
-		return r.askApproval(t, args, call)
+	// A deterministic step never asks for approval (GitLab's has no
+	// require_tool_approval); one an earlier version paused for approval
+	// fails when the person rejected it.
+	if r.decided && r.cont && !r.approved {
+		return &StepError{Component: c.Name, Reason: "the user rejected the tool call " + t.Name}
 	}
 	r.approvals.Pending = nil
 	out, ok, err := r.callTool(ctx, c, t, args)

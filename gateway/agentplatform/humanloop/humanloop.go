@@ -97,6 +97,10 @@ type Decision struct {
 	Results []model.Message
 	// Note is the person's part for the UI log ("" when approved).
 	Note string
+	// Feedback is the message the person rejected the call with ("" for
+	// an approval or a plain rejection): GitLab's flows treat a rejection
+	// with a message as MODIFY, feedback for the model.
+	Feedback string
 }
 
 // Decide applies the startRequest's decision to the waiting calls; with
@@ -126,6 +130,7 @@ func (a *Approvals) Decide(start *contract.StartWorkflowRequest) Decision {
 		text = "Not run: an earlier tool call of the same step was rejected."
 	}
 	a.Pending = nil
+	out.Feedback = message
 	out.Note = "Rejected the tool call."
 	if message != "" {
 		out.Note += " " + message

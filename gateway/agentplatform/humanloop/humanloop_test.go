@@ -49,6 +49,10 @@ func TestDecide(t *testing.T) {
 				}
 				results = append(results, m.Content)
 			}
+			// Only a rejection with a message carries feedback (GitLab's MODIFY).
+			if wantFeedback := tc.name == "reject with a reason"; (d.Feedback == msg) != wantFeedback || (!wantFeedback && d.Feedback != "") {
+				t.Errorf("feedback %q", d.Feedback)
+			}
 			if d.Approved != tc.approved || strings.Join(results, "|") != strings.Join(tc.results, "|") || d.Note != tc.note ||
 				strings.Join(a.Remembered, ",") != strings.Join(tc.remembered, ",") {
 				t.Fatalf("decision %+v, remembered %v", d, a.Remembered)
