@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/duo-confidential/duo-confidential/packaging/build"
 	"github.com/duo-confidential/duo-confidential/packaging/oci"
@@ -36,33 +35,19 @@ func main() {
 }
 
 func run() error {
-	var o build.Options
-	var arches, caCerts string
-	var epoch int64
-	flag.StringVar(&o.Repo, "repo", "", "repository root (default: the nearest parent directory holding cmd/duo-confidential)")
-	flag.StringVar(&o.OutDir, "out", "", "output directory (default <repo>/dist)")
-	flag.StringVar(&o.Version, "version", "", "image version, e.g. 1.2.3 (default: git describe, else 0.0.0-dev)")
-	flag.StringVar(&arches, "arch", "amd64", "comma-separated GOARCH values: amd64, arm64")
-	flag.StringVar(&caCerts, "ca-certs", "/etc/ssl/certs/ca-certificates.crt", "PEM bundle of CA certificates to ship")
-	flag.Int64Var(&epoch, "mtime", 0, "Unix time of everything in the image (default SOURCE_DATE_EPOCH, else the HEAD commit time)")
+	shared := build.DefineFlags(flag.CommandLine, build.FlagHelp{
+		Version: "image version, e.g. 1.2.3",
+		MTime:   "Unix time of everything in the image",
+	})
+	caCerts := flag.String("ca-certs", "/etc/ssl/certs/ca-certificates.crt", "PEM bundle of CA certificates to ship")
 	flag.Parse()
-	if flag.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %s", strings.Join(flag.Args(), " "))
-	}
-	if o.Repo == "" {
-		r, err := build.FindRepo(".")
-		if err != nil {
-			return err
-		}
-		o.Repo = r
-	}
-	o.Arches = strings.Split(arches, ",")
-	if epoch > 0 {
-		o.MTime = time.Unix(epoch, 0)
+	o, err := shared.Options(flag.CommandLine)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	o, err := build.Resolved(ctx, o)
+	o, err = build.Resolved(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -76,7 +61,7 @@ func run() error {
 		Created:        o.MTime,
 		Source:         source,
 		Revision:       gitOutput(ctx, o.Repo, "rev-parse", "HEAD"),
-		CACerts:        caCerts,
+		CACerts:        *caCerts,
 		CACertsVersion: debVersion(ctx, "ca-certificates"),
 		Config:         build.ExampleConfig(o.Repo),
 		License:        "LicenseRef-duo-confidential",

@@ -17,7 +17,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/duo-confidential/duo-confidential/packaging/build"
 )
@@ -30,32 +29,19 @@ func main() {
 }
 
 func run() error {
-	var o build.Options
-	var arches, formats string
-	var epoch int64
-	flag.StringVar(&o.Repo, "repo", "", "repository root (default: the nearest parent directory holding cmd/duo-confidential)")
-	flag.StringVar(&o.OutDir, "out", "", "output directory (default <repo>/dist)")
-	flag.StringVar(&o.Version, "version", "", "package version, e.g. 1.2.3 or 1.2.3-rc1 (default: git describe, else 0.0.0-dev)")
-	flag.StringVar(&o.Release, "release", "1", "package release (Debian revision)")
-	flag.StringVar(&arches, "arch", "amd64", "comma-separated GOARCH values: amd64, arm64")
-	flag.StringVar(&formats, "format", "deb,rpm", "comma-separated formats: deb, rpm")
-	flag.Int64Var(&epoch, "mtime", 0, "Unix time of every file (default SOURCE_DATE_EPOCH, else the HEAD commit time)")
+	shared := build.DefineFlags(flag.CommandLine, build.FlagHelp{
+		Version: "package version, e.g. 1.2.3 or 1.2.3-rc1",
+		MTime:   "Unix time of every file",
+	})
+	release := flag.String("release", "1", "package release (Debian revision)")
+	formats := flag.String("format", "deb,rpm", "comma-separated formats: deb, rpm")
 	flag.Parse()
-	if flag.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %s", strings.Join(flag.Args(), " "))
+	o, err := shared.Options(flag.CommandLine)
+	if err != nil {
+		return err
 	}
-	if o.Repo == "" {
-		r, err := build.FindRepo(".")
-		if err != nil {
-			return err
-		}
-		o.Repo = r
-	}
-	o.Arches = strings.Split(arches, ",")
-	o.Formats = strings.Split(formats, ",")
-	if epoch > 0 {
-		o.MTime = time.Unix(epoch, 0)
-	}
+	o.Release = *release
+	o.Formats = strings.Split(*formats, ",")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	arts, err := build.Build(ctx, o)
