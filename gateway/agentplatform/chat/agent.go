@@ -12,6 +12,7 @@ import (
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flow"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowtools"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabapi"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/humanloop"
 	"github.com/duo-confidential/duo-confidential/gateway/model"
@@ -88,7 +89,7 @@ type run struct {
 	w        *gitlabapi.Workflow
 	st       *state
 	ts       *toolset
-	env      *toolEnv
+	env      *flowtools.Env
 	sentFrom int
 	lastSent time.Time
 }
@@ -111,7 +112,7 @@ func (a *Agent) Run(ctx context.Context, s flow.Session) (flow.Outcome, error) {
 		return "", err
 	}
 	r := &run{a: a, s: s, gl: gl, w: w, st: st, ts: newToolset(w, start, s.Caller().ClientType)}
-	r.env = &toolEnv{gl: gl, session: s, projectID: w.ProjectID}
+	r.env = &flowtools.Env{GitLab: gl, Session: s, Workflow: w}
 	r.sentFrom = len(st.log)
 	enter := humanloop.EnterEvent(w.StatusName)
 	if err := gl.StatusEvent(ctx, w.ID, enter); err != nil {
@@ -224,9 +225,9 @@ func (r *run) runPending(ctx context.Context, approvedFirst bool) (flow.Outcome,
 	for len(r.st.conv.Pending) > 0 {
 		call := r.st.conv.Pending[0]
 		t := r.ts.byName[call.Function.Name]
-		args, argErr := parseArgs(call.Function.Arguments)
-		if t != nil && argErr == nil && !approvedFirst && !r.ts.preApproved(t) && !r.st.conv.Remembers(t.name) {
-			r.st.addLog(humanloop.Request(t.name, args, call.ID))
+		args, argErr := flowtools.ParseArgs(call.Function.Arguments)
+		if t != nil && argErr == nil && !approvedFirst && !r.ts.preApproved(t) && !r.st.conv.Remembers(t.Name) {
+			r.st.addLog(humanloop.Request(t.Name, args, call.ID))
 			out, err := r.finishOutcome(ctx, humanloop.StatusApprovalRequired, gitlabapi.EventRequireToolCallApproval, flow.ToolApprovalRequired)
 			return out, true, err
 		}
@@ -243,7 +244,7 @@ func (r *run) runPending(ctx context.Context, approvedFirst bool) (flow.Outcome,
 
 // runTool runs one call and returns what the model sees. Only session
 // failures are errors; tool failures become the result text.
-func (r *run) runTool(ctx context.Context, t *tool, call model.ToolCall, args map[string]any, argErr error) (string, error) {
+func (r *run) runTool(ctx context.Context, t *flowtools.Tool, call model.ToolCall, args map[string]any, argErr error) (string, error) {
 	if t == nil {
 		return "Error: there is no tool named " + fmt.Sprintf("%q", call.Function.Name) + ".", nil
 	}
@@ -251,20 +252,20 @@ func (r *run) runTool(ctx context.Context, t *tool, call model.ToolCall, args ma
 		return "Error: " + argErr.Error(), nil
 	}
 	idx := r.st.addLog(gitlabapi.UIChatLogEntry{
-		MessageType: "tool", MessageSubType: ptr(t.name), Content: "Using " + t.name,
-		Status: ptr("pending"), ToolInfo: &gitlabapi.ToolInfo{Name: t.name, Args: args}, CorrelationID: ptr(call.ID),
+		MessageType: "tool", MessageSubType: ptr(t.Name), Content: "Using " + t.Name,
+		Status: ptr("pending"), ToolInfo: &gitlabapi.ToolInfo{Name: t.Name, Args: args}, CorrelationID: ptr(call.ID),
 	})
 	if err := r.notify(ctx, true); err != nil {
 		return "", err
 	}
-	out, err := t.run(ctx, r.env, args)
-	r.a.o.Logger.Debug("chat: tool ran", "workflow_id", r.w.ID, "tool", t.name, "ok", err == nil)
+	out, err := t.Run(ctx, r.env, args)
+	r.a.o.Logger.Debug("chat: tool ran", "workflow_id", r.w.ID, "tool", t.Name, "ok", err == nil)
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, flow.ErrActionTooLarge) || errors.Is(err, flow.ErrStopped) {
 			return "", err
 		}
 		r.st.log[idx].Status = ptr("failure")
-		r.st.log[idx].Content = "Failed: " + t.name
+		r.st.log[idx].Content = "Failed: " + t.Name
 		return "Error: " + err.Error(), nil
 	}
 	r.st.log[idx].Status = ptr("success")

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowtools"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabapi"
 )
 
@@ -27,16 +28,16 @@ func FuzzToolArguments(f *testing.F) {
 	f.Add("create_work_item_note", `{"project_id":"..","work_item_iid":"1/../../admin","body":"x"}`)
 	f.Fuzz(func(t *testing.T, name, raw string) {
 		tl, ok := catalogue()[name]
-		if !ok || tl.privilege == PrivReadWriteFiles || tl.privilege == PrivRunCommands {
+		if !ok || tl.Privilege == PrivReadWriteFiles || tl.Privilege == PrivRunCommands {
 			return
 		}
-		args, err := parseArgs(raw)
+		args, err := flowtools.ParseArgs(raw)
 		if err != nil {
 			return
 		}
 		rec := &pathRecorder{}
-		env := &toolEnv{gl: gitlabapi.New(rec), projectID: "1"}
-		_, _ = tl.run(context.Background(), env, args)
+		env := &flowtools.Env{GitLab: gitlabapi.New(rec), Workflow: &gitlabapi.Workflow{ProjectID: "1"}}
+		_, _ = tl.Run(context.Background(), env, args)
 		for _, p := range rec.paths {
 			if !strings.HasPrefix(p, "/api/v4/") {
 				t.Fatalf("%s built %q", name, p)

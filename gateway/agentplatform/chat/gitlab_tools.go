@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowtools"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/gitlabapi"
 )
 
@@ -21,16 +22,16 @@ var (
 )
 
 // restRead is a GitLab GET tool: path builds the API path from arguments.
-func restRead(name, desc string, required []string, path func(p string, a map[string]any) (string, error), props ...[3]string) *tool {
-	return &tool{
-		name: name, description: desc, privilege: PrivReadOnlyGitLab,
-		params: schema(required, props...),
-		run: func(ctx context.Context, env *toolEnv, args map[string]any) (string, error) {
+func restRead(name, desc string, required []string, path func(p string, a map[string]any) (string, error), props ...[3]string) *flowtools.Tool {
+	return &flowtools.Tool{
+		Name: name, Description: desc, Privilege: PrivReadOnlyGitLab,
+		Params: schema(required, props...),
+		Run: func(ctx context.Context, env *flowtools.Env, args map[string]any) (string, error) {
 			apiPath, err := apiPathFor(env, args, path)
 			if err != nil {
 				return "", err
 			}
-			r, err := env.gl.Do(ctx, "GET", apiPath, nil)
+			r, err := env.GitLab.Do(ctx, "GET", apiPath, nil)
 			if err != nil {
 				return "", err
 			}
@@ -45,7 +46,7 @@ func restRead(name, desc string, required []string, path func(p string, a map[st
 
 // apiPathFor builds a tool's API path under its project (the argument, or
 // the workflow's).
-func apiPathFor(env *toolEnv, args map[string]any, path func(p string, a map[string]any) (string, error)) (string, error) {
+func apiPathFor(env *flowtools.Env, args map[string]any, path func(p string, a map[string]any) (string, error)) (string, error) {
 	p, err := projectArg(env, args)
 	if err != nil {
 		return "", err
@@ -53,13 +54,13 @@ func apiPathFor(env *toolEnv, args map[string]any, path func(p string, a map[str
 	return path(p, args)
 }
 
-func projectArg(env *toolEnv, args map[string]any) (string, error) {
+func projectArg(env *flowtools.Env, args map[string]any) (string, error) {
 	p, err := str(args, "project_id", false)
 	if err != nil {
 		return "", err
 	}
 	if p == "" {
-		p = env.projectID
+		p = env.ProjectID()
 	}
 	if p == "" {
 		return "", fmt.Errorf("%w: project_id is required (the workflow has no project)", errBadArgs)
@@ -104,9 +105,9 @@ func subList(arg, format string) func(p string, a map[string]any) (string, error
 	}
 }
 
-func gitlabReadTools() []*tool {
+func gitlabReadTools() []*flowtools.Tool {
 	mr, issue := pIID("merge_request"), pIID("work_item")
-	return []*tool{
+	return []*flowtools.Tool{
 		restRead("get_project", "Show a GitLab project: name, description, default branch, URLs.", nil,
 			func(p string, _ map[string]any) (string, error) { return p, nil }, pProject),
 		restRead("get_current_user", "Show the GitLab user this chat acts for.", nil,
@@ -189,11 +190,11 @@ func searchIn(scope string) func(p string, a map[string]any) (string, error) {
 }
 
 // restWrite is a GitLab tool that changes something (approval required).
-func restWrite(name, desc, method string, required []string, path func(p string, a map[string]any) (string, error), body []string, props ...[3]string) *tool {
-	return &tool{
-		name: name, description: desc, privilege: PrivReadWriteGitLab, write: true,
-		params: schema(required, props...),
-		run: func(ctx context.Context, env *toolEnv, args map[string]any) (string, error) {
+func restWrite(name, desc, method string, required []string, path func(p string, a map[string]any) (string, error), body []string, props ...[3]string) *flowtools.Tool {
+	return &flowtools.Tool{
+		Name: name, Description: desc, Privilege: PrivReadWriteGitLab, Write: true,
+		Params: schema(required, props...),
+		Run: func(ctx context.Context, env *flowtools.Env, args map[string]any) (string, error) {
 			apiPath, err := apiPathFor(env, args, path)
 			if err != nil {
 				return "", err
@@ -204,7 +205,7 @@ func restWrite(name, desc, method string, required []string, path func(p string,
 					b[k] = v
 				}
 			}
-			r, err := env.gl.Do(ctx, method, apiPath, b)
+			r, err := env.GitLab.Do(ctx, method, apiPath, b)
 			if err != nil {
 				return "", err
 			}
@@ -213,12 +214,12 @@ func restWrite(name, desc, method string, required []string, path func(p string,
 	}
 }
 
-func gitlabWriteTools() []*tool {
+func gitlabWriteTools() []*flowtools.Tool {
 	mr, issue := pIID("merge_request"), pIID("work_item")
 	pBody := [3]string{"body", "string", "Comment text (Markdown)."}
 	pTitle := [3]string{"title", "string", "Title."}
 	pDesc := [3]string{"description", "string", "Description (Markdown)."}
-	return []*tool{
+	return []*flowtools.Tool{
 		restWrite("create_merge_request_note", "Comment on a merge request.", "POST", []string{"merge_request_iid", "body"},
 			sub("merge_request_iid", "/merge_requests/%s/notes"), []string{"body"}, pProject, mr, pBody),
 		restWrite("create_work_item_note", "Comment on a work item (issue).", "POST", []string{"work_item_iid", "body"},

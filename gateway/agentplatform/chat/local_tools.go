@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
+	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/flowtools"
 )
 
 // maxMCPTools bounds the MCP tools a client may offer one session.
@@ -13,15 +14,15 @@ const maxMCPTools = 64
 
 // executorTool runs one action on the client's executor and returns its
 // plain-text answer.
-func executorTool(name, desc, priv string, write bool, required []string, build func(a map[string]any) (*contract.Action, error), props ...[3]string) *tool {
-	return &tool{
-		name: name, description: desc, privilege: priv, write: write, params: schema(required, props...),
-		run: func(ctx context.Context, env *toolEnv, args map[string]any) (string, error) {
+func executorTool(name, desc, priv string, write bool, required []string, build func(a map[string]any) (*contract.Action, error), props ...[3]string) *flowtools.Tool {
+	return &flowtools.Tool{
+		Name: name, Description: desc, Privilege: priv, Write: write, Params: schema(required, props...),
+		Run: func(ctx context.Context, env *flowtools.Env, args map[string]any) (string, error) {
 			a, err := build(args)
 			if err != nil {
 				return "", err
 			}
-			r, err := env.session.Do(ctx, a)
+			r, err := env.Session.Do(ctx, a)
 			if err != nil {
 				return "", err
 			}
@@ -50,9 +51,9 @@ func plainText(r *contract.ActionResponse) (string, error) {
 
 func strArg(a map[string]any, name string) (string, error) { return str(a, name, true) }
 
-func localTools() []*tool {
+func localTools() []*flowtools.Tool {
 	pPath := [3]string{"file_path", "string", "Path relative to the workspace root."}
-	return []*tool{
+	return []*flowtools.Tool{
 		executorTool("read_file", "Read a file of the local workspace.", PrivReadWriteFiles, false, []string{"file_path"},
 			func(a map[string]any) (*contract.Action, error) {
 				p, err := strArg(a, "file_path")
@@ -121,7 +122,7 @@ func localTools() []*tool {
 
 // mcpTool wraps a client-offered MCP tool; it runs as runMCPTool and needs
 // approval unless the client marks it trusted.
-func mcpTool(m *contract.McpTool) *tool {
+func mcpTool(m *contract.McpTool) *flowtools.Tool {
 	if m.GetName() == "" || len(m.GetName()) > 128 {
 		return nil
 	}
@@ -133,14 +134,14 @@ func mcpTool(m *contract.McpTool) *tool {
 		}
 	}
 	name := m.GetName()
-	return &tool{
-		name: name, description: boundResult(m.GetDescription()), params: params, privilege: PrivRunMCPTools, write: !m.GetTrusted(),
-		run: func(ctx context.Context, env *toolEnv, args map[string]any) (string, error) {
+	return &flowtools.Tool{
+		Name: name, Description: boundResult(m.GetDescription()), Params: params, Privilege: PrivRunMCPTools, Write: !m.GetTrusted(),
+		Run: func(ctx context.Context, env *flowtools.Env, args map[string]any) (string, error) {
 			b, err := json.Marshal(args)
 			if err != nil {
 				return "", err
 			}
-			r, err := env.session.Do(ctx, &contract.Action{Action: &contract.Action_RunMCPTool{RunMCPTool: &contract.RunMCPTool{Name: name, Args: string(b)}}})
+			r, err := env.Session.Do(ctx, &contract.Action{Action: &contract.Action_RunMCPTool{RunMCPTool: &contract.RunMCPTool{Name: name, Args: string(b)}}})
 			if err != nil {
 				return "", err
 			}
