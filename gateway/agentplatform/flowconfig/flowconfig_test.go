@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -195,7 +196,7 @@ func TestLimits(t *testing.T) {
 func mustJSON(t *testing.T, yamlData []byte) []byte {
 	t.Helper()
 	var doc any
-	if err := yamlUnmarshal(yamlData, &doc); err != nil {
+	if err := yaml.Unmarshal(yamlData, &doc); err != nil {
 		t.Fatal(err)
 	}
 	b, err := json.Marshal(doc)

@@ -255,6 +255,3 @@ func kind(v any) string {
 }
 
 var errNoPromptSource = errors.New("no prompt registry")
-
-// yamlUnmarshal is the YAML reader the parser uses.
-func yamlUnmarshal(data []byte, out any) error { return yaml.Unmarshal(data, out) }
