@@ -49,10 +49,7 @@ func TestAgentPlatformConcurrentSessions(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	e.serve.waitUntil(t, "the Agent Platform to answer ListTools", func() bool {
-		_, err := agentplatform.Probe(ctx, agentAddr, tlsCfg, md)
-		return err == nil
-	})
+	e.waitAgentPlatform(ctx, t, agentAddr, md)
 
 	canary := letterCanary()
 	before := e.backend.posts()
@@ -131,6 +128,17 @@ func (e *listenersEnv) agentMD(t *testing.T, scopes ...string) metadata.MD {
 	}
 	m.Set(agentplatform.HeaderModelMetadata, `{"provider":"openai","name":"general","api_key":"placeholder","identifier":"custom_openai/`+sandbox.ModelChat+`"}`)
 	return m
+}
+
+// waitAgentPlatform waits until the served Agent Platform at addr answers
+// ListTools for md (GitLab's own health check).
+func (e *listenersEnv) waitAgentPlatform(ctx context.Context, t *testing.T, addr string, md metadata.MD) {
+	t.Helper()
+	tlsCfg := &tls.Config{RootCAs: e.roots, ServerName: "localhost"}
+	e.serve.waitUntil(t, "the Agent Platform to answer ListTools", func() bool {
+		_, err := agentplatform.Probe(ctx, addr, tlsCfg, md)
+		return err == nil
+	})
 }
 
 // letterCanary is a random secret without digits: the sandbox takes a

@@ -218,10 +218,7 @@ func TestAgentPlatformDrainOnSIGTERM(t *testing.T) {
 	md.Set("x-gitlab-oauth-token", api.Token)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e.serve.waitUntil(t, "the Agent Platform to answer ListTools", func() bool {
-		_, err := agentplatform.Probe(ctx, agentAddr, &tls.Config{RootCAs: e.roots, ServerName: "localhost"}, e.agentMD(t, "duo_agent_platform"))
-		return err == nil
-	})
+	e.waitAgentPlatform(ctx, t, agentAddr, e.agentMD(t, "duo_agent_platform"))
 	// The session's first GitLab call waits until the drain has begun.
 	gitlab := &parked{h: api, arrived: make(chan struct{}), release: make(chan struct{})}
 	type result struct {

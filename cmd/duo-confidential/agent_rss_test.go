@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/duo-confidential/duo-confidential/gateway/agentplatform"
 	"github.com/duo-confidential/duo-confidential/gateway/agentplatform/contract"
 	"github.com/duo-confidential/duo-confidential/gateway/gitlabtest"
 	"google.golang.org/grpc"
@@ -43,10 +42,7 @@ func TestAgentPlatformIdleSessionRSS(t *testing.T) {
 	md.Set("x-gitlab-oauth-token", api.Token)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	e.serve.waitUntil(t, "the Agent Platform to answer ListTools", func() bool {
-		_, err := agentplatform.Probe(ctx, agentAddr, tlsCfg, md)
-		return err == nil
-	})
+	e.waitAgentPlatform(ctx, t, agentAddr, md)
 	clients := make([]contract.DuoWorkflowClient, conns)
 	for i := range clients {
 		conn, err := grpc.NewClient(agentAddr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
